@@ -1,0 +1,14 @@
+"""uringloop: an asyncio event loop for Linux driven by io_uring.
+
+    import uringloop
+    uringloop.run(main())                       # or
+    asyncio.run(main(), loop_factory=uringloop.new_event_loop)   # or
+    asyncio.set_event_loop_policy(uringloop.Policy())
+"""
+from .loop import Loop
+from .policy import Policy, install, new_event_loop, run
+from .ring import Features, UnsupportedError, probe
+
+__all__ = ["Features", "Loop", "Policy", "UnsupportedError", "install", "new_event_loop",
+           "probe", "run"]
+__version__ = "0.1.0"

@@ -1,0 +1,499 @@
+/*
+ * uringloop's C core: ring setup and probe, one prep function per opcode,
+ * enter-and-reap, and provided-buffer rings.  It knows nothing of asyncio:
+ * Python names each operation by a 64-bit user_data and reads completions
+ * back from flat arrays.
+ */
+#define _GNU_SOURCE
+#include "_core.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef __NR_io_uring_setup
+#define __NR_io_uring_setup 425
+#endif
+#ifndef __NR_io_uring_enter
+#define __NR_io_uring_enter 426
+#endif
+#ifndef __NR_io_uring_register
+#define __NR_io_uring_register 427
+#endif
+
+#define OFF_SQ_RING 0ULL
+#define OFF_CQ_RING 0x8000000ULL
+#define OFF_SQES    0x10000000ULL
+
+/* The kernel's side of the ring indices: read with acquire, publish with
+ * release, so the SQE/CQE contents are ordered with the index moves. */
+#define load_acquire(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+static int sys_setup(unsigned entries, struct ul_params *p)
+{
+    return (int)syscall(__NR_io_uring_setup, entries, p);
+}
+
+static int sys_enter(int fd, unsigned to_submit, unsigned min_complete,
+                     unsigned flags, void *arg, size_t argsz)
+{
+    return (int)syscall(__NR_io_uring_enter, fd, to_submit, min_complete,
+                        flags, arg, argsz);
+}
+
+static int sys_register(int fd, unsigned op, void *arg, unsigned nr)
+{
+    return (int)syscall(__NR_io_uring_register, fd, op, arg, nr);
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
+static void unmap_all(struct ul_ring *r)
+{
+    if (r->sqe_map)
+        munmap(r->sqe_map, r->sqe_map_len);
+    if (r->cq_map && r->cq_map != r->sq_map)
+        munmap(r->cq_map, r->cq_map_len);
+    if (r->sq_map)
+        munmap(r->sq_map, r->sq_map_len);
+    r->sq_map = r->cq_map = r->sqe_map = NULL;
+}
+
+static void *map_ring(int fd, size_t len, unsigned long long off)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_POPULATE, fd, (off_t)off);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static int map_rings(struct ul_ring *r, struct ul_params *p)
+{
+    size_t cqe_size = sizeof(struct ul_cqe);
+    r->sq_map_len = p->sq_off.array + p->sq_entries * sizeof(uint32_t);
+    r->cq_map_len = p->cq_off.cqes + p->cq_entries * cqe_size;
+    if (p->flags & UL_SETUP_NO_SQARRAY)
+        r->sq_map_len = p->sq_off.flags + sizeof(uint32_t) * 4;
+    if (p->features & UL_FEAT_SINGLE_MMAP) {
+        if (r->cq_map_len > r->sq_map_len)
+            r->sq_map_len = r->cq_map_len;
+        r->cq_map_len = r->sq_map_len;
+    }
+    r->sq_map = map_ring(r->fd, r->sq_map_len, OFF_SQ_RING);
+    if (!r->sq_map)
+        return -errno;
+    r->cq_map = r->sq_map;
+    if (!(p->features & UL_FEAT_SINGLE_MMAP)) {
+        r->cq_map = map_ring(r->fd, r->cq_map_len, OFF_CQ_RING);
+        if (!r->cq_map)
+            return -errno;
+    }
+    r->sqe_map_len = p->sq_entries * sizeof(struct ul_sqe);
+    r->sqe_map = map_ring(r->fd, r->sqe_map_len, OFF_SQES);
+    if (!r->sqe_map)
+        return -errno;
+
+    char *sq = r->sq_map, *cq = r->cq_map;
+    r->sq_khead = (uint32_t *)(sq + p->sq_off.head);
+    r->sq_ktail = (uint32_t *)(sq + p->sq_off.tail);
+    r->sq_kflags = (uint32_t *)(sq + p->sq_off.flags);
+    r->sq_mask = *(uint32_t *)(sq + p->sq_off.ring_mask);
+    r->sq_array = (p->flags & UL_SETUP_NO_SQARRAY)
+                      ? NULL : (uint32_t *)(sq + p->sq_off.array);
+    r->sq_tail = *r->sq_ktail;
+    r->sqes = r->sqe_map;
+    r->cq_khead = (uint32_t *)(cq + p->cq_off.head);
+    r->cq_ktail = (uint32_t *)(cq + p->cq_off.tail);
+    r->cq_mask = *(uint32_t *)(cq + p->cq_off.ring_mask);
+    r->cqes = (struct ul_cqe *)(cq + p->cq_off.cqes);
+    return 0;
+}
+
+static void probe_ops(struct ul_ring *r)
+{
+    struct ul_probe *probe = calloc(1, sizeof(*probe));
+    if (!probe)
+        return;
+    if (sys_register(r->fd, UL_REGISTER_PROBE, probe, 256) >= 0) {
+        for (unsigned i = 0; i < probe->ops_len && i < 256; i++)
+            if (probe->ops[i].flags & 1)
+                r->ops[probe->ops[i].op] = 1;
+    }
+    free(probe);
+}
+
+static int alloc_completion_arrays(struct ul_ring *r)
+{
+    size_t n = r->cq_entries;
+    r->cqe_user_data = calloc(n, sizeof(uint64_t));
+    r->cqe_res = calloc(n, sizeof(int32_t));
+    r->cqe_flags = calloc(n, sizeof(uint32_t));
+    r->cqe_big = calloc(2 * n, sizeof(uint64_t));
+    if (!r->cqe_user_data || !r->cqe_res || !r->cqe_flags || !r->cqe_big)
+        return -ENOMEM;
+    return 0;
+}
+
+/* Make a ring with exactly `try_flags`; the caller chooses the cascade.
+ * Returns 0 or -errno (the errno of io_uring_setup where that failed). */
+int ul_ring_init(struct ul_ring *r, unsigned entries, unsigned cq_entries,
+                 unsigned try_flags, unsigned deny_features)
+{
+    struct ul_params p;
+    int err;
+
+    memset(r, 0, sizeof(*r));
+    memset(&p, 0, sizeof(p));
+    p.flags = try_flags;
+    p.cq_entries = cq_entries;
+    r->fd = sys_setup(entries, &p);
+    if (r->fd < 0) {
+        r->fd = -1;
+        return -errno;
+    }
+    r->setup_flags = p.flags;
+    p.features &= ~deny_features;   /* masked features take no code path */
+    r->features = p.features;
+    r->sq_entries = p.sq_entries;
+    r->cq_entries = p.cq_entries;
+    r->enabled = !(p.flags & UL_SETUP_R_DISABLED);
+    if (r->features & UL_FEAT_NO_IOWAIT)
+        r->enter_flags = UL_ENTER_NO_IOWAIT;
+    err = map_rings(r, &p);
+    if (!err)
+        err = alloc_completion_arrays(r);
+    if (err) {
+        ul_ring_exit(r);
+        return err;
+    }
+    probe_ops(r);
+    return 0;
+}
+
+/* With SINGLE_ISSUER the thread that enables the ring becomes its only
+ * submitter, so the loop calls this from the thread that runs it. */
+int ul_ring_enable(struct ul_ring *r)
+{
+    if (r->enabled)
+        return 0;
+    if (sys_register(r->fd, UL_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+        return -errno;
+    r->enabled = 1;
+    return 0;
+}
+
+void ul_ring_exit(struct ul_ring *r)
+{
+    unmap_all(r);
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = -1;
+    free(r->cqe_user_data);
+    free(r->cqe_res);
+    free(r->cqe_flags);
+    free(r->cqe_big);
+    r->cqe_user_data = NULL;
+    r->cqe_res = NULL;
+    r->cqe_flags = NULL;
+    r->cqe_big = NULL;
+}
+
+/* In a forked child the ring's mappings are shared with the parent, which
+ * still owns the ring: drop the child's view without touching the shared
+ * memory, and leave indices that make every later prep or wait fail with
+ * EBADFD instead of writing into the parent's queues. */
+void ul_ring_forget(struct ul_ring *r)
+{
+    unmap_all(r);
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = -1;
+    r->enabled = 0;
+    r->sq_entries = 0;
+    r->sq_tail = 0;
+    r->forgotten[0] = r->forgotten[1] = 0;
+    r->sq_khead = &r->forgotten[0];
+    r->sq_ktail = &r->forgotten[1];
+}
+
+/* ---- submission -------------------------------------------------------- */
+
+unsigned ul_sq_pending(struct ul_ring *r)
+{
+    return r->sq_tail - load_acquire(r->sq_khead);
+}
+
+static int submit(struct ul_ring *r, unsigned flags, unsigned wait_nr,
+                  void *arg, size_t argsz)
+{
+    store_release(r->sq_ktail, r->sq_tail);
+    unsigned n = ul_sq_pending(r);
+    int ret = sys_enter(r->fd, n, wait_nr, flags | r->enter_flags, arg, argsz);
+    return ret < 0 ? -errno : ret;
+}
+
+/* The next free SQE, zeroed.  A full SQ is submitted first, so an SQE is
+ * never dropped; NULL (with *err) only when the kernel refuses that. */
+static struct ul_sqe *get_sqe(struct ul_ring *r, int *err)
+{
+    if (ul_sq_pending(r) >= r->sq_entries) {
+        if (!r->enabled) {
+            *err = -EBADFD;
+            return NULL;
+        }
+        int ret = submit(r, 0, 0, NULL, 0);
+        if (ret < 0 || ul_sq_pending(r) >= r->sq_entries) {
+            *err = ret < 0 ? ret : -EBUSY;
+            return NULL;
+        }
+    }
+    unsigned idx = r->sq_tail & r->sq_mask;
+    struct ul_sqe *sqe = &r->sqes[idx];
+    memset(sqe, 0, sizeof(*sqe));
+    if (r->sq_array)
+        r->sq_array[idx] = idx;
+    r->sq_tail++;
+    return sqe;
+}
+
+#define PREP(opcode_)                                   \
+    int err_ = 0;                                       \
+    struct ul_sqe *sqe = get_sqe(r, &err_);             \
+    if (!sqe)                                           \
+        return err_;                                    \
+    sqe->opcode = (opcode_);                            \
+    sqe->user_data = ud
+
+int ul_prep_nop(struct ul_ring *r, uint64_t ud, unsigned nop_flags,
+                uint64_t off, uint64_t addr)
+{
+    PREP(UL_OP_NOP);
+    sqe->op_flags = nop_flags;
+    sqe->off = off;
+    sqe->addr = addr;
+    return 0;
+}
+
+int ul_prep_poll_add(struct ul_ring *r, uint64_t ud, int fd, unsigned events,
+                     unsigned multishot)
+{
+    PREP(UL_OP_POLL_ADD);
+    sqe->fd = fd;
+    sqe->op_flags = events;
+    sqe->len = multishot ? UL_POLL_ADD_MULTI : 0;
+    return 0;
+}
+
+int ul_prep_cancel(struct ul_ring *r, uint64_t ud, uint64_t target, int fd,
+                   unsigned flags)
+{
+    PREP(UL_OP_ASYNC_CANCEL);
+    sqe->addr = target;
+    sqe->fd = fd;
+    sqe->op_flags = flags;
+    return 0;
+}
+
+/* bgid >= 0 selects a provided buffer from that group (buf/len unused). */
+int ul_prep_recv(struct ul_ring *r, uint64_t ud, int fd, void *buf,
+                 unsigned len, unsigned msg_flags, unsigned ioprio, int bgid)
+{
+    PREP(UL_OP_RECV);
+    sqe->fd = fd;
+    sqe->addr = (uint64_t)(uintptr_t)buf;
+    sqe->len = len;
+    sqe->op_flags = msg_flags;
+    sqe->ioprio = (uint16_t)ioprio;
+    if (bgid >= 0) {
+        sqe->flags |= UL_SQE_BUFFER_SELECT;
+        sqe->buf_group = (uint16_t)bgid;
+    }
+    return 0;
+}
+
+/* ---- completion -------------------------------------------------------- */
+
+/* Copy up to cq_entries completions into the flat arrays.  Padding CQEs
+ * of a mixed ring and internal user_data are dropped here, so Python sees
+ * one entry per operation result. */
+static int reap(struct ul_ring *r)
+{
+    unsigned head = *r->cq_khead, tail = load_acquire(r->cq_ktail);
+    unsigned n = 0, max = r->cq_entries;
+
+    while (head != tail && n < max) {
+        struct ul_cqe *c = &r->cqes[head & r->cq_mask];
+        unsigned flags = c->flags;
+        head += (flags & UL_CQE_F_32) ? 2 : 1;
+        if ((flags & UL_CQE_F_SKIP) || c->user_data == UL_UD_INTERNAL)
+            continue;
+        r->cqe_user_data[n] = c->user_data;
+        r->cqe_res[n] = c->res;
+        r->cqe_flags[n] = flags;
+        if (flags & UL_CQE_F_32) {
+            /* a big CQE never straddles the wrap: the kernel pads first */
+            const uint64_t *extra = (const uint64_t *)(c + 1);
+            r->cqe_big[2 * n] = extra[0];
+            r->cqe_big[2 * n + 1] = extra[1];
+        }
+        n++;
+    }
+    store_release(r->cq_khead, head);
+    r->cqe_pos[0] = 0;
+    r->cqe_pos[1] = n;
+    return (int)n;
+}
+
+static int cq_ready(struct ul_ring *r)
+{
+    return *r->cq_khead != load_acquire(r->cq_ktail);
+}
+
+/* A syscall is needed unless nothing is queued, nothing must be waited for,
+ * and the kernel has flagged no deferred work or overflow. */
+static int needs_enter(struct ul_ring *r, long long timeout_ns)
+{
+    if (timeout_ns != 0 || ul_sq_pending(r))
+        return 1;
+    if (!(r->setup_flags & UL_SETUP_TASKRUN_FLAG))
+        return 1;
+    return load_acquire(r->sq_kflags) & (UL_SQ_TASKRUN | UL_SQ_CQ_OVERFLOW);
+}
+
+/* Submit everything queued, wait up to timeout_ns (<0: forever, 0: not at
+ * all) for a completion, and copy completions out.  Returns how many wait
+ * in the arrays, or -errno.  While earlier ones are still undispatched it
+ * returns at once and reaps nothing.  EINTR returns early so Python can run
+ * its signal handlers; ETIME is a timeout; EBUSY/EAGAIN mean the CQ must
+ * drain first, which this reap does. */
+int ul_wait(struct ul_ring *r, long long timeout_ns)
+{
+    unsigned flags = UL_ENTER_GETEVENTS, wait_nr = 0;
+    struct ul_getevents_arg arg;
+    void *argp = NULL;
+    size_t argsz = 0;
+    int ret;
+
+    if (!r->enabled)
+        return -EBADFD;
+    if (r->cqe_pos[0] < r->cqe_pos[1])
+        return (int)(r->cqe_pos[1] - r->cqe_pos[0]);
+    if (cq_ready(r))
+        timeout_ns = 0;
+    if (!needs_enter(r, timeout_ns))
+        return reap(r);
+    if (timeout_ns != 0) {
+        wait_nr = 1;
+        if (timeout_ns > 0) {
+            r->ts.tv_sec = timeout_ns / 1000000000LL;
+            r->ts.tv_nsec = timeout_ns % 1000000000LL;
+            if (r->features & UL_FEAT_EXT_ARG) {
+                memset(&arg, 0, sizeof(arg));
+                arg.ts = (uint64_t)(uintptr_t)&r->ts;
+                argp = &arg;
+                argsz = sizeof(arg);
+                flags |= UL_ENTER_EXT_ARG;
+            } else {
+                /* old kernels: a TIMEOUT that also ends at the first CQE */
+                int err = 0;
+                struct ul_sqe *sqe = get_sqe(r, &err);
+                if (!sqe)
+                    return err;
+                sqe->opcode = UL_OP_TIMEOUT;
+                sqe->addr = (uint64_t)(uintptr_t)&r->ts;
+                sqe->len = 1;
+                sqe->off = 1;
+                sqe->user_data = UL_UD_INTERNAL;
+            }
+        }
+    }
+    ret = submit(r, flags, wait_nr, argp, argsz);
+    if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY &&
+        ret != -EAGAIN)
+        return ret;
+    return reap(r);
+}
+
+/* ---- provided-buffer rings --------------------------------------------- */
+
+static void *map_anon(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* count must be a power of two.  Every buffer is handed to the kernel. */
+int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
+                    unsigned count, unsigned size)
+{
+    struct ul_buf_reg reg;
+
+    memset(br, 0, sizeof(*br));
+    if (count == 0 || (count & (count - 1)) || count > 32768)
+        return -EINVAL;
+    br->ring = map_anon(count * sizeof(struct ul_buf));
+    br->base = map_anon((size_t)count * size);
+    if (!br->ring || !br->base) {
+        ul_bufring_exit(NULL, br);
+        return -ENOMEM;
+    }
+    br->count = count;
+    br->size = size;
+    br->mask = count - 1;
+    br->bgid = (uint16_t)bgid;
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (uint64_t)(uintptr_t)br->ring;
+    reg.ring_entries = count;
+    reg.bgid = (uint16_t)bgid;
+    if (sys_register(r->fd, UL_REGISTER_PBUF_RING, &reg, 1) < 0) {
+        int err = -errno;
+        ul_bufring_exit(NULL, br);
+        return err;
+    }
+    for (unsigned bid = 0; bid < count; bid++)
+        ul_bufring_recycle(br, bid);
+    ul_bufring_publish(br);
+    return 0;
+}
+
+/* Unregister (when r is given) and free.  The caller guarantees no op that
+ * selects from this group is still in flight. */
+void ul_bufring_exit(struct ul_ring *r, struct ul_bufring *br)
+{
+    if (r && r->fd >= 0 && br->ring) {
+        struct ul_buf_reg reg;
+        memset(&reg, 0, sizeof(reg));
+        reg.bgid = br->bgid;
+        sys_register(r->fd, UL_UNREGISTER_PBUF_RING, &reg, 1);
+    }
+    if (br->ring)
+        munmap(br->ring, br->count * sizeof(struct ul_buf));
+    if (br->base)
+        munmap(br->base, (size_t)br->count * br->size);
+    br->ring = NULL;
+    br->base = NULL;
+}
+
+/* Queue buffer `bid` for the kernel; visible after ul_bufring_publish. */
+void ul_bufring_recycle(struct ul_bufring *br, unsigned bid)
+{
+    struct ul_buf *b = &br->ring[br->tail & br->mask];
+    b->addr = (uint64_t)(uintptr_t)(br->base + (size_t)bid * br->size);
+    b->len = br->size;
+    b->bid = (uint16_t)bid;
+    br->tail++;
+}
+
+void ul_bufring_publish(struct ul_bufring *br)
+{
+    store_release(&br->ring[0].resv, br->tail);
+}
+
+char *ul_bufring_addr(struct ul_bufring *br, unsigned bid)
+{
+    return br->base + (size_t)bid * br->size;
+}

@@ -1,0 +1,269 @@
+"""uringloop.Loop: asyncio's BaseEventLoop with an io_uring for its I/O.
+
+BaseEventLoop supplies the policy-free machinery (handles, timers' heap,
+tasks, executors, exception handling, debug mode).  This class adds the
+run-once step around one io_uring_enter per iteration and the dispatch of
+completions to op records.
+"""
+import asyncio
+import heapq
+import math
+import os
+import threading
+from asyncio import base_events
+from asyncio.log import logger
+
+from . import ops
+from .ring import CANCEL_EVERYTHING, CQE_F_MORE, FORKED_MESSAGE, Ring
+
+_MAX_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
+# Rebuild the timer heap when at least this many timers, and more than
+# this fraction of them, are cancelled (asyncio's own thresholds).
+_MIN_TIMERS_TO_PURGE = 100
+_MAX_CANCELLED_FRACTION = 0.5
+# How long close() waits for the kernel to finish cancelled operations.
+_DRAIN_SECONDS = 2.0
+
+POLLIN = 0x001
+
+
+def _format_handle(handle):
+    fmt = getattr(base_events, "_format_handle", repr)
+    return fmt(handle)
+
+
+class _Wakeup:
+    """Multishot poll on the loop's eventfd: call_soon_threadsafe's doorbell.
+
+    A poll owns no memory the kernel writes to, so it can be abandoned
+    with its ring at any time."""
+
+    __slots__ = ("loop",)
+
+    def __init__(self, loop):
+        self.loop = loop
+
+    def complete(self, res, flags):
+        loop = self.loop
+        try:
+            os.eventfd_read(loop._wakeup_fd)
+        except (BlockingIOError, InterruptedError):
+            pass
+        if not flags & CQE_F_MORE and not loop._closed:
+            loop._arm_wakeup()
+
+    def __repr__(self):
+        return "<uringloop wakeup poll>"
+
+
+class Loop(base_events.BaseEventLoop):
+    """An asyncio event loop whose I/O runs through io_uring."""
+
+    def __init__(self):
+        super().__init__()
+        self._ring = Ring()
+        self._ops = ops.OpTable()
+        self._wakeup_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._arm_wakeup()
+
+    # -- public extras
+
+    @property
+    def features(self):
+        """What this loop's ring was set up with (see uringloop.Features)."""
+        return self._ring.features
+
+    # -- lifetime
+
+    def run_forever(self):
+        self._check_closed()
+        self._check_running()
+        self._adopt_thread()
+        super().run_forever()
+
+    def close(self):
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self._closed:
+            return
+        super().close()
+        self._close_ring()
+        fd, self._wakeup_fd = self._wakeup_fd, -1
+        os.close(fd)
+
+    def _adopt_thread(self):
+        """Make the ring drivable from the thread about to run the loop.
+
+        A SINGLE_ISSUER ring accepts submissions only from the thread that
+        enabled it.  A loop run later from another thread gets a new ring
+        while only its own wakeup poll is in flight; with real I/O in flight
+        that is impossible, and it says so."""
+        ring = self._ring
+        if ring.forked:
+            raise RuntimeError(FORKED_MESSAGE)
+        me = threading.get_ident()
+        if ring.thread is None or not ring.single_issuer:
+            ring.enable()
+            ring.thread = me
+            return
+        if ring.thread == me:
+            return
+        if len(self._ops) > 1:
+            raise RuntimeError(
+                f"uringloop: this loop has I/O in flight on an io_uring owned by thread "
+                f"{ring.thread}; only that thread can run it until that I/O is closed")
+        ring.close()                        # the kernel drops the wakeup poll
+        self._ops = ops.OpTable()
+        self._ring = Ring()
+        self._arm_wakeup()
+        self._ring.enable()
+
+    def _close_ring(self):
+        ring = self._ring
+        if ring.forked:
+            ring.close()
+            return
+        if ring.enabled and (ring.thread == threading.get_ident() or not ring.single_issuer):
+            self._drain()
+        # Anything still in flight owns memory the kernel may yet write to
+        # when it tears the ring down: keep it for the life of the process.
+        ops.GRAVEYARD.extend(op for op in self._ops.records() if not isinstance(op, _Wakeup))
+        ring.close()
+
+    def _drain(self):
+        """Cancel every op in flight and consume their final completions,
+        without calling their handlers: the loop is closing."""
+        ring, table = self._ring, self._ops
+        ring.prep_cancel(0, flags=CANCEL_EVERYTHING)
+        deadline = self.time() + _DRAIN_SECONDS
+        pos = ring.pos
+        while len(table) and self.time() < deadline:
+            ring.wait(10_000_000)
+            uds, flags = ring.user_data, ring.flags
+            for i in range(pos[0], pos[1]):
+                if not flags[i] & CQE_F_MORE:
+                    table.release(uds[i])
+            pos[0] = pos[1]
+
+    # -- cross-thread wakeup
+
+    def _arm_wakeup(self):
+        ud = self._ops.add(_Wakeup(self))
+        self._ring.prep_poll_add(ud, self._wakeup_fd, POLLIN,
+                                 self._ring.features.has("multishot_poll"))
+
+    def _write_to_self(self):
+        fd = self._wakeup_fd
+        if fd >= 0:
+            try:
+                os.eventfd_write(fd, 1)
+            except OSError:
+                pass                        # closed meanwhile, or saturated
+
+    def _process_events(self, event_list):
+        """Unused: completions are dispatched by _dispatch."""
+
+    # -- the run-once step
+
+    def _run_once(self):
+        self._purge_cancelled_timers()
+        if self._ready or self._stopping:
+            timeout = 0
+        elif self._scheduled:
+            delay = self._scheduled[0]._when - self.time()
+            timeout = math.ceil(min(max(0.0, delay), _MAX_TIMEOUT) * 1e9)
+        else:
+            timeout = -1
+        self._ring.wait(timeout)
+        self._dispatch()
+        self._schedule_due_timers()
+        self._run_ready()
+
+    def _dispatch(self):
+        """Hand each reaped completion to its op record.  An op's slot is
+        freed at its final CQE, before its handler runs, so the handler may
+        start the next op in the same slot."""
+        ring = self._ring
+        pos = ring.pos
+        start, end = pos[0], pos[1]
+        if start == end:
+            return
+        uds, res, flags = ring.user_data, ring.res, ring.flags
+        table = self._ops
+        slots = table.slots
+        i = start
+        try:
+            for i in range(start, end):
+                ud = uds[i]
+                f = flags[i]
+                op = slots[ud]
+                if not f & CQE_F_MORE:
+                    table.release(ud)
+                try:
+                    op.complete(res[i], f)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self.call_exception_handler({
+                        "message": f"Exception in completion handler of {op!r}",
+                        "exception": exc,
+                    })
+        finally:
+            pos[0] = i + 1
+
+    def _purge_cancelled_timers(self):
+        scheduled = self._scheduled
+        count = len(scheduled)
+        if (count > _MIN_TIMERS_TO_PURGE
+                and self._timer_cancelled_count / count > _MAX_CANCELLED_FRACTION):
+            live = []
+            for handle in scheduled:
+                if handle._cancelled:
+                    handle._scheduled = False
+                else:
+                    live.append(handle)
+            heapq.heapify(live)
+            self._scheduled = live
+            self._timer_cancelled_count = 0
+            return
+        while scheduled and scheduled[0]._cancelled:
+            self._timer_cancelled_count -= 1
+            heapq.heappop(scheduled)._scheduled = False
+
+    def _schedule_due_timers(self):
+        scheduled = self._scheduled
+        if not scheduled:
+            return
+        horizon = self.time() + self._clock_resolution
+        ready = self._ready
+        while scheduled and scheduled[0]._when < horizon:
+            handle = heapq.heappop(scheduled)
+            handle._scheduled = False
+            ready.append(handle)
+
+    def _run_ready(self):
+        """Run the callbacks that are ready now; those they schedule wait
+        for the next iteration, after the next look at the ring."""
+        ready = self._ready
+        if self._debug:
+            for _ in range(len(ready)):
+                handle = ready.popleft()
+                if not handle._cancelled:
+                    self._run_timed(handle)
+            return
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle._cancelled:
+                handle._run()
+
+    def _run_timed(self, handle):
+        try:
+            self._current_handle = handle
+            started = self.time()
+            handle._run()
+            took = self.time() - started
+            if took >= self.slow_callback_duration:
+                logger.warning("Executing %s took %.3f seconds", _format_handle(handle), took)
+        finally:
+            self._current_handle = None
+

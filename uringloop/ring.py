@@ -1,0 +1,395 @@
+"""The Python face of the C core: one io_uring, its probed features, and
+the flat completion arrays the loop reads after each wait.
+
+Setup tries the fastest configuration first and falls back tier by tier:
+
+1. SINGLE_ISSUER | DEFER_TASKRUN, created R_DISABLED so that the thread
+   that first runs the loop becomes its issuer;
+2. COOP_TASKRUN (any thread may drive the ring);
+3. a plain ring.
+
+Optional flags (CQE_MIXED, NO_SQARRAY, TASKRUN_FLAG, SUBMIT_ALL, CQSIZE) are
+added where the kernel takes them.  URINGLOOP_DISABLE masks any of these,
+and the loop's own capabilities, so tests drive every fallback on a new
+kernel: ``URINGLOOP_DISABLE=cqe_mixed,defer_taskrun``.  ``io_uring`` in the
+mask (optionally ``io_uring=EPERM``) makes setup fail as a kernel without
+io_uring would.
+"""
+import dataclasses
+import errno
+import os
+import threading
+import weakref
+
+from ._uring import ffi, lib
+
+SETUP_FLAGS = {
+    "single_issuer": lib.UL_SETUP_SINGLE_ISSUER,
+    "defer_taskrun": lib.UL_SETUP_DEFER_TASKRUN,
+    "coop_taskrun": lib.UL_SETUP_COOP_TASKRUN,
+    "taskrun_flag": lib.UL_SETUP_TASKRUN_FLAG,
+    "cqe_mixed": lib.UL_SETUP_CQE_MIXED,
+    "no_sqarray": lib.UL_SETUP_NO_SQARRAY,
+    "submit_all": lib.UL_SETUP_SUBMIT_ALL,
+    "cqsize": lib.UL_SETUP_CQSIZE,
+    "r_disabled": lib.UL_SETUP_R_DISABLED,
+}
+
+# io_uring_params.features, by bit (kernel ABI).
+FEATURE_BITS = (
+    "single_mmap", "nodrop", "submit_stable", "rw_cur_pos", "cur_personality",
+    "fast_poll", "poll_32bits", "sqpoll_nonfixed", "ext_arg", "native_workers",
+    "rsrc_tags", "cqe_skip", "linked_file", "reg_reg_ring", "recvsend_bundle",
+    "min_timeout", "rw_attr", "no_iowait",
+)
+
+# enum io_uring_op, by number (kernel ABI).
+OPCODES = (
+    "nop", "readv", "writev", "fsync", "read_fixed", "write_fixed", "poll_add",
+    "poll_remove", "sync_file_range", "sendmsg", "recvmsg", "timeout",
+    "timeout_remove", "accept", "async_cancel", "link_timeout", "connect",
+    "fallocate", "openat", "close", "files_update", "statx", "read", "write",
+    "fadvise", "madvise", "send", "recv", "openat2", "epoll_ctl", "splice",
+    "provide_buffers", "remove_buffers", "tee", "shutdown", "renameat",
+    "unlinkat", "mkdirat", "symlinkat", "linkat", "msg_ring", "fsetxattr",
+    "setxattr", "fgetxattr", "getxattr", "socket", "uring_cmd", "send_zc",
+    "sendmsg_zc", "read_multishot", "waitid", "futex_wait", "futex_wake",
+    "futex_waitv", "fixed_fd_install", "ftruncate", "bind", "listen", "recv_zc",
+    "epoll_wait", "readv_fixed", "writev_fixed", "pipe", "nop128",
+    "uring_cmd128",
+)
+
+# Capabilities of the loop that are not single kernel bits; masking one
+# makes the loop take its fallback.
+CAPABILITIES = ("multishot_poll",)
+
+# Features whose absence changes a code path of the core, so masking them
+# is meaningful; the rest are reported, not masked.
+MASKABLE_FEATURES = ("single_mmap", "ext_arg", "no_iowait")
+
+OPTIONAL_SETUP = ("cqe_mixed", "no_sqarray", "taskrun_flag", "submit_all", "cqsize")
+
+DEFAULT_ENTRIES = 512
+DEFAULT_CQ_ENTRIES = 4096
+
+CQE_F_BUFFER = lib.UL_CQE_F_BUFFER
+CQE_F_MORE = lib.UL_CQE_F_MORE
+CQE_F_32 = lib.UL_CQE_F_32
+CQE_BUFFER_SHIFT = lib.UL_CQE_BUFFER_SHIFT
+CANCEL_EVERYTHING = lib.UL_CANCEL_ANY | lib.UL_CANCEL_ALL
+
+FORKED_MESSAGE = ("uringloop: this event loop belongs to the parent process; "
+                  "a forked child must create its own loop")
+
+
+class UnsupportedError(OSError):
+    """io_uring cannot be used here; the message names the errno and cause."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+    """What the kernel accepted for one ring, after the mask."""
+
+    kernel: str
+    tier: str
+    setup_flags: frozenset
+    features: frozenset
+    opcodes: frozenset
+    masked: frozenset
+    sq_entries: int
+    cq_entries: int
+
+    def has(self, name):
+        """True where the ring has `name` (a setup flag, feature, opcode or
+        capability) and it is not masked."""
+        if name in self.masked:
+            return False
+        return (name in self.setup_flags or name in self.features
+                or name in self.opcodes or name in CAPABILITIES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mask:
+    """URINGLOOP_DISABLE, parsed."""
+
+    names: frozenset = frozenset()
+    refuse_errno: int = 0
+
+    @classmethod
+    def from_env(cls, value=None):
+        if value is None:
+            value = os.environ.get("URINGLOOP_DISABLE", "")
+        names, refuse = set(), 0
+        for item in filter(None, (part.strip().lower() for part in value.split(","))):
+            name, _, arg = item.partition("=")
+            if name == "io_uring":
+                refuse = _errno_by_name(arg) if arg else errno.ENOSYS
+            elif name in SETUP_FLAGS or name in MASKABLE_FEATURES or name in CAPABILITIES:
+                names.add(name)
+            else:
+                known = sorted([*SETUP_FLAGS, *MASKABLE_FEATURES, *CAPABILITIES, "io_uring"])
+                raise ValueError(f"URINGLOOP_DISABLE: unknown name {name!r}; known: {', '.join(known)}")
+        return cls(frozenset(names), refuse)
+
+    def bits(self, table):
+        return sum(bit for name, bit in table.items() if name in self.names)
+
+
+def _errno_by_name(name):
+    code = getattr(errno, name.upper(), None)
+    if not isinstance(code, int):
+        raise ValueError(f"URINGLOOP_DISABLE: io_uring={name}: not an errno name")
+    return code
+
+
+def _sysctl(name):
+    try:
+        with open(f"/proc/sys/kernel/{name}") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def refusal_message(code):
+    """Why io_uring_setup failed with `code`, in words a user can act on."""
+    if code == errno.ENOSYS:
+        cause = "this kernel has no io_uring (older than 5.1, or built without CONFIG_IO_URING)"
+    elif code == errno.EPERM:
+        disabled = _sysctl("io_uring_disabled")
+        if disabled == "2":
+            cause = "io_uring is disabled system-wide (sysctl kernel.io_uring_disabled = 2)"
+        elif disabled == "1":
+            cause = ("sysctl kernel.io_uring_disabled = 1 allows io_uring only to CAP_SYS_ADMIN "
+                     "and the group in kernel.io_uring_group")
+        else:
+            cause = ("a seccomp profile denies io_uring_setup; container runtimes block it by "
+                     "default, so allow io_uring_setup, io_uring_enter and io_uring_register")
+    elif code == errno.EINVAL:
+        cause = "this kernel's io_uring is too old for uringloop (Linux 5.13 or newer is needed)"
+    elif code == errno.ENOMEM:
+        cause = "the kernel could not allocate the ring (on kernels before 5.12, raise RLIMIT_MEMLOCK)"
+    elif code in (errno.EMFILE, errno.ENFILE):
+        cause = "no file descriptor is left for the ring"
+    else:
+        cause = "io_uring_setup failed"
+    return (f"io_uring is unavailable: [{errno.errorcode.get(code, code)}] {os.strerror(code)}: "
+            f"{cause}. Pass fallback=True to uringloop.new_event_loop() to use asyncio's "
+            f"default loop instead.")
+
+
+def _tiers(mask):
+    """The setup tiers to try, fastest first, skipping masked ones."""
+    tiers = []
+    if not mask.names & {"single_issuer", "defer_taskrun"}:
+        flags = lib.UL_SETUP_SINGLE_ISSUER | lib.UL_SETUP_DEFER_TASKRUN
+        if "r_disabled" not in mask.names:
+            flags |= lib.UL_SETUP_R_DISABLED
+        tiers.append(("defer_taskrun", flags))
+    if "coop_taskrun" not in mask.names:
+        tiers.append(("coop_taskrun", lib.UL_SETUP_COOP_TASKRUN))
+    tiers.append(("plain", 0))
+    return tiers
+
+
+# Rings alive in this process; a forked child forgets them (see _after_fork).
+_live_rings = weakref.WeakSet()
+
+
+class Ring:
+    """One io_uring.  Not thread-safe: the loop drives it from one thread."""
+
+    def __init__(self, entries=DEFAULT_ENTRIES, cq_entries=DEFAULT_CQ_ENTRIES, mask=None):
+        mask = Mask.from_env() if mask is None else mask
+        self._r = r = ffi.new("struct ul_ring *")
+        self._r.fd = -1
+        self.forked = False
+        self.thread = None
+        self.tier = self._setup(entries, cq_entries, mask)
+        self.features = self._describe(mask)
+        cap = r.cq_entries
+        self.user_data = memoryview(ffi.buffer(r.cqe_user_data, 8 * cap)).cast("Q")
+        self.res = memoryview(ffi.buffer(r.cqe_res, 4 * cap)).cast("i")
+        self.flags = memoryview(ffi.buffer(r.cqe_flags, 4 * cap)).cast("I")
+        self.big = memoryview(ffi.buffer(r.cqe_big, 16 * cap)).cast("Q")
+        # pos[0]: next completion to dispatch; pos[1]: how many were reaped
+        self.pos = memoryview(ffi.buffer(r.cqe_pos)).cast("I")
+        self.capacity = cap
+        _live_rings.add(self)
+
+    # -- setup
+
+    def _try(self, entries, cq_entries, flags, mask):
+        deny = sum(1 << FEATURE_BITS.index(n) for n in MASKABLE_FEATURES if n in mask.names)
+        return -lib.ul_ring_init(self._r, entries, cq_entries, flags, deny)
+
+    def _setup(self, entries, cq_entries, mask):
+        if mask.refuse_errno:
+            raise UnsupportedError(mask.refuse_errno, refusal_message(mask.refuse_errno))
+        optional = [SETUP_FLAGS[n] for n in OPTIONAL_SETUP if n not in mask.names]
+        err = errno.EINVAL
+        for tier, flags in _tiers(mask):
+            err = self._try(entries, cq_entries, flags | sum(optional), mask)
+            if not err:
+                return tier
+            if err != errno.EINVAL:
+                break
+            # Some optional flag is too new: keep those this kernel takes.
+            for bit in optional:
+                if not self._try(entries, cq_entries, flags | bit, mask):
+                    lib.ul_ring_exit(self._r)
+                    flags |= bit
+            err = self._try(entries, cq_entries, flags, mask)
+            if not err:
+                return tier
+            if err != errno.EINVAL:
+                break
+        raise UnsupportedError(err, refusal_message(err))
+
+    def _describe(self, mask):
+        r = self._r
+        return Features(
+            kernel=os.uname().release,
+            tier=self.tier,
+            setup_flags=frozenset(n for n, bit in SETUP_FLAGS.items() if r.setup_flags & bit),
+            features=frozenset(n for i, n in enumerate(FEATURE_BITS) if r.features >> i & 1),
+            opcodes=frozenset(n for i, n in enumerate(OPCODES) if r.ops[i]),
+            masked=mask.names,
+            sq_entries=r.sq_entries,
+            cq_entries=r.cq_entries,
+        )
+
+    # -- lifetime
+
+    @property
+    def single_issuer(self):
+        return bool(self._r.setup_flags & lib.UL_SETUP_SINGLE_ISSUER)
+
+    @property
+    def enabled(self):
+        return bool(self._r.enabled)
+
+    @property
+    def closed(self):
+        return self._r.fd < 0
+
+    def enable(self):
+        """Start the ring; with SINGLE_ISSUER this thread becomes its issuer."""
+        if not self._r.enabled:
+            self._check(lib.ul_ring_enable(self._r))
+        if self.thread is None:
+            self.thread = threading.get_ident()
+
+    def close(self):
+        """Release the ring.  The caller has drained every op that points at
+        memory it will free; the kernel cancels whatever remains."""
+        lib.ul_ring_exit(self._r)
+        _live_rings.discard(self)
+
+    def forget(self):
+        """Called in a forked child: drop this process's view of the
+        parent's ring without touching the memory the parent still uses."""
+        self.forked = True
+        lib.ul_ring_forget(self._r)
+
+    def _check(self, err):
+        if err >= 0:
+            return err
+        code = -err
+        if self.forked:
+            raise RuntimeError(FORKED_MESSAGE)
+        if code == errno.EEXIST:
+            raise RuntimeError(f"uringloop: the ring is owned by thread {self.thread}; "
+                               "its io_uring can only be driven from that thread")
+        if code == errno.EBADFD and not self._r.enabled:
+            # The SQ filled before the loop first ran: this thread starts it.
+            self.enable()
+            return None
+        raise OSError(code, os.strerror(code))
+
+    # -- submission: one method per opcode, each returning when queued
+
+    def _retry(self, prep, *args):
+        while True:
+            err = prep(self._r, *args)
+            if not err:
+                return
+            if self._check(err) is not None:
+                return
+
+    def prep_nop(self, ud, nop_flags=0, off=0, addr=0):
+        self._retry(lib.ul_prep_nop, ud, nop_flags, off, addr)
+
+    def prep_poll_add(self, ud, fd, events, multishot):
+        self._retry(lib.ul_prep_poll_add, ud, fd, events, multishot)
+
+    def prep_cancel(self, ud, target=0, fd=-1, flags=0):
+        self._retry(lib.ul_prep_cancel, ud, target, fd, flags)
+
+    def prep_recv(self, ud, fd, buf, length, msg_flags=0, ioprio=0, bgid=-1):
+        self._retry(lib.ul_prep_recv, ud, fd, buf, length, msg_flags, ioprio, bgid)
+
+    @property
+    def sq_pending(self):
+        return lib.ul_sq_pending(self._r)
+
+    # -- completion
+
+    def wait(self, timeout_ns):
+        """Submit what is queued, wait up to timeout_ns (-1: no limit), and
+        copy completions into user_data/res/flags/big, from pos[0] up to
+        pos[1].  The caller advances pos[0] as it consumes them; until it
+        has consumed all, wait returns at once and reaps nothing."""
+        n = lib.ul_wait(self._r, timeout_ns)
+        if n < 0:
+            self._check(n)
+
+    def buffer_ring(self, bgid, count, size):
+        return BufferRing(self, bgid, count, size)
+
+
+class BufferRing:
+    """A provided-buffer ring: `count` buffers of `size` bytes that the
+    kernel picks from for ops that select buffers from group `bgid`."""
+
+    def __init__(self, ring, bgid, count, size):
+        self._ring = ring
+        self._br = ffi.new("struct ul_bufring *")
+        err = lib.ul_bufring_init(ring._r, self._br, bgid, count, size)
+        if err:
+            raise OSError(-err, f"registering buffer group {bgid}: {os.strerror(-err)}")
+        self.bgid = bgid
+        self.size = size
+        self.count = count
+        self._base = self._br.base
+
+    def take(self, bid, length):
+        """The first `length` bytes of buffer `bid`, copied out."""
+        return ffi.unpack(self._base + bid * self.size, length)
+
+    def recycle(self, bid):
+        """Give buffer `bid` back to the kernel (after publish)."""
+        lib.ul_bufring_recycle(self._br, bid)
+
+    def publish(self):
+        lib.ul_bufring_publish(self._br)
+
+    def close(self):
+        """Unregister and free; no op selecting from this group may be in flight."""
+        lib.ul_bufring_exit(None if self._ring.closed else self._ring._r, self._br)
+
+
+def _after_fork():
+    for ring in list(_live_rings):
+        ring.forget()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def probe(mask=None):
+    """Features of a throwaway ring made as the loop would make it."""
+    ring = Ring(entries=8, cq_entries=16, mask=mask)
+    try:
+        return ring.features
+    finally:
+        ring.close()
