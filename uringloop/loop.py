@@ -9,7 +9,6 @@ import asyncio
 import heapq
 import math
 import os
-import threading
 from asyncio import base_events
 from asyncio.log import logger
 
@@ -61,7 +60,11 @@ class Loop(base_events.BaseEventLoop):
 
     def __init__(self):
         super().__init__()
-        self._ring = Ring()
+        try:
+            self._ring = Ring()
+        except BaseException:
+            self._closed = True             # nothing for __del__ to close
+            raise
         self._ops = ops.OpTable()
         self._wakeup_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._arm_wakeup()
@@ -101,12 +104,10 @@ class Loop(base_events.BaseEventLoop):
         ring = self._ring
         if ring.forked:
             raise RuntimeError(FORKED_MESSAGE)
-        me = threading.get_ident()
-        if ring.thread is None or not ring.single_issuer:
+        if not ring.enabled:
             ring.enable()
-            ring.thread = me
             return
-        if ring.thread == me:
+        if ring.drivable_here:
             return
         if len(self._ops) > 1:
             raise RuntimeError(
@@ -123,7 +124,7 @@ class Loop(base_events.BaseEventLoop):
         if ring.forked:
             ring.close()
             return
-        if ring.enabled and (ring.thread == threading.get_ident() or not ring.single_issuer):
+        if ring.enabled and ring.drivable_here:
             self._drain()
         # Anything still in flight owns memory the kernel may yet write to
         # when it tears the ring down: keep it for the life of the process.

@@ -203,8 +203,13 @@ class Ring:
         self._r = r = ffi.new("struct ul_ring *")
         self._r.fd = -1
         self.forked = False
-        self.thread = None
         self.tier = self._setup(entries, cq_entries, mask)
+        # The issuing thread, marked in a thread-local: thread idents are
+        # reused, a thread-local is not inherited by a later thread.
+        self.thread = None
+        self._issuer = threading.local()
+        if r.enabled:
+            self._claim()   # a SINGLE_ISSUER ring made enabled is its creator's
         self.features = self._describe(mask)
         cap = r.cq_entries
         self.user_data = memoryview(ffi.buffer(r.cqe_user_data, 8 * cap)).cast("Q")
@@ -272,12 +277,20 @@ class Ring:
     def closed(self):
         return self._r.fd < 0
 
+    @property
+    def drivable_here(self):
+        """Whether this thread may submit to and reap from the ring."""
+        return not self.single_issuer or getattr(self._issuer, "here", False)
+
     def enable(self):
         """Start the ring; with SINGLE_ISSUER this thread becomes its issuer."""
         if not self._r.enabled:
             self._check(lib.ul_ring_enable(self._r))
-        if self.thread is None:
-            self.thread = threading.get_ident()
+            self._claim()
+
+    def _claim(self):
+        self.thread = threading.get_ident()
+        self._issuer.here = True
 
     def close(self):
         """Release the ring.  The caller has drained every op that points at

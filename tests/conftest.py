@@ -1,0 +1,68 @@
+"""Every behavioural test of the loop runs on uringloop, asyncio's default
+loop and uvloop: the `loop` fixture is parametrized over the three, so a
+semantic difference shows up as a test that passes on two and fails on one.
+"""
+import asyncio
+import functools
+
+import pytest
+import uvloop
+
+import uringloop
+
+LOOP_KINDS = ("uringloop", "asyncio", "uvloop")
+
+
+def make_loop(kind):
+    if kind == "uringloop":
+        return uringloop.new_event_loop()
+    if kind == "asyncio":
+        return asyncio.SelectorEventLoop()
+    if kind == "uvloop":
+        return uvloop.new_event_loop()
+    raise ValueError(kind)
+
+
+def close_loop(loop):
+    if loop.is_closed():
+        return
+    if loop.is_running():
+        loop.stop()
+        return
+    try:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        loop.close()
+
+
+@pytest.fixture(params=LOOP_KINDS)
+def loop_kind(request):
+    return request.param
+
+
+@pytest.fixture
+def new_loop(loop_kind):
+    """A factory for fresh loops of the test's kind; all closed at teardown."""
+    made = []
+
+    def factory():
+        loop = make_loop(loop_kind)
+        made.append(loop)
+        return loop
+
+    yield factory
+    for loop in made:
+        close_loop(loop)
+
+
+@pytest.fixture
+def loop(new_loop):
+    """One fresh loop of each kind (uringloop, asyncio, uvloop)."""
+    return new_loop()
+
+
+@pytest.fixture
+def run(loop):
+    """run(coro) runs a coroutine to completion on the test's loop."""
+    return functools.partial(loop.run_until_complete)

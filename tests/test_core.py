@@ -1,0 +1,293 @@
+"""The C core through its Python face: setup cascade and masks, SQ-full
+flush, mixed-CQE reaping across the CQ's wrap point, provided-buffer rings,
+thread ownership and the refused-io_uring error."""
+import errno
+import os
+import socket
+import threading
+
+import pytest
+
+from uringloop import ring as ringmod
+from uringloop._uring import lib
+from uringloop.ring import CQE_F_32, CQE_F_BUFFER, CQE_F_MORE, CQE_BUFFER_SHIFT, Mask, Ring
+
+NO_MASK = Mask()
+
+
+def drain(ring, expected, timeout_ns=1_000_000_000):
+    """Wait until `expected` completions arrived; return them as tuples
+    (user_data, res, flags, big0, big1)."""
+    out = []
+    pos = ring.pos
+    for _ in range(expected * 4 + 10):
+        if len(out) >= expected:
+            break
+        ring.wait(timeout_ns)
+        for i in range(pos[0], pos[1]):
+            out.append((ring.user_data[i], ring.res[i], ring.flags[i],
+                        ring.big[2 * i], ring.big[2 * i + 1]))
+        pos[0] = pos[1]
+    return out
+
+
+@pytest.fixture
+def ring():
+    r = Ring(entries=8, cq_entries=16, mask=NO_MASK)
+    r.enable()
+    yield r
+    r.close()
+
+
+def test_fastest_tier_on_this_kernel(ring):
+    f = ring.features
+    assert f.tier == "defer_taskrun"
+    assert {"single_issuer", "defer_taskrun", "cqe_mixed", "no_sqarray",
+            "submit_all", "cqsize"} <= f.setup_flags
+    assert {"nop", "poll_add", "async_cancel", "recv"} <= f.opcodes
+    assert f.has("ext_arg") and f.has("nodrop")
+
+
+def test_mixed_cqes_across_the_wrap_point(ring):
+    """20 rounds of three NOPs, two asking for 32-byte CQEs, on a 16-slot
+    CQ: big CQEs land on the wrap point, where the kernel pads with a skip
+    CQE.  Each result must come back once, in order, with its extra words."""
+    if "cqe_mixed" not in ring.features.setup_flags:
+        pytest.skip("kernel without IORING_SETUP_CQE_MIXED")
+    seen = []
+    for rnd in range(20):
+        base = rnd * 3 + 1
+        ring.prep_nop(base)
+        ring.prep_nop(base + 1, lib.UL_NOP_CQE32, off=1000 + base, addr=2000 + base)
+        ring.prep_nop(base + 2, lib.UL_NOP_CQE32, off=1000 + base + 1, addr=2000 + base + 1)
+        seen += drain(ring, 3)
+    assert [ud for ud, *_ in seen] == list(range(1, 61))
+    for ud, res, flags, big0, big1 in seen:
+        assert res == 0
+        if ud % 3 == 1:
+            assert not flags & CQE_F_32
+        else:
+            assert flags & CQE_F_32
+            assert (big0, big1) == (1000 + ud - 1, 2000 + ud - 1)
+
+
+def test_sq_full_is_flushed_not_dropped(ring):
+    """50 NOPs through an 8-entry SQ and 16-slot CQ without an explicit
+    submit: the full SQ is submitted on the way, the CQ overflows into the
+    kernel's backlog, and every completion still arrives exactly once."""
+    for ud in range(1, 51):
+        ring.prep_nop(ud)
+    got = drain(ring, 50)
+    assert sorted(ud for ud, *_ in got) == list(range(1, 51))
+
+
+def test_wait_times_out(ring):
+    import time
+    started = time.monotonic()
+    ring.wait(30_000_000)
+    assert time.monotonic() - started >= 0.025
+    assert ring.pos[0] == ring.pos[1] == 0
+
+
+def test_undispatched_completions_are_kept(ring):
+    """Completions reaped but not yet consumed survive the next wait: an
+    exception in the middle of dispatch loses none."""
+    for ud in (1, 2, 3):
+        ring.prep_nop(ud)
+    ring.wait(-1)
+    assert ring.pos[1] == 3
+    ring.pos[0] = 1                    # consumed one, then "interrupted"
+    ring.prep_nop(4)
+    ring.wait(0)
+    assert (ring.pos[0], ring.pos[1]) == (1, 3)
+    assert [ring.user_data[i] for i in range(1, 3)] == [2, 3]
+    ring.pos[0] = 3
+    assert [ud for ud, *_ in drain(ring, 1)] == [4]
+
+
+def test_multishot_recv_with_provided_buffers(ring):
+    a, b = socket.socketpair()
+    bufs = ring.buffer_ring(bgid=7, count=4, size=64)
+    try:
+        ring.prep_recv(5, a.fileno(), ringmod.ffi.NULL, 0,
+                       ioprio=lib.UL_RECV_MULTISHOT, bgid=7)
+        received = b""
+        for chunk in (b"hello", b"world" * 20, b"!"):
+            b.sendall(chunk)
+            want = len(received) + len(chunk)
+            while len(received) < want:
+                for ud, res, flags, *_ in drain(ring, 1):
+                    assert ud == 5 and res > 0
+                    assert flags & CQE_F_BUFFER and flags & CQE_F_MORE
+                    bid = flags >> CQE_BUFFER_SHIFT
+                    received += bufs.take(bid, res)
+                    bufs.recycle(bid)
+                bufs.publish()
+        assert received == b"hello" + b"world" * 20 + b"!"
+        b.close()
+        (ud, res, flags, *_), = drain(ring, 1)
+        assert (ud, res) == (5, 0) and not flags & CQE_F_MORE     # EOF ends it
+    finally:
+        a.close()
+        b.close()
+        bufs.close()
+
+
+def test_ring_owned_by_its_thread():
+    r = Ring(entries=8, cq_entries=16, mask=NO_MASK)
+    try:
+        t = threading.Thread(target=r.enable)
+        t.start()
+        t.join()
+        r.prep_nop(1)
+        with pytest.raises(RuntimeError, match="owned by thread"):
+            r.wait(0)
+    finally:
+        r.close()
+
+
+# -- setup cascade and masks
+
+@pytest.mark.parametrize("masked, tier, absent", [
+    ("cqe_mixed", "defer_taskrun", {"cqe_mixed"}),
+    ("no_sqarray", "defer_taskrun", {"no_sqarray"}),
+    ("taskrun_flag", "defer_taskrun", {"taskrun_flag"}),
+    ("submit_all,cqsize", "defer_taskrun", {"submit_all", "cqsize"}),
+    ("r_disabled", "defer_taskrun", {"r_disabled"}),
+    ("defer_taskrun", "coop_taskrun", {"defer_taskrun", "single_issuer"}),
+    ("single_issuer", "coop_taskrun", {"defer_taskrun", "single_issuer"}),
+    ("defer_taskrun,coop_taskrun", "plain", {"defer_taskrun", "coop_taskrun", "taskrun_flag"}),
+])
+def test_masked_setup_flags(masked, tier, absent):
+    r = Ring(entries=8, cq_entries=16, mask=Mask.from_env(masked))
+    try:
+        assert r.features.tier == tier
+        assert not absent & r.features.setup_flags
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("feature", ["ext_arg", "no_iowait", "single_mmap"])
+def test_masked_features_are_gone(feature):
+    r = Ring(entries=8, cq_entries=16, mask=Mask.from_env(feature))
+    try:
+        assert feature not in r.features.features
+        assert not r.features.has(feature)
+        r.enable()
+        for ud in range(1, 40):          # rings still work without them
+            r.prep_nop(ud)
+        assert len(drain(r, 39)) == 39
+    finally:
+        r.close()
+
+
+def test_timeout_without_ext_arg():
+    """Without EXT_ARG the wait timeout is a TIMEOUT SQE whose completion
+    the core drops: the caller sees a timeout and no stray completion."""
+    import time
+    r = Ring(entries=8, cq_entries=16, mask=Mask.from_env("ext_arg"))
+    try:
+        r.enable()
+        started = time.monotonic()
+        r.wait(30_000_000)
+        assert time.monotonic() - started >= 0.025
+        r.prep_nop(9)
+        assert [ud for ud, *_ in drain(r, 1)] == [9]
+        r.wait(0)
+        assert r.pos[0] == r.pos[1]
+    finally:
+        r.close()
+
+
+def test_unknown_mask_name_is_an_error():
+    with pytest.raises(ValueError, match="unknown name 'cqe_mixd'"):
+        Mask.from_env("cqe_mixd")
+
+
+@pytest.mark.parametrize("value, code, words", [
+    ("io_uring", errno.ENOSYS, "no io_uring"),
+    ("io_uring=EPERM", errno.EPERM, "seccomp"),
+    ("io_uring=EINVAL", errno.EINVAL, "too old"),
+])
+def test_refused_io_uring(monkeypatch, value, code, words):
+    import uringloop
+    monkeypatch.setenv("URINGLOOP_DISABLE", value)
+    with pytest.raises(uringloop.UnsupportedError) as info:
+        uringloop.new_event_loop()
+    assert info.value.errno == code
+    assert isinstance(info.value, OSError)
+    assert words in str(info.value) and "fallback=True" in str(info.value)
+
+
+def test_refused_io_uring_fallback(monkeypatch):
+    import asyncio
+    import uringloop
+    monkeypatch.setenv("URINGLOOP_DISABLE", "io_uring=EPERM")
+    with pytest.warns(RuntimeWarning, match="asyncio's default event loop"):
+        loop = uringloop.new_event_loop(fallback=True)
+    try:
+        assert isinstance(loop, asyncio.SelectorEventLoop)
+        assert loop.run_until_complete(asyncio.sleep(0, "ok")) == "ok"
+    finally:
+        loop.close()
+    with pytest.warns(RuntimeWarning):
+        loop = uringloop.Policy(fallback=True).new_event_loop()
+    loop.close()
+
+
+SECCOMP_CHILD = r"""
+import ctypes, errno, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+# BPF: load the syscall number; io_uring_setup (425) -> ERRNO(EPERM), else allow.
+SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO = 0x7fff0000, 0x00050000
+prog = [
+    (0x20, 0, 0, 0),                                  # ld [nr]
+    (0x15, 0, 1, 425),                                # jeq #425
+    (0x06, 0, 0, SECCOMP_RET_ERRNO | errno.EPERM),    # ret errno
+    (0x06, 0, 0, SECCOMP_RET_ALLOW),                  # ret allow
+]
+filt = b"".join(struct.pack("HBBI", *ins) for ins in prog)
+buf = ctypes.create_string_buffer(filt)
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fprog = Fprog(len(prog), ctypes.addressof(buf))
+assert libc.prctl(38, 1, 0, 0, 0) == 0                # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.addressof(fprog), 0, 0) == 0, ctypes.get_errno()
+import uringloop
+try:
+    uringloop.new_event_loop()
+except uringloop.UnsupportedError as exc:
+    print(exc.errno, exc.strerror)
+    sys.exit(0)
+sys.exit("no error")
+"""
+
+
+def test_seccomp_refusal_is_named():
+    """A real seccomp filter that denies io_uring_setup, as container
+    profiles do: the loop refuses with EPERM and names the cause."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "URINGLOOP_DISABLE"}
+    proc = subprocess.run([sys.executable, "-c", SECCOMP_CHILD], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"{errno.EPERM} ")
+    assert "io_uring_setup" in proc.stdout
+
+
+def test_info_command():
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "uringloop", "info"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"kernel:    {os.uname().release}" in proc.stdout
+    assert "io_uring:  usable" in proc.stdout
+    assert "cqe_mixed        yes, used" in proc.stdout
+    env = dict(os.environ, URINGLOOP_DISABLE="io_uring=EPERM")
+    proc = subprocess.run([sys.executable, "-m", "uringloop", "info"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode == 1
+    assert "unavailable" in proc.stdout and "EPERM" in proc.stdout

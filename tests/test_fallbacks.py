@@ -1,0 +1,189 @@
+"""uringloop-only behaviour: every masked fallback still runs a loop
+correctly, a forked child cannot touch its parent's ring, and the ring
+follows the loop across threads.  (Semantics shared with asyncio and uvloop
+are tested in test_loop.py on all three loops.)"""
+import asyncio
+import os
+import threading
+import time
+
+import pytest
+
+import uringloop
+from uringloop import ops
+
+MASKS = [
+    "",
+    "cqe_mixed",
+    "no_sqarray",
+    "taskrun_flag",
+    "submit_all,cqsize",
+    "r_disabled",
+    "defer_taskrun",
+    "defer_taskrun,coop_taskrun",
+    "ext_arg",
+    "no_iowait",
+    "single_mmap",
+    "multishot_poll",
+    # an old kernel: every fallback at once
+    "defer_taskrun,coop_taskrun,cqe_mixed,no_sqarray,taskrun_flag,submit_all,ext_arg,"
+    "no_iowait,multishot_poll",
+]
+
+
+async def workload():
+    loop = asyncio.get_running_loop()
+    fired = []
+    for delay in (0.02, 0.0, 0.01):
+        loop.call_later(delay, fired.append, delay)
+    await asyncio.sleep(0.03)
+    assert fired == [0.0, 0.01, 0.02]
+
+    # cross-thread calls, then an idle loop woken from another thread
+    done = loop.create_future()
+    count = [0]
+
+    def bump():
+        count[0] += 1
+        if count[0] == 2000:
+            done.set_result(None)
+
+    threads = [threading.Thread(target=lambda: [loop.call_soon_threadsafe(bump)
+                                                 for _ in range(1000)]) for _ in range(2)]
+    for t in threads:
+        t.start()
+    await asyncio.wait_for(done, 10)
+    for t in threads:
+        t.join()
+    for _ in range(5):
+        woke = loop.create_future()
+        threading.Timer(0.01, loop.call_soon_threadsafe, (woke.set_result, time.monotonic())).start()
+        sent = await asyncio.wait_for(woke, 5)
+        assert time.monotonic() - sent < 1.0
+    assert await loop.run_in_executor(None, sum, [1, 2, 3]) == 6
+    return "ok"
+
+
+@pytest.mark.parametrize("mask", MASKS)
+def test_loop_under_mask(monkeypatch, mask):
+    monkeypatch.setenv("URINGLOOP_DISABLE", mask)
+    loop = uringloop.new_event_loop()
+    try:
+        assert loop.features.masked == frozenset(filter(None, mask.split(",")))
+        assert loop.run_until_complete(workload()) == "ok"
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("mask", ["", "r_disabled", "defer_taskrun"])
+def test_created_in_one_thread_run_in_others(monkeypatch, mask):
+    monkeypatch.setenv("URINGLOOP_DISABLE", mask)
+    loop = uringloop.new_event_loop()
+    results = []
+    try:
+        for _ in range(2):
+            t = threading.Thread(target=lambda: results.append(loop.run_until_complete(workload())))
+            t.start()
+            t.join()
+        results.append(loop.run_until_complete(workload()))
+        assert results == ["ok"] * 3
+    finally:
+        loop.close()
+
+
+def _pipe_poll(loop):
+    """Put a real op in flight: a poll on a pipe nobody writes to."""
+    r, w = os.pipe()
+
+    class Poll:
+        def complete(self, res, flags):
+            pass
+    ud = loop._ops.add(Poll())
+    loop._ring.prep_poll_add(ud, r, 1, 0)
+    return r, w
+
+
+def test_run_from_another_thread_with_io_in_flight_is_refused():
+    loop = uringloop.new_event_loop()
+    try:
+        t = threading.Thread(target=loop.run_until_complete, args=(asyncio.sleep(0),))
+        t.start()
+        t.join()
+        r, w = _pipe_poll(loop)
+        loop.call_soon(loop.stop)
+        with pytest.raises(RuntimeError, match="owned by thread"):
+            loop.run_forever()
+        before = len(ops.GRAVEYARD)
+        loop.close()            # this thread may not reap: the op is kept, not freed
+        assert len(ops.GRAVEYARD) == before + 1
+        os.close(r)
+        os.close(w)
+    finally:
+        loop.close()
+
+
+def test_close_cancels_and_drains_in_flight_ops():
+    loop = uringloop.new_event_loop()
+    loop.run_until_complete(asyncio.sleep(0))
+    r, w = _pipe_poll(loop)
+    before = len(ops.GRAVEYARD)
+    loop.close()
+    assert len(ops.GRAVEYARD) == before          # drained, nothing abandoned
+    os.close(r)
+    os.close(w)
+
+
+def test_forked_child_cannot_use_parents_loop():
+    loop = uringloop.new_event_loop()
+    loop.run_until_complete(asyncio.sleep(0))
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                       # child
+        code = 1
+        try:
+            try:
+                loop.run_until_complete(asyncio.sleep(0))
+            except RuntimeError as exc:
+                if "forked child must create its own loop" in str(exc):
+                    code = 2
+            loop.close()
+            child = uringloop.new_event_loop()
+            if child.run_until_complete(asyncio.sleep(0.01, "fine")) == "fine" and code == 2:
+                code = 0
+            child.close()
+        finally:
+            os.write(wfd, bytes([code]))
+            os._exit(code)
+    os.close(wfd)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(rfd, 1) == b"\0"
+    assert os.waitstatus_to_exitcode(status) == 0
+    os.close(rfd)
+    # the parent's loop is untouched by the child
+    assert loop.run_until_complete(asyncio.sleep(0.01, "parent")) == "parent"
+    loop.close()
+
+
+def test_ways_in():
+    async def main():
+        return type(asyncio.get_running_loop())
+
+    assert uringloop.run(main()) is uringloop.Loop
+    assert asyncio.Runner(loop_factory=uringloop.new_event_loop).run(main()) is uringloop.Loop
+    old = asyncio.get_event_loop_policy()
+    try:
+        asyncio.set_event_loop_policy(uringloop.Policy())
+        assert asyncio.run(main()) is uringloop.Loop
+        loop = asyncio.new_event_loop()
+        assert isinstance(loop, uringloop.Loop)
+        loop.close()
+    finally:
+        asyncio.set_event_loop_policy(old)
+
+
+def test_run_debug_flag():
+    async def main():
+        return asyncio.get_running_loop().get_debug()
+
+    assert uringloop.run(main(), debug=True) is True
+    assert uringloop.run(main(), debug=False) is False
