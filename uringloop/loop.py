@@ -44,6 +44,7 @@ class _Wakeup:
 
     def complete(self, res, flags):
         loop = self.loop
+        loop._wakeup_pending = False      # before the read: a later write re-arms
         try:
             os.eventfd_read(loop._wakeup_fd)
         except (BlockingIOError, InterruptedError):
@@ -67,6 +68,7 @@ class Loop(base_events.BaseEventLoop):
             raise
         self._ops = ops.OpTable()
         self._wakeup_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._wakeup_pending = False
         self._arm_wakeup()
 
     # -- public extras
@@ -154,6 +156,13 @@ class Loop(base_events.BaseEventLoop):
                                  self._ring.features.has("multishot_poll"))
 
     def _write_to_self(self):
+        # One doorbell ring per loop iteration is enough: a caller that sees
+        # one pending has appended its callback before the loop clears the
+        # flag, so the loop runs it before it next blocks.  (Relies on the
+        # GIL ordering the append, this check and the loop's own steps.)
+        if self._wakeup_pending:
+            return
+        self._wakeup_pending = True
         fd = self._wakeup_fd
         if fd >= 0:
             try:
@@ -167,17 +176,21 @@ class Loop(base_events.BaseEventLoop):
     # -- the run-once step
 
     def _run_once(self):
-        self._purge_cancelled_timers()
+        scheduled = self._scheduled
+        if scheduled:
+            self._purge_cancelled_timers()
+            scheduled = self._scheduled
         if self._ready or self._stopping:
             timeout = 0
-        elif self._scheduled:
-            delay = self._scheduled[0]._when - self.time()
+        elif scheduled:
+            delay = scheduled[0]._when - self.time()
             timeout = math.ceil(min(max(0.0, delay), _MAX_TIMEOUT) * 1e9)
         else:
             timeout = -1
-        self._ring.wait(timeout)
-        self._dispatch()
-        self._schedule_due_timers()
+        if self._ring.wait(timeout):
+            self._dispatch()
+        if scheduled:
+            self._schedule_due_timers()
         self._run_ready()
 
     def _dispatch(self):
@@ -233,8 +246,6 @@ class Loop(base_events.BaseEventLoop):
 
     def _schedule_due_timers(self):
         scheduled = self._scheduled
-        if not scheduled:
-            return
         horizon = self.time() + self._clock_resolution
         ready = self._ready
         while scheduled and scheduled[0]._when < horizon:

@@ -351,10 +351,13 @@ class Ring:
         """Submit what is queued, wait up to timeout_ns (-1: no limit), and
         copy completions into user_data/res/flags/big, from pos[0] up to
         pos[1].  The caller advances pos[0] as it consumes them; until it
-        has consumed all, wait returns at once and reaps nothing."""
+        has consumed all, wait returns at once and reaps nothing.  Returns
+        how many wait to be consumed."""
         n = lib.ul_wait(self._r, timeout_ns)
         if n < 0:
             self._check(n)
+            return 0
+        return n
 
     def buffer_ring(self, bgid, count, size):
         return BufferRing(self, bgid, count, size)
