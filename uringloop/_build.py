@@ -54,12 +54,28 @@ int ul_prep_cancel(struct ul_ring *r, uint64_t ud, uint64_t target, int fd,
                    unsigned flags);
 int ul_prep_recv(struct ul_ring *r, uint64_t ud, int fd, void *buf,
                  unsigned len, unsigned msg_flags, unsigned ioprio, int bgid);
+int ul_prep_send(struct ul_ring *r, uint64_t ud, int fd, const void *buf,
+                 unsigned len, unsigned msg_flags);
+int ul_prep_sendmsg(struct ul_ring *r, uint64_t ud, int fd, const void *msg,
+                    unsigned msg_flags);
+int ul_prep_accept(struct ul_ring *r, uint64_t ud, int fd, unsigned flags,
+                   unsigned ioprio);
+int ul_prep_connect(struct ul_ring *r, uint64_t ud, int fd, const void *addr,
+                    unsigned addrlen);
+
+struct iovec { void *iov_base; size_t iov_len; };
+struct msghdr {
+    void *msg_name; unsigned msg_namelen;
+    struct iovec *msg_iov; size_t msg_iovlen;
+    void *msg_control; size_t msg_controllen;
+    int msg_flags;
+    ...;
+};
 
 int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
                     unsigned count, unsigned size);
 void ul_bufring_exit(struct ul_ring *r, struct ul_bufring *br);
 void ul_bufring_recycle(struct ul_bufring *br, unsigned bid);
-void ul_bufring_publish(struct ul_bufring *br);
 char *ul_bufring_addr(struct ul_bufring *br, unsigned bid);
 """
 
@@ -67,7 +83,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "uringloop._uring",
-    '#include "_core.h"',
+    '#include <sys/socket.h>\n#include <sys/uio.h>\n#include "_core.h"',
     sources=[str(HERE.relative_to(HERE.parent) / "_core.c")],
     include_dirs=[str(HERE.relative_to(HERE.parent))],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],

@@ -314,6 +314,50 @@ int ul_prep_recv(struct ul_ring *r, uint64_t ud, int fd, void *buf,
     return 0;
 }
 
+int ul_prep_send(struct ul_ring *r, uint64_t ud, int fd, const void *buf,
+                 unsigned len, unsigned msg_flags)
+{
+    PREP(UL_OP_SEND);
+    sqe->fd = fd;
+    sqe->addr = (uint64_t)(uintptr_t)buf;
+    sqe->len = len;
+    sqe->op_flags = msg_flags;
+    return 0;
+}
+
+int ul_prep_sendmsg(struct ul_ring *r, uint64_t ud, int fd, const void *msg,
+                    unsigned msg_flags)
+{
+    PREP(UL_OP_SENDMSG);
+    sqe->fd = fd;
+    sqe->addr = (uint64_t)(uintptr_t)msg;
+    sqe->len = 1;
+    sqe->op_flags = msg_flags;
+    return 0;
+}
+
+/* The peer's address is not asked for: a multishot accept would write
+ * every connection's into one buffer. */
+int ul_prep_accept(struct ul_ring *r, uint64_t ud, int fd, unsigned flags,
+                   unsigned ioprio)
+{
+    PREP(UL_OP_ACCEPT);
+    sqe->fd = fd;
+    sqe->op_flags = flags;
+    sqe->ioprio = (uint16_t)ioprio;
+    return 0;
+}
+
+int ul_prep_connect(struct ul_ring *r, uint64_t ud, int fd, const void *addr,
+                    unsigned addrlen)
+{
+    PREP(UL_OP_CONNECT);
+    sqe->fd = fd;
+    sqe->addr = (uint64_t)(uintptr_t)addr;
+    sqe->off = addrlen;
+    return 0;
+}
+
 /* ---- completion -------------------------------------------------------- */
 
 /* Copy up to cq_entries completions into the flat arrays.  Padding CQEs
@@ -455,8 +499,8 @@ int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
         return err;
     }
     for (unsigned bid = 0; bid < count; bid++)
-        ul_bufring_recycle(br, bid);
-    ul_bufring_publish(br);
+        add_buffer(br, bid);
+    store_release(&br->ring[0].resv, br->tail);
     return 0;
 }
 
@@ -478,8 +522,7 @@ void ul_bufring_exit(struct ul_ring *r, struct ul_bufring *br)
     br->base = NULL;
 }
 
-/* Queue buffer `bid` for the kernel; visible after ul_bufring_publish. */
-void ul_bufring_recycle(struct ul_bufring *br, unsigned bid)
+static void add_buffer(struct ul_bufring *br, unsigned bid)
 {
     struct ul_buf *b = &br->ring[br->tail & br->mask];
     b->addr = (uint64_t)(uintptr_t)(br->base + (size_t)bid * br->size);
@@ -488,8 +531,10 @@ void ul_bufring_recycle(struct ul_bufring *br, unsigned bid)
     br->tail++;
 }
 
-void ul_bufring_publish(struct ul_bufring *br)
+/* Give buffer `bid` back to the kernel. */
+void ul_bufring_recycle(struct ul_bufring *br, unsigned bid)
 {
+    add_buffer(br, bid);
     store_release(&br->ring[0].resv, br->tail);
 }
 

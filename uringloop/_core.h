@@ -52,13 +52,18 @@
 /* opcodes (enum io_uring_op) */
 #define UL_OP_NOP                0
 #define UL_OP_POLL_ADD           6
+#define UL_OP_SENDMSG            9
+#define UL_OP_ACCEPT             13
 #define UL_OP_TIMEOUT            11
 #define UL_OP_ASYNC_CANCEL       14
+#define UL_OP_CONNECT            16
+#define UL_OP_SEND               26
 #define UL_OP_RECV               27
 
 /* op-specific flags */
 #define UL_POLL_ADD_MULTI        (1u << 0)   /* sqe->len of POLL_ADD */
 #define UL_RECV_MULTISHOT        (1u << 1)   /* sqe->ioprio of RECV */
+#define UL_ACCEPT_MULTISHOT      (1u << 0)   /* sqe->ioprio of ACCEPT */
 #define UL_NOP_CQE32             (1u << 5)   /* sqe->nop_flags */
 #define UL_CANCEL_ALL            (1u << 0)
 #define UL_CANCEL_FD             (1u << 1)
@@ -218,12 +223,19 @@ int ul_prep_cancel(struct ul_ring *r, uint64_t ud, uint64_t target, int fd,
                    unsigned flags);
 int ul_prep_recv(struct ul_ring *r, uint64_t ud, int fd, void *buf,
                  unsigned len, unsigned msg_flags, unsigned ioprio, int bgid);
+int ul_prep_send(struct ul_ring *r, uint64_t ud, int fd, const void *buf,
+                 unsigned len, unsigned msg_flags);
+int ul_prep_sendmsg(struct ul_ring *r, uint64_t ud, int fd, const void *msg,
+                    unsigned msg_flags);
+int ul_prep_accept(struct ul_ring *r, uint64_t ud, int fd, unsigned flags,
+                   unsigned ioprio);
+int ul_prep_connect(struct ul_ring *r, uint64_t ud, int fd, const void *addr,
+                    unsigned addrlen);
 
 int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
                     unsigned count, unsigned size);
 void ul_bufring_exit(struct ul_ring *r, struct ul_bufring *br);
 void ul_bufring_recycle(struct ul_bufring *br, unsigned bid);
-void ul_bufring_publish(struct ul_bufring *br);
 char *ul_bufring_addr(struct ul_bufring *br, unsigned bid);
 
 #endif

@@ -61,7 +61,7 @@ OPCODES = (
 
 # Capabilities of the loop that are not single kernel bits; masking one
 # makes the loop take its fallback.
-CAPABILITIES = ("multishot_poll",)
+CAPABILITIES = ("multishot_poll", "multishot_accept", "multishot_recv")
 
 # Features whose absence changes a code path of the core, so masking them
 # is meaningful; the rest are reported, not masked.
@@ -77,6 +77,8 @@ CQE_F_MORE = lib.UL_CQE_F_MORE
 CQE_F_32 = lib.UL_CQE_F_32
 CQE_BUFFER_SHIFT = lib.UL_CQE_BUFFER_SHIFT
 CANCEL_EVERYTHING = lib.UL_CANCEL_ANY | lib.UL_CANCEL_ALL
+CANCEL_FD_ALL = lib.UL_CANCEL_FD | lib.UL_CANCEL_ALL
+RECV_MULTISHOT = lib.UL_RECV_MULTISHOT
 
 FORKED_MESSAGE = ("uringloop: this event loop belongs to the parent process; "
                   "a forked child must create its own loop")
@@ -341,6 +343,15 @@ class Ring:
     def prep_recv(self, ud, fd, buf, length, msg_flags=0, ioprio=0, bgid=-1):
         self._retry(lib.ul_prep_recv, ud, fd, buf, length, msg_flags, ioprio, bgid)
 
+    def prep_send(self, ud, fd, buf, length, msg_flags=0):
+        self._retry(lib.ul_prep_send, ud, fd, buf, length, msg_flags)
+
+    def prep_sendmsg(self, ud, fd, msghdr, msg_flags=0):
+        self._retry(lib.ul_prep_sendmsg, ud, fd, msghdr, msg_flags)
+
+    def prep_accept(self, ud, fd, flags, multishot):
+        self._retry(lib.ul_prep_accept, ud, fd, flags, lib.UL_ACCEPT_MULTISHOT if multishot else 0)
+
     @property
     def sq_pending(self):
         return lib.ul_sq_pending(self._r)
@@ -383,11 +394,8 @@ class BufferRing:
         return ffi.unpack(self._base + bid * self.size, length)
 
     def recycle(self, bid):
-        """Give buffer `bid` back to the kernel (after publish)."""
+        """Give buffer `bid` back to the kernel."""
         lib.ul_bufring_recycle(self._br, bid)
-
-    def publish(self):
-        lib.ul_bufring_publish(self._br)
 
     def close(self):
         """Unregister and free; no op selecting from this group may be in flight."""
