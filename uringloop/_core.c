@@ -470,6 +470,15 @@ static void *map_anon(size_t len)
     return p == MAP_FAILED ? NULL : p;
 }
 
+static void add_buffer(struct ul_bufring *br, unsigned bid)
+{
+    struct ul_buf *b = &br->ring[br->tail & br->mask];
+    b->addr = (uint64_t)(uintptr_t)(br->base + (size_t)bid * br->size);
+    b->len = br->size;
+    b->bid = (uint16_t)bid;
+    br->tail++;
+}
+
 /* count must be a power of two.  Every buffer is handed to the kernel. */
 int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
                     unsigned count, unsigned size)
@@ -520,15 +529,6 @@ void ul_bufring_exit(struct ul_ring *r, struct ul_bufring *br)
         munmap(br->base, (size_t)br->count * br->size);
     br->ring = NULL;
     br->base = NULL;
-}
-
-static void add_buffer(struct ul_bufring *br, unsigned bid)
-{
-    struct ul_buf *b = &br->ring[br->tail & br->mask];
-    b->addr = (uint64_t)(uintptr_t)(br->base + (size_t)bid * br->size);
-    b->len = br->size;
-    b->bid = (uint16_t)bid;
-    br->tail++;
 }
 
 /* Give buffer `bid` back to the kernel. */
