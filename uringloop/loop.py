@@ -13,7 +13,9 @@ from asyncio import base_events
 from asyncio.log import logger
 
 from . import ops
-from .ring import CANCEL_EVERYTHING, CQE_F_MORE, FORKED_MESSAGE, Ring
+from .ring import CANCEL_EVERYTHING, CQE_F_MORE, FORKED_MESSAGE, Mask, Ring
+from .server import TLS_MESSAGE, ServingMethods
+from .sockets import SocketMethods
 
 _MAX_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
 # Rebuild the timer heap when at least this many timers, and more than
@@ -24,6 +26,11 @@ _MAX_CANCELLED_FRACTION = 0.5
 _DRAIN_SECONDS = 2.0
 
 POLLIN = 0x001
+
+# The loop-wide provided-buffer ring that multishot receives pick from.
+BUFFER_GROUP = 0
+BUFFER_COUNT = 256
+BUFFER_SIZE = 16 * 1024
 
 
 def _format_handle(handle):
@@ -56,17 +63,34 @@ class _Wakeup:
         return "<uringloop wakeup poll>"
 
 
-class Loop(base_events.BaseEventLoop):
+def _refuse_tls(method):
+    """Wrap an async API method so that ssl= raises NotImplementedError
+    before any socket is made."""
+    async def wrapper(self, *args, ssl=None, **kwargs):
+        if ssl:
+            raise NotImplementedError(TLS_MESSAGE)
+        return await method(self, *args, **kwargs)
+    wrapper.__name__ = method.__name__
+    wrapper.__qualname__ = f"Loop.{method.__name__}"
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
     """An asyncio event loop whose I/O runs through io_uring."""
 
     def __init__(self):
         super().__init__()
+        self._mask = Mask.from_env()
         try:
-            self._ring = Ring()
+            self._ring = Ring(mask=self._mask)
         except BaseException:
             self._closed = True             # nothing for __del__ to close
             raise
         self._ops = ops.OpTable()
+        self._buffers = None
+        self._acceptors = {}
+        self._unix_server_sockets = {}
         self._wakeup_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._wakeup_pending = False
         self._arm_wakeup()
@@ -77,6 +101,18 @@ class Loop(base_events.BaseEventLoop):
     def features(self):
         """What this loop's ring was set up with (see uringloop.Features)."""
         return self._ring.features
+
+    create_connection = _refuse_tls(base_events.BaseEventLoop.create_connection)
+    create_server = _refuse_tls(base_events.BaseEventLoop.create_server)
+    connect_accepted_socket = _refuse_tls(base_events.BaseEventLoop.connect_accepted_socket)
+    create_unix_connection = _refuse_tls(ServingMethods.create_unix_connection)
+    create_unix_server = _refuse_tls(ServingMethods.create_unix_server)
+
+    def _buffer_group(self):
+        """The provided-buffer group for multishot receives, made on first use."""
+        if self._buffers is None:
+            self._buffers = self._ring.buffer_ring(BUFFER_GROUP, BUFFER_COUNT, BUFFER_SIZE)
+        return BUFFER_GROUP
 
     # -- lifetime
 
@@ -115,9 +151,10 @@ class Loop(base_events.BaseEventLoop):
             raise RuntimeError(
                 f"uringloop: this loop has I/O in flight on an io_uring owned by thread "
                 f"{ring.thread}; only that thread can run it until that I/O is closed")
+        self._release_buffers()
         ring.close()                        # the kernel drops the wakeup poll
         self._ops = ops.OpTable()
-        self._ring = Ring()
+        self._ring = Ring(mask=self._mask)
         self._arm_wakeup()
         self._ring.enable()
 
@@ -130,8 +167,18 @@ class Loop(base_events.BaseEventLoop):
             self._drain()
         # Anything still in flight owns memory the kernel may yet write to
         # when it tears the ring down: keep it for the life of the process.
-        ops.GRAVEYARD.extend(op for op in self._ops.records() if not isinstance(op, _Wakeup))
+        leftovers = [op for op in self._ops.records() if not isinstance(op, _Wakeup)]
+        if leftovers:
+            ops.GRAVEYARD.extend(leftovers)
+            ops.GRAVEYARD.append(self._buffers)
+            self._buffers = None
+        self._release_buffers()
         ring.close()
+
+    def _release_buffers(self):
+        if self._buffers is not None:
+            self._buffers.close()
+            self._buffers = None
 
     def _drain(self):
         """Cancel every op in flight and consume their final completions,

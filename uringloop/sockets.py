@@ -1,0 +1,106 @@
+"""sock_* coroutines.
+
+Each tries the non-blocking call first and, when the socket is not ready,
+waits with a POLL_ADD on the ring before trying again.  Readiness, not a
+RECV/ACCEPT op, is what the kernel is asked for: cancelling the awaiting
+task then never loses bytes or a connection that an op had already taken.
+"""
+import errno
+import os
+import select
+import socket
+from asyncio import base_events, exceptions
+
+from .ring import CQE_F_MORE
+
+
+class _PollWaiter:
+    """One readiness poll whose result resolves a future."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future):
+        self.future = future
+
+    def complete(self, res, flags):
+        if flags & CQE_F_MORE or self.future.done():
+            return
+        if res < 0 and res != -errno.ECANCELED:
+            self.future.set_exception(OSError(-res, os.strerror(-res)))
+        else:
+            self.future.set_result(res)
+
+
+def _check_socket(sock):
+    base_events._check_ssl_socket(sock)
+    if sock.gettimeout() != 0:
+        raise ValueError("the socket must be non-blocking")
+
+
+class SocketMethods:
+    """Loop methods: sock_recv, sock_recv_into, sock_sendall, sock_connect,
+    sock_accept."""
+
+    async def _await_readiness(self, sock, events):
+        """Wait until `sock` reports one of `events` (POLLIN/POLLOUT)."""
+        fut = self.create_future()
+        ud = self._ops.add(_PollWaiter(fut))
+        self._ring.prep_poll_add(ud, sock.fileno(), events, 0)
+        try:
+            await fut
+        except exceptions.CancelledError:
+            self._ring.prep_cancel(0, target=ud)
+            raise
+
+    async def sock_recv(self, sock, n):
+        _check_socket(sock)
+        while True:
+            try:
+                return sock.recv(n)
+            except (BlockingIOError, InterruptedError):
+                await self._await_readiness(sock, select.POLLIN)
+
+    async def sock_recv_into(self, sock, buf):
+        _check_socket(sock)
+        while True:
+            try:
+                return sock.recv_into(buf)
+            except (BlockingIOError, InterruptedError):
+                await self._await_readiness(sock, select.POLLIN)
+
+    async def sock_sendall(self, sock, data):
+        _check_socket(sock)
+        view = memoryview(data).cast("B")
+        sent = 0
+        while sent < len(view):
+            try:
+                sent += sock.send(view[sent:])
+            except (BlockingIOError, InterruptedError):
+                await self._await_readiness(sock, select.POLLOUT)
+
+    async def sock_connect(self, sock, address):
+        _check_socket(sock)
+        if sock.family == socket.AF_INET or (
+                base_events._HAS_IPv6 and sock.family == socket.AF_INET6):
+            resolved = await self._ensure_resolved(
+                address, family=sock.family, type=sock.type, proto=sock.proto, loop=self)
+            _, _, _, _, address = resolved[0]
+        try:
+            sock.connect(address)
+            return
+        except (BlockingIOError, InterruptedError):
+            pass
+        await self._await_readiness(sock, select.POLLOUT)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, f"Connect call failed {address}")
+
+    async def sock_accept(self, sock):
+        _check_socket(sock)
+        while True:
+            try:
+                conn, address = sock.accept()
+                conn.setblocking(False)
+                return conn, address
+            except (BlockingIOError, InterruptedError):
+                await self._await_readiness(sock, select.POLLIN)

@@ -1,0 +1,1 @@
+"""Transports: one module per kind of handle, as asyncio names them."""

@@ -1,0 +1,466 @@
+"""Stream transports (TCP and Unix sockets) on io_uring.
+
+Reads: one multishot RECV per connection, selecting buffers from the loop's
+provided-buffer ring; each completion's bytes are copied out once and the
+buffer goes straight back.  A BufferedProtocol instead gets a single-shot
+RECV straight into the buffer its get_buffer() returned.
+
+Writes: write() queues; one SEND (or a vectored SENDMSG for several queued
+chunks) is in flight at a time and goes out with the loop's next enter;
+a partial send continues from where it stopped.  Flow control counts queued
+plus in-flight bytes.
+
+Lifetimes: every op record holds what the kernel may touch (the buffer being
+sent, the caller's receive buffer).  The socket is closed only after the
+final completion of every op on it, so its fd number cannot be reused while
+the kernel may still act on it.
+"""
+import collections
+import errno
+import os
+import socket
+import warnings
+from asyncio import constants, futures, protocols, transports, trsock
+from asyncio.log import logger
+
+from .._uring import ffi
+from ..ring import CANCEL_FD_ALL, CQE_BUFFER_SHIFT, CQE_F_MORE, RECV_MULTISHOT
+
+# Queued chunks up to this size are joined into one SEND; above, SENDMSG
+# hands the kernel their iovecs instead of copying.
+_JOIN_LIMIT = 16 * 1024
+_IOV_MAX = 1024
+_EOF = object()        # in the held-data queue: EOF arrived while paused
+
+
+def _set_nodelay(sock):
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM \
+            and sock.proto == socket.IPPROTO_TCP:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _Recv:
+    """The multishot receive of one transport; reused for every re-arm."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self, transport):
+        self.transport = transport
+
+    def complete(self, res, flags):
+        t = self.transport
+        if not flags & CQE_F_MORE:
+            t._recv_ud = 0
+            t._live -= 1
+        if res > 0:
+            bufs = t._loop._buffers
+            bid = flags >> CQE_BUFFER_SHIFT
+            data = bufs.take(bid, res)
+            bufs.recycle(bid)
+            t._received(data)
+            if not t._recv_ud:
+                t._start_reading()
+        else:
+            t._recv_ended(res)
+        if t._released:
+            t._release_if_idle()
+
+
+class _RecvInto:
+    """A single receive into a BufferedProtocol's own buffer, which it keeps
+    alive (and unresizable) until the kernel is done with it."""
+
+    __slots__ = ("transport", "buffer", "size")
+
+    def __init__(self, transport, buffer):
+        self.transport = transport
+        self.buffer = ffi.from_buffer(buffer, require_writable=True)
+        self.size = len(self.buffer)
+
+    def complete(self, res, flags):
+        t = self.transport
+        t._recv_ud = 0
+        t._live -= 1
+        if res > 0:
+            t._received(res)
+            t._start_reading()
+        else:
+            t._recv_ended(res)
+        if t._released:
+            t._release_if_idle()
+
+
+class _Send:
+    """The one SEND/SENDMSG in flight of a transport; owns the bytes (and
+    for SENDMSG the iovec array and msghdr) until its completion."""
+
+    __slots__ = ("transport", "chunks", "size", "keep")
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.chunks = None
+        self.size = 0
+        self.keep = None
+
+    def complete(self, res, flags):
+        chunks, self.chunks, self.keep = self.chunks, None, None
+        self.transport._sent(res, chunks)
+
+
+class StreamTransport(transports._FlowControlMixin, transports.Transport):
+    """asyncio.Transport for a connected stream socket."""
+
+    _start_tls_compatible = False
+    _sendfile_compatible = constants._SendfileMode.FALLBACK
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        super().__init__(extra, loop)
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
+            try:
+                self._extra["peername"] = sock.getpeername()
+            except OSError:
+                self._extra["peername"] = None
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._server = server
+        self._conn_lost = 0          # connection_lost scheduled (and writes dropped)
+        self._closing = False
+        self._paused = False
+        self._read_eof = False
+        self._eof = False            # write_eof() called
+        self._held = collections.deque()   # received while paused, in order
+        self._recv_op = _Recv(self)
+        self._recv_ud = 0            # user_data of the receive in flight, 0: none
+        self._send_op = _Send(self)
+        self._sending = False
+        self._pending = []           # queued, not yet handed to the kernel
+        self._pending_size = 0
+        self._live = 0               # ops in flight on this socket
+        self._released = False       # connection_lost called: close once idle
+        self._protocol_connected = False
+        self.set_protocol(protocol)
+        _set_nodelay(sock)
+        if server is not None:
+            loop._attach_to_server(server, self)
+        loop.call_soon(self._protocol.connection_made, self)
+        loop.call_soon(self._start_reading)
+        if waiter is not None:
+            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+
+    def __repr__(self):
+        state = "closed" if self._sock is None else "closing" if self._closing else "open"
+        return f"<{type(self).__name__} fd={self._fd} {state}>"
+
+    def __del__(self, _warn=warnings.warn):
+        if self._sock is not None and not self._live:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
+
+    # -- protocol
+
+    def set_protocol(self, protocol):
+        self._protocol = protocol
+        self._buffered = isinstance(protocol, protocols.BufferedProtocol)
+        self._protocol_connected = True
+
+    def get_protocol(self):
+        return self._protocol
+
+    # -- reading
+
+    def is_reading(self):
+        return not self._closing and not self._paused
+
+    def pause_reading(self):
+        if not self.is_reading():
+            return
+        self._paused = True
+        self._cancel_recv()
+        if self._loop.get_debug():
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self):
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        if self._held:
+            self._loop.call_soon(self._deliver_held)
+        else:
+            self._start_reading()
+        if self._loop.get_debug():
+            logger.debug("%r resumes reading", self)
+
+    def _start_reading(self):
+        if self._recv_ud or self._closing or self._paused or self._read_eof or self._conn_lost:
+            return
+        loop = self._loop
+        if self._buffered:
+            op = self._get_buffer_op()
+            if op is None:
+                return
+            ud = loop._ops.add(op)
+            loop._ring.prep_recv(ud, self._fd, op.buffer, op.size)
+        else:
+            ud = loop._ops.add(self._recv_op)
+            loop._ring.prep_recv(ud, self._fd, ffi.NULL, 0, 0, RECV_MULTISHOT,
+                                 loop._buffer_group())
+        self._recv_ud = ud
+        self._live += 1
+
+    def _get_buffer_op(self):
+        try:
+            buf = self._protocol.get_buffer(-1)
+            if not len(buf):
+                raise RuntimeError("get_buffer() returned an empty buffer")
+            return _RecvInto(self, buf)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+            return None
+
+    def _cancel_recv(self):
+        if self._recv_ud:
+            self._loop._ring.prep_cancel(0, target=self._recv_ud)
+
+    def _received(self, data):
+        """Bytes (or, for a BufferedProtocol, a byte count) arrived."""
+        if self._closing:
+            return                   # read side stopped at close(), as asyncio's
+        if self._paused or self._held:
+            self._held.append(data)
+            return
+        self._deliver(data)
+
+    def _deliver(self, data):
+        try:
+            if self._buffered:
+                self._protocol.buffer_updated(data)
+            else:
+                self._protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            what = "buffer_updated" if self._buffered else "data_received"
+            self._fatal_error(exc, f"Fatal error: protocol.{what}() call failed.")
+
+    def _deliver_held(self):
+        held = self._held
+        while held and not self._paused and not self._closing:
+            item = held.popleft()
+            if item is _EOF:
+                self._on_eof()
+            else:
+                self._deliver(item)
+        self._start_reading()
+
+    def _recv_ended(self, res):
+        """A receive ended without data: EOF, cancellation or an error."""
+        if res == 0:
+            if self._paused or self._held:
+                self._held.append(_EOF)
+                self._read_eof = True
+            elif not self._closing:
+                self._on_eof()
+        elif res in (-errno.ECANCELED, -errno.ENOBUFS):
+            self._start_reading()    # paused or closing makes this a no-op
+        elif not self._closing:
+            self._fatal_error(OSError(-res, os.strerror(-res)),
+                              "Fatal read error on socket transport")
+
+    def _on_eof(self):
+        self._read_eof = True
+        if self._loop.get_debug():
+            logger.debug("%r received EOF", self)
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        if not keep_open:
+            self.close()
+
+    # -- writing
+
+    def write(self, data):
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if not data:
+            return
+        if self._conn_lost:
+            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        if type(data) is not bytes:
+            data = bytes(data)       # the caller may reuse its buffer at once
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if not self._sending:
+            self._send_pending()
+        self._maybe_pause_protocol()
+
+    def writelines(self, list_of_data):
+        for data in list_of_data:
+            self.write(data)
+
+    def _send_pending(self):
+        pending = self._pending
+        op = self._send_op
+        loop = self._loop
+        if len(pending) > 1 and self._pending_size <= _JOIN_LIMIT:
+            pending[:] = [b"".join(pending)]
+        chunks = pending[:_IOV_MAX]
+        del pending[:_IOV_MAX]
+        size = sum(map(len, chunks)) if len(chunks) > 1 else len(chunks[0])
+        self._pending_size -= size
+        op.chunks = chunks
+        op.size = size
+        ud = loop._ops.add(op)
+        if len(chunks) == 1:
+            buf = ffi.from_buffer(chunks[0])
+            op.keep = buf
+            loop._ring.prep_send(ud, self._fd, buf, size)
+        else:
+            iov = ffi.new("struct iovec[]", len(chunks))
+            bufs = [ffi.from_buffer(c) for c in chunks]
+            for i, (buf, chunk) in enumerate(zip(bufs, chunks)):
+                iov[i].iov_base = buf
+                iov[i].iov_len = len(chunk)
+            msg = ffi.new("struct msghdr *")
+            msg.msg_iov = iov
+            msg.msg_iovlen = len(chunks)
+            op.keep = (bufs, iov, msg)
+            loop._ring.prep_sendmsg(ud, self._fd, msg)
+        self._sending = True
+        self._live += 1
+
+    def _sent(self, res, chunks):
+        self._live -= 1
+        self._sending = False
+        if self._conn_lost or self._released:
+            self._release_if_idle()
+            return
+        if res < 0:
+            if res != -errno.ECANCELED:
+                self._pending.clear()
+                self._pending_size = 0
+                self._fatal_error(OSError(-res, os.strerror(-res)),
+                                  "Fatal write error on socket transport")
+            return
+        if res < self._send_op.size:
+            rest = self._unsent(chunks, res)
+            self._pending[:0] = rest
+            self._pending_size += sum(map(len, rest))
+        if self._pending:
+            self._send_pending()
+        self._maybe_resume_protocol()
+        if not self._pending and not self._sending:
+            if self._closing:
+                self._conn_lost += 1
+                self._call_connection_lost(None)
+            elif self._eof:
+                self._shutdown_write()
+
+    @staticmethod
+    def _unsent(chunks, sent):
+        """What is left of `chunks` after the first `sent` bytes went out."""
+        for i, chunk in enumerate(chunks):
+            if sent < len(chunk):
+                return [memoryview(chunk)[sent:], *chunks[i + 1:]]
+            sent -= len(chunk)
+        return []
+
+    def get_write_buffer_size(self):
+        return self._pending_size + (self._send_op.size if self._sending else 0)
+
+    def write_eof(self):
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self._pending and not self._sending:
+            self._shutdown_write()
+
+    def _shutdown_write(self):
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self._fatal_error(exc, "Fatal error on transport")
+
+    def can_write_eof(self):
+        return True
+
+    # -- closing
+
+    def is_closing(self):
+        return self._closing
+
+    def close(self):
+        if self._closing:
+            return
+        self._closing = True
+        self._cancel_recv()
+        if not self._pending and not self._sending:
+            self._conn_lost += 1
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self):
+        self._force_close(None)
+
+    def _fatal_error(self, exc, message="Fatal error on transport"):
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message,
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+        self._force_close(exc)
+
+    def _force_close(self, exc):
+        if self._conn_lost:
+            return
+        self._pending.clear()
+        self._pending_size = 0
+        self._closing = True
+        self._conn_lost += 1
+        self._cancel_all()
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _cancel_all(self):
+        if self._live:
+            self._loop._ring.prep_cancel(0, fd=self._fd, flags=CANCEL_FD_ALL)
+
+    def _call_connection_lost(self, exc):
+        if self._released:
+            return
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            self._released = True
+            self._protocol = None
+            self._cancel_all()
+            self._release_if_idle()
+            server, self._server = self._server, None
+            if server is not None:
+                self._loop._detach_from_server(server, self)
+
+    def _release_if_idle(self):
+        """Close the socket once no op on it can complete any more."""
+        if self._released and not self._live and self._sock is not None:
+            self._sock.close()
+            self._sock = None
