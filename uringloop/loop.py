@@ -170,8 +170,9 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
         leftovers = [op for op in self._ops.records() if not isinstance(op, _Wakeup)]
         if leftovers:
             ops.GRAVEYARD.extend(leftovers)
-            ops.GRAVEYARD.append(self._buffers)
-            self._buffers = None
+            if self._buffers is not None:
+                ops.GRAVEYARD.append(self._buffers)
+                self._buffers = None
         self._release_buffers()
         ring.close()
 
