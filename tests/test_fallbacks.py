@@ -169,7 +169,8 @@ def test_ways_in():
         return type(asyncio.get_running_loop())
 
     assert uringloop.run(main()) is uringloop.Loop
-    assert asyncio.Runner(loop_factory=uringloop.new_event_loop).run(main()) is uringloop.Loop
+    with asyncio.Runner(loop_factory=uringloop.new_event_loop) as runner:
+        assert runner.run(main()) is uringloop.Loop
     old = asyncio.get_event_loop_policy()
     try:
         asyncio.set_event_loop_policy(uringloop.Policy())
