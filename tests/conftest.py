@@ -1,21 +1,39 @@
 """Every behavioural test of the loop runs on uringloop, asyncio's default
 loop and uvloop: the `loop` fixture is parametrized over the three, so a
 semantic difference shows up as a test that passes on two and fails on one.
+
+A fourth kind, "uringloop-compat", is uringloop with every kernel feature
+it can do without masked (URINGLOOP_DISABLE): the ring an old kernel gives,
+so each behavioural test also proves the fallback paths.
 """
 import asyncio
 import functools
+import os
 
 import pytest
 import uvloop
 
 import uringloop
 
-LOOP_KINDS = ("uringloop", "asyncio", "uvloop")
+LOOP_KINDS = ("uringloop", "uringloop-compat", "asyncio", "uvloop")
+
+COMPAT_MASK = ("defer_taskrun,coop_taskrun,cqe_mixed,no_sqarray,taskrun_flag,submit_all,"
+               "ext_arg,no_iowait,multishot_poll,multishot_accept,multishot_recv,pbuf_ring")
 
 
 def make_loop(kind):
     if kind == "uringloop":
         return uringloop.new_event_loop()
+    if kind == "uringloop-compat":
+        saved = os.environ.get("URINGLOOP_DISABLE")
+        os.environ["URINGLOOP_DISABLE"] = COMPAT_MASK
+        try:
+            return uringloop.new_event_loop()
+        finally:
+            if saved is None:
+                del os.environ["URINGLOOP_DISABLE"]
+            else:
+                os.environ["URINGLOOP_DISABLE"] = saved
     if kind == "asyncio":
         return asyncio.SelectorEventLoop()
     if kind == "uvloop":
@@ -58,7 +76,7 @@ def new_loop(loop_kind):
 
 @pytest.fixture
 def loop(new_loop):
-    """One fresh loop of each kind (uringloop, asyncio, uvloop)."""
+    """One fresh loop of each kind (uringloop, uringloop-compat, asyncio, uvloop)."""
     return new_loop()
 
 

@@ -25,9 +25,12 @@ MASKS = [
     "no_iowait",
     "single_mmap",
     "multishot_poll",
+    "multishot_accept",
+    "multishot_recv",
+    "pbuf_ring",
     # an old kernel: every fallback at once
     "defer_taskrun,coop_taskrun,cqe_mixed,no_sqarray,taskrun_flag,submit_all,ext_arg,"
-    "no_iowait,multishot_poll",
+    "no_iowait,multishot_poll,multishot_accept,multishot_recv,pbuf_ring",
 ]
 
 
@@ -61,6 +64,25 @@ async def workload():
         sent = await asyncio.wait_for(woke, 5)
         assert time.monotonic() - sent < 1.0
     assert await loop.run_in_executor(None, sum, [1, 2, 3]) == 6
+
+    # streams: accept, receive and send under this mask
+    async def echo(reader, writer):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    payload = os.urandom(300_000)
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        writer.write(payload)
+        writer.write_eof()
+        assert await reader.read() == payload
+        writer.close()
+        await writer.wait_closed()
+    server.close()
+    await server.wait_closed()
     return "ok"
 
 

@@ -6,7 +6,7 @@ import sys
 from .ring import CAPABILITIES, FEATURE_BITS, OPCODES, SETUP_FLAGS, Mask, UnsupportedError, probe
 
 # The opcodes and features the loop relies on or takes a fast path with.
-USED_OPCODES = ("nop", "poll_add", "async_cancel", "timeout", "recv")
+USED_OPCODES = ("poll_add", "async_cancel", "timeout", "recv", "send", "sendmsg", "accept")
 USED_FEATURES = ("single_mmap", "nodrop", "ext_arg", "no_iowait")
 
 

@@ -89,6 +89,9 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
             raise
         self._ops = ops.OpTable()
         self._buffers = None
+        self._buffers_failed = not self._ring.features.has("pbuf_ring")
+        self._multishot_recv = self._ring.features.has("multishot_recv")
+        self._multishot_accept = self._ring.features.has("multishot_accept")
         self._acceptors = {}
         self._unix_server_sockets = {}
         self._wakeup_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
@@ -109,9 +112,16 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
     create_unix_server = _refuse_tls(ServingMethods.create_unix_server)
 
     def _buffer_group(self):
-        """The provided-buffer group for multishot receives, made on first use."""
+        """The provided-buffer group receives pick from, made on first use;
+        None where the kernel has no provided-buffer rings (before 5.19)."""
         if self._buffers is None:
-            self._buffers = self._ring.buffer_ring(BUFFER_GROUP, BUFFER_COUNT, BUFFER_SIZE)
+            if self._buffers_failed:
+                return None
+            try:
+                self._buffers = self._ring.buffer_ring(BUFFER_GROUP, BUFFER_COUNT, BUFFER_SIZE)
+            except OSError:
+                self._buffers_failed = True
+                return None
         return BUFFER_GROUP
 
     # -- lifetime

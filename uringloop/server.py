@@ -43,7 +43,7 @@ class _Accept:
         loop = self.loop
         self.ud = loop._ops.add(self)
         loop._ring.prep_accept(self.ud, self.sock.fileno(), _ACCEPT_FLAGS,
-                               loop.features.has("multishot_accept"))
+                               loop._multishot_accept)
 
     def stop(self):
         """Stop accepting; the socket closes after the final completion."""
@@ -61,6 +61,8 @@ class _Accept:
                 os.close(res)
             else:
                 self.loop._accepted(res, self)
+        elif res == -errno.EINVAL and self.loop._multishot_accept:
+            self.loop._multishot_accept = False    # a kernel before 5.19: one at a time
         elif -res in _RESOURCE_ERRORS and not self.stopped:
             self.loop.call_exception_handler({
                 "message": "socket.accept() out of system resource",

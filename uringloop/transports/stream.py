@@ -31,6 +31,8 @@ from ..ring import CANCEL_FD_ALL, CQE_BUFFER_SHIFT, CQE_F_MORE, RECV_MULTISHOT
 _JOIN_LIMIT = 16 * 1024
 _IOV_MAX = 1024
 _EOF = object()        # in the held-data queue: EOF arrived while paused
+# Receive buffer per connection where the kernel has no provided-buffer rings.
+PRIVATE_BUFFER_SIZE = 64 * 1024
 
 
 def _set_nodelay(sock):
@@ -67,22 +69,26 @@ class _Recv:
 
 
 class _RecvInto:
-    """A single receive into a BufferedProtocol's own buffer, which it keeps
-    alive (and unresizable) until the kernel is done with it."""
+    """A single receive into one buffer, which this record keeps alive (and
+    unresizable) until the kernel is done with it: a BufferedProtocol's own
+    (the protocol is told the count), or, where the kernel has no
+    provided-buffer rings, a private one (its bytes are copied out)."""
 
-    __slots__ = ("transport", "buffer", "size")
+    __slots__ = ("transport", "view", "buffer", "size", "copy")
 
-    def __init__(self, transport, buffer):
+    def __init__(self, transport, buffer, copy):
         self.transport = transport
+        self.view = buffer
         self.buffer = ffi.from_buffer(buffer, require_writable=True)
         self.size = len(self.buffer)
+        self.copy = copy
 
     def complete(self, res, flags):
         t = self.transport
         t._recv_ud = 0
         t._live -= 1
         if res > 0:
-            t._received(res)
+            t._received(bytes(self.view[:res]) if self.copy else res)
             t._start_reading()
         else:
             t._recv_ended(res)
@@ -199,16 +205,20 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         if self._recv_ud or self._closing or self._paused or self._read_eof or self._conn_lost:
             return
         loop = self._loop
-        if self._buffered:
-            op = self._get_buffer_op()
-            if op is None:
-                return
+        group = None if self._buffered else loop._buffer_group()
+        if group is not None:
+            ud = loop._ops.add(self._recv_op)
+            loop._ring.prep_recv(ud, self._fd, ffi.NULL, 0, 0,
+                                 RECV_MULTISHOT if loop._multishot_recv else 0, group)
+        else:
+            if self._buffered:
+                op = self._get_buffer_op()
+                if op is None:
+                    return
+            else:
+                op = _RecvInto(self, bytearray(PRIVATE_BUFFER_SIZE), True)
             ud = loop._ops.add(op)
             loop._ring.prep_recv(ud, self._fd, op.buffer, op.size)
-        else:
-            ud = loop._ops.add(self._recv_op)
-            loop._ring.prep_recv(ud, self._fd, ffi.NULL, 0, 0, RECV_MULTISHOT,
-                                 loop._buffer_group())
         self._recv_ud = ud
         self._live += 1
 
@@ -217,7 +227,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
             buf = self._protocol.get_buffer(-1)
             if not len(buf):
                 raise RuntimeError("get_buffer() returned an empty buffer")
-            return _RecvInto(self, buf)
+            return _RecvInto(self, buf, False)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -269,6 +279,9 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
                 self._on_eof()
         elif res in (-errno.ECANCELED, -errno.ENOBUFS):
             self._start_reading()    # paused or closing makes this a no-op
+        elif res == -errno.EINVAL and self._loop._multishot_recv:
+            self._loop._multishot_recv = False   # a kernel before 6.0: re-arm singly
+            self._start_reading()
         elif not self._closing:
             self._fatal_error(OSError(-res, os.strerror(-res)),
                               "Fatal read error on socket transport")
