@@ -32,7 +32,6 @@ struct ul_ring {
 };
 
 struct ul_bufring {
-    char *base;
     uint32_t count, size;
     uint16_t bgid;
     ...;
@@ -54,7 +53,7 @@ int ul_prep_cancel(struct ul_ring *r, uint64_t ud, uint64_t target, int fd,
                    unsigned flags);
 int ul_prep_recv(struct ul_ring *r, uint64_t ud, int fd, void *buf,
                  unsigned len, unsigned msg_flags, unsigned ioprio, int bgid);
-int ul_prep_send(struct ul_ring *r, uint64_t ud, int fd, const void *buf,
+int ul_prep_send(struct ul_ring *r, uint64_t ud, int fd, const char *buf,
                  unsigned len, unsigned msg_flags);
 int ul_prep_sendmsg(struct ul_ring *r, uint64_t ud, int fd, const void *msg,
                     unsigned msg_flags);
@@ -73,10 +72,8 @@ struct msghdr {
 };
 
 int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
-                    unsigned count, unsigned size);
+                    unsigned count, unsigned size, void *memory);
 void ul_bufring_exit(struct ul_ring *r, struct ul_bufring *br);
-void ul_bufring_recycle(struct ul_bufring *br, unsigned bid);
-char *ul_bufring_addr(struct ul_bufring *br, unsigned bid);
 """
 
 ffibuilder = FFI()

@@ -132,7 +132,8 @@ static int alloc_completion_arrays(struct ul_ring *r)
     r->cqe_res = calloc(n, sizeof(int32_t));
     r->cqe_flags = calloc(n, sizeof(uint32_t));
     r->cqe_big = calloc(2 * n, sizeof(uint64_t));
-    if (!r->cqe_user_data || !r->cqe_res || !r->cqe_flags || !r->cqe_big)
+    r->recycle = calloc(n, sizeof(uint16_t));
+    if (!r->cqe_user_data || !r->cqe_res || !r->cqe_flags || !r->cqe_big || !r->recycle)
         return -ENOMEM;
     return 0;
 }
@@ -195,6 +196,10 @@ void ul_ring_exit(struct ul_ring *r)
     free(r->cqe_res);
     free(r->cqe_flags);
     free(r->cqe_big);
+    free(r->recycle);
+    r->recycle = NULL;
+    r->bufring = NULL;
+    r->nrecycle = 0;
     r->cqe_user_data = NULL;
     r->cqe_res = NULL;
     r->cqe_flags = NULL;
@@ -314,7 +319,7 @@ int ul_prep_recv(struct ul_ring *r, uint64_t ud, int fd, void *buf,
     return 0;
 }
 
-int ul_prep_send(struct ul_ring *r, uint64_t ud, int fd, const void *buf,
+int ul_prep_send(struct ul_ring *r, uint64_t ud, int fd, const char *buf,
                  unsigned len, unsigned msg_flags)
 {
     PREP(UL_OP_SEND);
@@ -377,6 +382,8 @@ static int reap(struct ul_ring *r)
         r->cqe_user_data[n] = c->user_data;
         r->cqe_res[n] = c->res;
         r->cqe_flags[n] = flags;
+        if ((flags & UL_CQE_F_BUFFER) && r->bufring)
+            r->recycle[r->nrecycle++] = (uint16_t)(flags >> UL_CQE_BUFFER_SHIFT);
         if (flags & UL_CQE_F_32) {
             /* a big CQE never straddles the wrap: the kernel pads first */
             const uint64_t *extra = (const uint64_t *)(c + 1);
@@ -389,6 +396,18 @@ static int reap(struct ul_ring *r)
     r->cqe_pos[0] = 0;
     r->cqe_pos[1] = n;
     return (int)n;
+}
+
+static void add_buffer(struct ul_bufring *br, unsigned bid);
+
+/* The last batch is consumed: its buffers go back, published at once. */
+static void recycle_buffers(struct ul_ring *r)
+{
+    struct ul_bufring *br = r->bufring;
+    for (unsigned i = 0; i < r->nrecycle; i++)
+        add_buffer(br, r->recycle[i]);
+    store_release(&br->ring[0].resv, br->tail);
+    r->nrecycle = 0;
 }
 
 static int cq_ready(struct ul_ring *r)
@@ -425,6 +444,8 @@ int ul_wait(struct ul_ring *r, long long timeout_ns)
         return -EBADFD;
     if (r->cqe_pos[0] < r->cqe_pos[1])
         return (int)(r->cqe_pos[1] - r->cqe_pos[0]);
+    if (r->nrecycle)
+        recycle_buffers(r);
     if (cq_ready(r))
         timeout_ns = 0;
     if (!needs_enter(r, timeout_ns))
@@ -479,21 +500,21 @@ static void add_buffer(struct ul_bufring *br, unsigned bid)
     br->tail++;
 }
 
-/* count must be a power of two.  Every buffer is handed to the kernel. */
+/* count must be a power of two; memory holds count * size bytes and stays
+ * the caller's.  Every buffer is handed to the kernel, and the ring
+ * recycles them by itself from then on (see recycle_buffers). */
 int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
-                    unsigned count, unsigned size)
+                    unsigned count, unsigned size, void *memory)
 {
     struct ul_buf_reg reg;
 
     memset(br, 0, sizeof(*br));
-    if (count == 0 || (count & (count - 1)) || count > 32768)
+    if (count == 0 || (count & (count - 1)) || count > 32768 || r->bufring)
         return -EINVAL;
     br->ring = map_anon(count * sizeof(struct ul_buf));
-    br->base = map_anon((size_t)count * size);
-    if (!br->ring || !br->base) {
-        ul_bufring_exit(NULL, br);
+    if (!br->ring)
         return -ENOMEM;
-    }
+    br->base = memory;
     br->count = count;
     br->size = size;
     br->mask = count - 1;
@@ -504,41 +525,33 @@ int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
     reg.bgid = (uint16_t)bgid;
     if (sys_register(r->fd, UL_REGISTER_PBUF_RING, &reg, 1) < 0) {
         int err = -errno;
-        ul_bufring_exit(NULL, br);
+        munmap(br->ring, count * sizeof(struct ul_buf));
+        br->ring = NULL;
         return err;
     }
     for (unsigned bid = 0; bid < count; bid++)
         add_buffer(br, bid);
     store_release(&br->ring[0].resv, br->tail);
+    r->bufring = br;
+    r->nrecycle = 0;
     return 0;
 }
 
-/* Unregister (when r is given) and free.  The caller guarantees no op that
- * selects from this group is still in flight. */
+/* Unregister (when the ring is still open) and free the ring entries.  The
+ * caller guarantees no op that selects from this group is in flight. */
 void ul_bufring_exit(struct ul_ring *r, struct ul_bufring *br)
 {
-    if (r && r->fd >= 0 && br->ring) {
+    if (r->fd >= 0 && br->ring) {
         struct ul_buf_reg reg;
         memset(&reg, 0, sizeof(reg));
         reg.bgid = br->bgid;
         sys_register(r->fd, UL_UNREGISTER_PBUF_RING, &reg, 1);
     }
+    if (r->bufring == br) {
+        r->bufring = NULL;
+        r->nrecycle = 0;
+    }
     if (br->ring)
         munmap(br->ring, br->count * sizeof(struct ul_buf));
-    if (br->base)
-        munmap(br->base, (size_t)br->count * br->size);
     br->ring = NULL;
-    br->base = NULL;
-}
-
-/* Give buffer `bid` back to the kernel. */
-void ul_bufring_recycle(struct ul_bufring *br, unsigned bid)
-{
-    add_buffer(br, bid);
-    store_release(&br->ring[0].resv, br->tail);
-}
-
-char *ul_bufring_addr(struct ul_bufring *br, unsigned bid)
-{
-    return br->base + (size_t)bid * br->size;
 }

@@ -191,6 +191,13 @@ struct ul_ring {
     uint32_t cq_mask;
     struct ul_cqe *cqes;
 
+    /* The provided-buffer ring of this ring, if any: buffers that reaped
+     * completions carried go back to it at the next ul_wait(), by which
+     * time Python has copied their bytes out. */
+    struct ul_bufring *bufring;
+    uint16_t *recycle;
+    uint32_t nrecycle;
+
     uint32_t enter_flags;      /* NO_IOWAIT where the kernel has it */
     uint32_t forgotten[2];     /* stand-in SQ head/tail once forgotten */
     struct ul_timespec ts;     /* wait timeout, read by the kernel in enter */
@@ -199,7 +206,8 @@ struct ul_ring {
     size_t sq_map_len, cq_map_len, sqe_map_len;
 };
 
-/* A provided-buffer ring: `count` buffers of `size` bytes in group `bgid`. */
+/* A provided-buffer ring: `count` buffers of `size` bytes in group `bgid`,
+ * carved from memory the caller owns. */
 struct ul_bufring {
     struct ul_buf *ring;
     char *base;
@@ -223,7 +231,7 @@ int ul_prep_cancel(struct ul_ring *r, uint64_t ud, uint64_t target, int fd,
                    unsigned flags);
 int ul_prep_recv(struct ul_ring *r, uint64_t ud, int fd, void *buf,
                  unsigned len, unsigned msg_flags, unsigned ioprio, int bgid);
-int ul_prep_send(struct ul_ring *r, uint64_t ud, int fd, const void *buf,
+int ul_prep_send(struct ul_ring *r, uint64_t ud, int fd, const char *buf,
                  unsigned len, unsigned msg_flags);
 int ul_prep_sendmsg(struct ul_ring *r, uint64_t ud, int fd, const void *msg,
                     unsigned msg_flags);
@@ -233,9 +241,7 @@ int ul_prep_connect(struct ul_ring *r, uint64_t ud, int fd, const void *addr,
                     unsigned addrlen);
 
 int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
-                    unsigned count, unsigned size);
+                    unsigned count, unsigned size, void *memory);
 void ul_bufring_exit(struct ul_ring *r, struct ul_bufring *br);
-void ul_bufring_recycle(struct ul_bufring *br, unsigned bid);
-char *ul_bufring_addr(struct ul_bufring *br, unsigned bid);
 
 #endif

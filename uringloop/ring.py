@@ -17,6 +17,7 @@ io_uring would.
 """
 import dataclasses
 import errno
+import mmap
 import os
 import threading
 import weakref
@@ -376,30 +377,38 @@ class Ring:
 
 class BufferRing:
     """A provided-buffer ring: `count` buffers of `size` bytes that the
-    kernel picks from for ops that select buffers from group `bgid`."""
+    kernel picks from for ops that select buffers from group `bgid`.
+
+    The buffers live in an anonymous mmap, which slices straight into
+    bytes.  A buffer that a completion carried goes back to the kernel at
+    the ring's next wait, so its bytes must be taken before then."""
 
     def __init__(self, ring, bgid, count, size):
         self._ring = ring
+        self.memory = mmap.mmap(-1, count * size)
+        self._base = ffi.from_buffer(self.memory)
         self._br = ffi.new("struct ul_bufring *")
-        err = lib.ul_bufring_init(ring._r, self._br, bgid, count, size)
+        err = lib.ul_bufring_init(ring._r, self._br, bgid, count, size, self._base)
         if err:
+            self._release_memory()
             raise OSError(-err, f"registering buffer group {bgid}: {os.strerror(-err)}")
         self.bgid = bgid
         self.size = size
         self.count = count
-        self._base = self._br.base
 
     def take(self, bid, length):
         """The first `length` bytes of buffer `bid`, copied out."""
-        return ffi.unpack(self._base + bid * self.size, length)
-
-    def recycle(self, bid):
-        """Give buffer `bid` back to the kernel."""
-        lib.ul_bufring_recycle(self._br, bid)
+        start = bid * self.size
+        return self.memory[start:start + length]
 
     def close(self):
         """Unregister and free; no op selecting from this group may be in flight."""
-        lib.ul_bufring_exit(None if self._ring.closed else self._ring._r, self._br)
+        lib.ul_bufring_exit(self._ring._r, self._br)
+        self._release_memory()
+
+    def _release_memory(self):
+        ffi.release(self._base)
+        self.memory.close()
 
 
 def _after_fork():

@@ -55,11 +55,10 @@ class _Recv:
             t._recv_ud = 0
             t._live -= 1
         if res > 0:
+            # The buffer returns to the kernel at the ring's next wait.
             bufs = t._loop._buffers
-            bid = flags >> CQE_BUFFER_SHIFT
-            data = bufs.take(bid, res)
-            bufs.recycle(bid)
-            t._received(data)
+            start = (flags >> CQE_BUFFER_SHIFT) * bufs.size
+            t._received(bufs.memory[start:start + res])
             if not t._recv_ud:
                 t._start_reading()
         else:
