@@ -87,6 +87,7 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
         except BaseException:
             self._closed = True             # nothing for __del__ to close
             raise
+        self._ring_r = self._ring._r     # for direct prep calls on hot paths
         self._ops = ops.OpTable()
         self._buffers = None
         self._buffers_failed = not self._ring.features.has("pbuf_ring")
@@ -165,6 +166,7 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
         ring.close()                        # the kernel drops the wakeup poll
         self._ops = ops.OpTable()
         self._ring = Ring(mask=self._mask)
+        self._ring_r = self._ring._r
         self._arm_wakeup()
         self._ring.enable()
 

@@ -23,7 +23,7 @@ import warnings
 from asyncio import constants, futures, protocols, transports, trsock
 from asyncio.log import logger
 
-from .._uring import ffi
+from .._uring import ffi, lib
 from ..ring import CANCEL_FD_ALL, CQE_BUFFER_SHIFT, CQE_F_MORE, RECV_MULTISHOT
 
 # Queued chunks up to this size are joined into one SEND; above, SENDMSG
@@ -332,18 +332,22 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         loop = self._loop
         if len(pending) > 1 and self._pending_size <= _JOIN_LIMIT:
             pending[:] = [b"".join(pending)]
-        chunks = pending[:_IOV_MAX]
-        del pending[:_IOV_MAX]
-        size = sum(map(len, chunks)) if len(chunks) > 1 else len(chunks[0])
-        self._pending_size -= size
-        op.chunks = chunks
-        op.size = size
-        ud = loop._ops.add(op)
-        if len(chunks) == 1:
-            buf = ffi.from_buffer(chunks[0])
+        if len(pending) == 1:
+            chunk = pending.pop()
+            size = len(chunk)
+            # bytes go to the kernel as they are: their storage never moves
+            # and op.chunks keeps them alive until the completion
+            buf = chunk if type(chunk) is bytes else ffi.from_buffer(chunk)
+            op.chunks = (chunk,)
             op.keep = buf
-            loop._ring.prep_send(ud, self._fd, buf, size)
+            op.size = size
+            ud = loop._ops.add(op)
+            if lib.ul_prep_send(loop._ring_r, ud, self._fd, buf, size, 0):
+                loop._ring.prep_send(ud, self._fd, buf, size)
         else:
+            chunks = pending[:_IOV_MAX]
+            del pending[:_IOV_MAX]
+            size = sum(map(len, chunks))
             iov = ffi.new("struct iovec[]", len(chunks))
             bufs = [ffi.from_buffer(c) for c in chunks]
             for i, (buf, chunk) in enumerate(zip(bufs, chunks)):
@@ -352,8 +356,11 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
             msg = ffi.new("struct msghdr *")
             msg.msg_iov = iov
             msg.msg_iovlen = len(chunks)
+            op.chunks = chunks
             op.keep = (bufs, iov, msg)
-            loop._ring.prep_sendmsg(ud, self._fd, msg)
+            op.size = size
+            loop._ring.prep_sendmsg(loop._ops.add(op), self._fd, msg)
+        self._pending_size -= size
         self._sending = True
         self._live += 1
 
