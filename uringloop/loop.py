@@ -13,6 +13,7 @@ from asyncio import base_events
 from asyncio.log import logger
 
 from . import ops
+from ._uring import lib
 from .ring import CANCEL_EVERYTHING, CQE_F_MORE, FORKED_MESSAGE, Mask, Ring
 from .server import TLS_MESSAGE, ServingMethods
 from .sockets import SocketMethods
@@ -247,8 +248,12 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
             timeout = math.ceil(min(max(0.0, delay), _MAX_TIMEOUT) * 1e9)
         else:
             timeout = -1
-        if self._ring.wait(timeout):
+        n = lib.ul_wait(self._ring_r, timeout)
+        if n > 0:
             self._dispatch()
+        elif n < 0:
+            self._ring.check(n)
+
         if scheduled:
             self._schedule_due_timers()
         self._run_ready()
@@ -265,6 +270,7 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
         uds, res, flags = ring.user_data, ring.res, ring.flags
         table = self._ops
         slots = table.slots
+        free = table.free
         i = start
         try:
             for i in range(start, end):
@@ -272,7 +278,8 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
                 f = flags[i]
                 op = slots[ud]
                 if not f & CQE_F_MORE:
-                    table.release(ud)
+                    slots[ud] = None        # OpTable.release, inlined
+                    free.append(ud)
                 try:
                     op.complete(res[i], f)
                 except (SystemExit, KeyboardInterrupt):

@@ -288,7 +288,7 @@ class Ring:
     def enable(self):
         """Start the ring; with SINGLE_ISSUER this thread becomes its issuer."""
         if not self._r.enabled:
-            self._check(lib.ul_ring_enable(self._r))
+            self.check(lib.ul_ring_enable(self._r))
             self._claim()
 
     def _claim(self):
@@ -307,7 +307,9 @@ class Ring:
         self.forked = True
         lib.ul_ring_forget(self._r)
 
-    def _check(self, err):
+    def check(self, err):
+        """Raise the error a failed core call returned, in asyncio's terms;
+        a ring the SQ filled before the loop first ran is started instead."""
         if err >= 0:
             return err
         code = -err
@@ -329,7 +331,7 @@ class Ring:
             err = prep(self._r, *args)
             if not err:
                 return
-            if self._check(err) is not None:
+            if self.check(err) is not None:
                 return
 
     def prep_nop(self, ud, nop_flags=0, off=0, addr=0):
@@ -367,7 +369,7 @@ class Ring:
         how many wait to be consumed."""
         n = lib.ul_wait(self._r, timeout_ns)
         if n < 0:
-            self._check(n)
+            self.check(n)
             return 0
         return n
 

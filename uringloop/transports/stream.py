@@ -58,7 +58,17 @@ class _Recv:
             # The buffer returns to the kernel at the ring's next wait.
             bufs = t._loop._buffers
             start = (flags >> CQE_BUFFER_SHIFT) * bufs.size
-            t._received(bufs.memory[start:start + res])
+            data = bufs.memory[start:start + res]
+            if t._closing or t._paused or t._held:
+                t._received(data)
+            else:
+                # _deliver, inlined: this is the per-completion hot path
+                try:
+                    t._protocol.data_received(data)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    t._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
             if not t._recv_ud:
                 t._start_reading()
         else:
@@ -143,6 +153,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         self._recv_ud = 0            # user_data of the receive in flight, 0: none
         self._send_op = _Send(self)
         self._sending = False
+        self._inflight_size = 0      # bytes of the send in flight
         self._pending = []           # queued, not yet handed to the kernel
         self._pending_size = 0
         self._live = 0               # ops in flight on this socket
@@ -320,7 +331,8 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         self._pending_size += len(data)
         if not self._sending:
             self._send_pending()
-        self._maybe_pause_protocol()
+        if self._pending_size + self._inflight_size > self._high_water:
+            self._maybe_pause_protocol()
 
     def writelines(self, list_of_data):
         for data in list_of_data:
@@ -361,12 +373,14 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
             op.size = size
             loop._ring.prep_sendmsg(loop._ops.add(op), self._fd, msg)
         self._pending_size -= size
+        self._inflight_size = size
         self._sending = True
         self._live += 1
 
     def _sent(self, res, chunks):
         self._live -= 1
         self._sending = False
+        self._inflight_size = 0
         if self._conn_lost or self._released:
             self._release_if_idle()
             return
@@ -383,7 +397,8 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
             self._pending_size += sum(map(len, rest))
         if self._pending:
             self._send_pending()
-        self._maybe_resume_protocol()
+        if self._protocol_paused:
+            self._maybe_resume_protocol()
         if not self._pending and not self._sending:
             if self._closing:
                 self._conn_lost += 1
@@ -401,7 +416,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         return []
 
     def get_write_buffer_size(self):
-        return self._pending_size + (self._send_op.size if self._sending else 0)
+        return self._pending_size + self._inflight_size
 
     def write_eof(self):
         if self._closing or self._eof:
