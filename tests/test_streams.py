@@ -1635,3 +1635,43 @@ def test_short_connections_never_mix_bytes(run):
         await settle_fds(fds)
 
     run(main())
+
+
+def test_buffered_protocol_may_resize_its_buffer(loop_kind, loop, run):
+    """buffer_updated() runs with no export held on the buffer: a protocol
+    that keeps one bytearray and trims or grows it there works, as on
+    asyncio."""
+    if loop_kind == "uvloop":
+        pytest.skip("uvloop holds the buffer during buffer_updated(): resizing raises BufferError")
+    received = bytearray()
+    done = loop.create_future()
+
+    class Trimming(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(1024)
+
+        def get_buffer(self, sizehint):
+            return self.buf
+
+        def buffer_updated(self, nbytes):
+            received.extend(self.buf[:nbytes])
+            del self.buf[:]                  # BufferError if still exported
+            self.buf.extend(bytes(1024))
+
+        def eof_received(self):
+            done.set_result(bytes(received))
+
+    async def main():
+        server = await loop.create_server(Trimming, "127.0.0.1", 0)
+        _, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        try:
+            payload = bytes(range(256)) * 400
+            writer.write(payload)
+            writer.write_eof()
+            return await asyncio.wait_for(done, 10) == payload
+        finally:
+            writer.close()
+            server.close()
+            await server.wait_closed()
+
+    assert run(main())

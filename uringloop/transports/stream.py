@@ -81,7 +81,8 @@ class _RecvInto:
     """A single receive into one buffer, which this record keeps alive (and
     unresizable) until the kernel is done with it: a BufferedProtocol's own
     (the protocol is told the count), or, where the kernel has no
-    provided-buffer rings, a private one (its bytes are copied out)."""
+    provided-buffer rings, the transport's private one (its bytes are
+    copied out)."""
 
     __slots__ = ("transport", "view", "buffer", "size", "copy")
 
@@ -96,8 +97,10 @@ class _RecvInto:
         t = self.transport
         t._recv_ud = 0
         t._live -= 1
+        # The kernel is done: let the protocol resize or reuse its buffer.
+        ffi.release(self.buffer)
         if res > 0:
-            t._received(bytes(self.view[:res]) if self.copy else res)
+            t._received(bytes(memoryview(self.view)[:res]) if self.copy else res)
             t._start_reading()
         else:
             t._recv_ended(res)
@@ -151,6 +154,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         self._held = collections.deque()   # received while paused, in order
         self._recv_op = _Recv(self)
         self._recv_ud = 0            # user_data of the receive in flight, 0: none
+        self._private = None         # receive buffer where there is no buffer ring
         self._send_op = _Send(self)
         self._sending = False
         self._inflight_size = 0      # bytes of the send in flight
@@ -226,9 +230,12 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
                 if op is None:
                     return
             else:
-                op = _RecvInto(self, bytearray(PRIVATE_BUFFER_SIZE), True)
+                if self._private is None:
+                    self._private = bytearray(PRIVATE_BUFFER_SIZE)
+                op = _RecvInto(self, self._private, True)
             ud = loop._ops.add(op)
-            loop._ring.prep_recv(ud, self._fd, op.buffer, op.size)
+            if lib.ul_prep_recv(loop._ring_r, ud, self._fd, op.buffer, op.size, 0, 0, -1):
+                loop._ring.prep_recv(ud, self._fd, op.buffer, op.size)
         self._recv_ud = ud
         self._live += 1
 
