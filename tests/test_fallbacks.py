@@ -272,3 +272,36 @@ def test_tls_is_refused_clearly(call):
             loop.run_until_complete(main())
     finally:
         loop.close()
+
+
+def test_nodelay_on_tcp_sockets_made_with_proto_0():
+    """Sockets made as socket.socket() have proto 0; uringloop (like uvloop,
+    unlike asyncio) still disables Nagle on them, since a large message
+    reaches the protocol in pieces and Nagle would delay the last echo."""
+    import socket
+    loop = uringloop.new_event_loop()
+    seen = loop.create_future()
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport):
+            sock = transport.get_extra_info("socket")
+            seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    async def main():
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        server = await loop.create_server(Probe, sock=listener)
+        client = socket.create_connection(listener.getsockname())
+        try:
+            return await asyncio.wait_for(seen, 5)
+        finally:
+            client.close()
+            server.close()
+            await server.wait_closed()
+
+    try:
+        assert loop.run_until_complete(main()) != 0
+    finally:
+        loop.close()

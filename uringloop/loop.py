@@ -30,8 +30,9 @@ POLLIN = 0x001
 
 # The loop-wide provided-buffer ring that multishot receives pick from.
 BUFFER_GROUP = 0
-BUFFER_COUNT = 256
-BUFFER_SIZE = 16 * 1024
+# 128 x 64 KiB: 8 MiB of address space, resident only as far as used.
+BUFFER_COUNT = 128
+BUFFER_SIZE = 64 * 1024
 
 
 def _format_handle(handle):

@@ -36,9 +36,15 @@ PRIVATE_BUFFER_SIZE = 64 * 1024
 
 
 def _set_nodelay(sock):
-    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM \
-            and sock.proto == socket.IPPROTO_TCP:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # Every TCP socket, including those made with proto 0 (which asyncio
+    # skips, and uvloop does not): a message larger than one receive buffer
+    # reaches the protocol in pieces, and Nagle would hold the echo of the
+    # last piece until the peer's delayed ACK, 40 ms later.
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
 
 
 class _Recv:
