@@ -6,9 +6,12 @@ stays stable when wall-clock throughput swings on a shared machine), the
 spread, and each loop's ratio to uvloop.
 
     python benchmarks/loop_internals.py [--rounds 5] [--scale 1.0] [--cases ...]
+
+benchmarks/run.py runs this file with --json to put these cases in its report.
 """
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import threading
@@ -93,7 +96,9 @@ def threadsafe(loop, n, threads=4):
         for _ in range(k):
             loop.call_soon_threadsafe(cb)
 
-    workers = [threading.Thread(target=producer, args=(n // threads,)) for _ in range(threads)]
+    # Shares that add up to n exactly, or `done` would never resolve.
+    workers = [threading.Thread(target=producer, args=(n // threads + (i < n % threads),))
+               for i in range(threads)]
     for w in workers:
         w.start()
     loop.run_until_complete(done)
@@ -149,22 +154,44 @@ def measure(kind, case, n):
         loop.close()
 
 
+def collect(cases, kinds, rounds, scale):
+    """{(case, kind): [seconds per operation, one per round]}.  Each round
+    starts with a different loop, so none is always first after a switch."""
+    results = {(case, kind): [] for case in cases for kind in kinds}
+    for rnd in range(rounds):
+        order = kinds[rnd % len(kinds):] + kinds[:rnd % len(kinds)]
+        for case in cases:
+            n = int(CASES[case][1] * scale)
+            for kind in order:
+                print(f"\rround {rnd + 1}/{rounds}: {case} on {kind}" + " " * 20,
+                      end="", file=sys.stderr, flush=True)
+                results[case, kind].append(measure(kind, case, n))
+    print("\r" + " " * 79 + "\r", end="", file=sys.stderr, flush=True)
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply operation counts")
     parser.add_argument("--cases", nargs="*", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--loops", nargs="*", choices=list(LOOPS), default=list(LOOPS))
+    parser.add_argument("--json", action="store_true",
+                        help="print the per-round seconds per operation as JSON instead of a table")
     args = parser.parse_args(argv)
 
-    results = {(case, kind): [] for case in args.cases for kind in LOOPS}
-    for rnd in range(args.rounds):
-        for case in args.cases:
-            n = int(CASES[case][1] * args.scale)
-            for kind in LOOPS:
-                print(f"\rround {rnd + 1}/{args.rounds}: {case} on {kind}" + " " * 20,
-                      end="", file=sys.stderr, flush=True)
-                results[case, kind].append(measure(kind, case, n))
-    print("\r" + " " * 79 + "\r", end="", file=sys.stderr)
+    results = collect(args.cases, args.loops, args.rounds, args.scale)
+    if args.json:
+        nops = []
+        if "uringloop" in args.loops:
+            nops = [nop_round_trip(int(100_000 * args.scale)) for _ in range(args.rounds)]
+        json.dump({"cases": [{"case": case, "loop": kind, "seconds_per_op": results[case, kind]}
+                             for case in args.cases for kind in args.loops],
+                   "uringloop_nop_round_trip": nops}, sys.stdout)
+        print()
+        return
+    if set(args.loops) != set(LOOPS):
+        parser.error("the table needs all three loops; use --json for a subset")
 
     print(f"CPU time per operation, median of {args.rounds} rounds (spread = max/min)\n")
     print("| case | asyncio | uvloop | uringloop | uringloop / uvloop | uringloop / asyncio |")

@@ -1,0 +1,289 @@
+"""Turn run.py's raw results into the Markdown report and the PNG chart."""
+import math
+import statistics
+
+COLORS = {"uringloop": "#d62728", "asyncio": "#7f7f7f", "uvloop": "#1f77b4"}
+# A run is flagged when the generator was this busy while the server was not
+# saturated: its requests/s may measure the generator rather than the loop.
+GENERATOR_BUSY = 0.85
+SERVER_SATURATED = 0.95
+# Flag runs where the server or the generator waited this long for its CPU
+# (other tasks on it), or the hypervisor stole this much.
+CONTENDED = 0.05
+# Rows whose rounds spread wider than this get a word of caution.
+WIDE = 0.15
+
+
+def spread(values):
+    """Half the range over rounds, relative to the median."""
+    med = statistics.median(values)
+    return (max(values) - min(values)) / 2 / med if med else 0.0
+
+
+def summarize(entry):
+    ok = [r for r in entry["runs"] if r["ok"]]
+    out = {"runs": len(entry["runs"]), "ok": len(ok)}
+    if ok:
+        for key in ("rps", "cpu_us", "p50_us", "p99_us", "server_busy", "loadgen_busy"):
+            out[key] = statistics.median(r[key] for r in ok)
+        out["rps_spread"] = spread([r["rps"] for r in ok])
+        out["cpu_spread"] = spread([r["cpu_us"] for r in ok])
+        out["rss_mib"] = max(r["rss_mib"] for r in ok)
+        out["rps_all"] = [r["rps"] for r in ok]
+        out["cpu_all"] = [r["cpu_us"] for r in ok]
+    return out
+
+
+def number(v):
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def ratio(v):
+    return f"{v:.2f}x"
+
+
+def geomean(values):
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def network_rows(data):
+    """[(case, {loop: summary})] in run order."""
+    rows = {}
+    for entry in data["cases"]:
+        rows.setdefault(entry["case"], {})[entry["loop"]] = summarize(entry)
+    return list(rows.items())
+
+
+def markdown(data):
+    settings, env = data["settings"], data["environment"]
+    loops, base = settings["loops"], settings["baseline"]
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    out = [
+        f"## Event loops side by side ({data['started']})",
+        "",
+        f"Linux {env['kernel']}, {env['cpu']} ({env['cpus']} CPUs); {versions}; "
+        f"uringloop at {env['commit']}.  Server pinned to CPU {settings['server_cpu']}, "
+        f"C load generator to CPU {settings['client_cpu']}; each case ran "
+        f"{settings['rounds']} times per loop for {settings['duration']:g} s "
+        f"(after {settings['warmup']:g} s of warm-up), the loops alternating.  "
+        f"Took {data['seconds'] / 60:.1f} min.",
+        "",
+    ]
+    if data.get("interrupted"):
+        out += ["**Interrupted: only the runs completed before the interruption are shown.**",
+                ""]
+    rows = network_rows(data)
+    if rows:
+        out += [
+            "| case | loop | requests/s | server CPU µs/request | p50 µs | p99 µs "
+            f"| peak RSS MiB | busy: server / generator | req/s vs {base} | CPU/request vs {base} |",
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        ]
+        for case, by_loop in rows:
+            for loop in loops:
+                s = by_loop[loop]
+                if not s["ok"]:
+                    status = f"**failed** ({s['runs']}/{s['runs']} runs)" if s["runs"] else "not run"
+                    out.append(f"| {case} | {loop} | {status} | | | | | | | |")
+                    continue
+                b = by_loop[base]
+                failed = f" ({s['runs'] - s['ok']} of {s['runs']} runs failed)" \
+                    if s["ok"] < s["runs"] else ""
+                if loop == base or not b["ok"]:
+                    rps_ratio = cpu_ratio = "—"
+                else:
+                    rps_ratio = ratio(s["rps"] / b["rps"])
+                    cpu_ratio = ratio(s["cpu_us"] / b["cpu_us"])
+                out.append(
+                    f"| {case} | {loop}{failed} | {s['rps']:,.0f} ±{s['rps_spread']:.0%} "
+                    f"| {number(s['cpu_us'])} ±{s['cpu_spread']:.0%} | {number(s['p50_us'])} "
+                    f"| {number(s['p99_us'])} | {s['rss_mib']:.1f} "
+                    f"| {s['server_busy']:.0%} / {s['loadgen_busy']:.0%} "
+                    f"| {rps_ratio} | {cpu_ratio} |")
+        out += [
+            "",
+            "Medians over the rounds; ± is half the range (max − min) over the rounds, "
+            "relative to the median.  Server CPU µs/request: the server process's user + "
+            "system CPU time (getrusage, all threads) over the measured window, per request "
+            "completed.  Busy: each side's CPU time over the window's wall time; the server "
+            "near 100% means it set the pace, the generator near 100% with the server below "
+            "means the generator may have (see the notes).  p50/p99: latency of each request as seen by the "
+            "generator, medians over rounds.  Peak RSS: ru_maxrss, largest over rounds.  "
+            "Ratios are of medians: above 1 is better for requests/s, below 1 is better for "
+            "CPU/request.",
+            "",
+        ]
+        out += summary_table(rows, loops, base)
+    internals = data.get("internals")
+    if internals:
+        out += internals_table(internals, loops, base)
+    out += notes(data)
+    return "\n".join(out) + "\n"
+
+
+def summary_table(rows, loops, base):
+    lines = [f"Geometric mean over the cases every loop completed, relative to {base}:", "",
+             "| loop | requests/s | CPU/request |", "|---|--:|--:|"]
+    complete = [by_loop for _, by_loop in rows if all(by_loop[k]["ok"] for k in loops)]
+    if not complete or len(loops) < 2:
+        return []
+    for loop in loops:
+        rps = geomean([b[loop]["rps"] / b[base]["rps"] for b in complete])
+        cpu = geomean([b[loop]["cpu_us"] / b[base]["cpu_us"] for b in complete])
+        lines.append(f"| {loop} | {ratio(rps)} | {ratio(cpu)} |")
+    skipped = len(rows) - len(complete)
+    if skipped:
+        lines += ["", f"({skipped} case(s) left out: a loop failed them.)"]
+    return lines + [""]
+
+
+def internals_table(internals, loops, base):
+    if "error" in internals:
+        return ["### Loop internals", "", "**failed**:", "", "```", internals["error"], "```", ""]
+    per = {}
+    for item in internals["cases"]:
+        per.setdefault(item["case"], {})[item["loop"]] = item["seconds_per_op"]
+    others = [k for k in loops if k != base]
+    lines = ["### Loop internals (benchmarks/loop_internals.py)", "",
+             "CPU time per operation (process CPU time), median over rounds ± half the range.",
+             "",
+             "| case | " + " | ".join(loops) + " | "
+             + " | ".join(f"{k} vs {base}" for k in others) + " |",
+             "|---|" + "--:|" * (len(loops) + len(others))]
+    for case, by_loop in per.items():
+        med = {k: statistics.median(v) for k, v in by_loop.items()}
+        cells = [f"{med[k] * 1e9:,.0f} ns ±{spread(by_loop[k]):.0%}" for k in loops]
+        ratios = [ratio(med[k] / med[base]) for k in others]
+        lines.append(f"| {case} | " + " | ".join(cells + ratios) + " |")
+    nops = internals.get("uringloop_nop_round_trip")
+    if nops:
+        lines += ["", f"uringloop NOP round trip (prep, enter, reap, dispatch): "
+                      f"{statistics.median(nops) * 1e9:,.0f} ns CPU."]
+    return lines + [""]
+
+
+def notes(data):
+    lines = []
+    for entry in data["cases"]:
+        by_error = {}
+        for run in entry["runs"]:
+            if not run["ok"]:
+                by_error.setdefault(run["error"], []).append(str(run["round"]))
+        for error, rounds in by_error.items():
+            lines.append(f"- **{entry['case']} on {entry['loop']} failed** "
+                         f"(round{'s' * (len(rounds) > 1)} {', '.join(rounds)}):\n\n  ```\n"
+                         + "\n".join("  " + x for x in error.splitlines())
+                         + "\n  ```")
+    capped, disturbed = [], []
+    for entry in data["cases"]:
+        for run in entry["runs"]:
+            if not run["ok"]:
+                continue
+            where = f"{entry['case']} on {entry['loop']} (round {run['round']})"
+            if run["loadgen_busy"] >= GENERATOR_BUSY and run["server_busy"] < SERVER_SATURATED:
+                capped.append(f"{where}: generator {run['loadgen_busy']:.0%} busy, "
+                              f"server {run['server_busy']:.0%}")
+            worst = max(run["server_wait"], run["loadgen_wait"], run["steal"])
+            if worst >= CONTENDED:
+                disturbed.append((worst, f"{where}: server waited {run['server_wait']:.0%}, "
+                                         f"generator {run['loadgen_wait']:.0%}, "
+                                         f"steal {run['steal']:.0%}"))
+    repeated = [(entry, run) for entry in data["cases"] for run in entry["runs"]
+                if run.get("repeated")]
+    if repeated:
+        lines.append(
+            f"- {len(repeated)} run(s) were repeated because other work took ≥ "
+            f"{CONTENDED:.0%} of the window from the server or the generator (up to "
+            f"{data['settings']['retries']} repeat(s); the least disturbed attempt counts, "
+            f"flagged below if it was disturbed too): "
+            + ", ".join(f"{e['case']} on {e['loop']} (round {r['round']})"
+                        for e, r in repeated[:8])
+            + (", ..." if len(repeated) > 8 else ""))
+    if capped:
+        lines.append(f"- {len(capped)} run(s) where the load generator, not the server, may "
+                     f"have set the pace (their requests/s understate the loop): "
+                     + "; ".join(capped[:8]) + ("; ..." if len(capped) > 8 else ""))
+    if disturbed:
+        disturbed.sort(reverse=True)
+        lines.append(
+            f"- {len(disturbed)} run(s) lost CPU to other work: the server or the generator "
+            f"spent ≥ {CONTENDED:.0%} of the window runnable but waiting for its CPU "
+            f"(kernel schedstat run delay), or the hypervisor stole that much; their "
+            f"numbers are less reliable.  Worst: "
+            + "; ".join(where for _, where in disturbed[:5])
+            + ("; ..." if len(disturbed) > 5 else ""))
+    wide = [entry for entry in data["cases"] if len([r for r in entry["runs"] if r["ok"]]) > 1
+            and max(summarize(entry)["rps_spread"], summarize(entry)["cpu_spread"]) > WIDE]
+    if wide:
+        lines.append(
+            f"- {len(wide)} of {len(data['cases'])} rows vary by more than ±{WIDE:.0%} between "
+            f"rounds.  Where no run delay or steal explains it, the machine's speed itself "
+            f"changed between runs (other virtual machines on the host, frequency); a "
+            f"difference between loops smaller than their spreads is not a finding.  More "
+            f"--rounds narrow the medians.")
+    if not lines:
+        return []
+    return ["### Notes", ""] + lines + [""]
+
+
+def chart(data, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import StrMethodFormatter
+
+    loops = data["settings"]["loops"]
+    rows = network_rows(data)
+    internals = data.get("internals") or {}
+    per_internal = {}
+    for item in internals.get("cases", []):
+        per_internal.setdefault(item["case"], {})[item["loop"]] = item["seconds_per_op"]
+
+    panels = []
+    if rows:
+        panels.append(("requests/s (higher is better)", [c for c, _ in rows],
+                       lambda i, k: rows[i][1][k].get("rps_all", []), 1))
+        panels.append(("server CPU µs per request (lower is better)", [c for c, _ in rows],
+                       lambda i, k: rows[i][1][k].get("cpu_all", []), 1))
+    if per_internal:
+        names = list(per_internal)
+        panels.append(("loop internals: CPU ns per operation (lower is better)", names,
+                       lambda i, k: per_internal[names[i]].get(k, []), 1e9))
+
+    if not panels:
+        return
+    height = sum(max(2.0, 0.28 * len(labels) * len(loops) + 1.0) for _, labels, _, _ in panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, height + 0.4), squeeze=False,
+                             layout="constrained")
+    bar = 0.8 / len(loops)
+    for ax, (title, labels, values, scale) in zip(axes[:, 0], panels):
+        for j, loop in enumerate(loops):
+            ys, meds, lo, hi = [], [], [], []
+            for i in range(len(labels)):
+                v = [x * scale for x in values(i, loop)]
+                if not v:
+                    continue
+                m = statistics.median(v)
+                ys.append(i + (j - (len(loops) - 1) / 2) * bar)
+                meds.append(m)
+                lo.append(m - min(v))
+                hi.append(max(v) - m)
+            ax.barh(ys, meds, height=bar, xerr=[lo, hi], color=COLORS.get(loop), label=loop,
+                    error_kw={"elinewidth": 0.8, "capsize": 2})
+        ax.set_yticks(range(len(labels)))
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+        ax.legend(fontsize=8, loc="best")
+    env = data["environment"]
+    fig.suptitle(f"uringloop vs asyncio vs uvloop, {data['started']} — Linux {env['kernel']}, "
+                 f"median of {data['settings']['rounds']} rounds, bars span min–max",
+                 fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

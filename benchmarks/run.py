@@ -1,0 +1,506 @@
+"""uringloop, asyncio's default loop and uvloop, side by side.
+
+    python benchmarks/run.py                 # the quick default set (a few minutes)
+    python benchmarks/run.py --full          # every echo style at 1/100/1000 connections
+                                             # and 64 B/4 KiB/64 KiB, HTTP at 1/100/1000
+    python benchmarks/run.py --workloads protocol httptools --connections 1000 --rounds 5
+
+Every run starts a fresh server process (benchmarks/servers.py) for one
+workload on one loop, pinned to one CPU, and drives it from the C load
+generator (benchmarks/loadgen.c) pinned to the other.  Each connection keeps
+one request in flight: an echo message whose bytes must all come back
+unchanged, or an HTTP/1.1 keep-alive GET.  After connecting and a warm-up,
+the server's own CPU time (getrusage, user + sys) is taken over the
+measured window.
+
+The loops alternate: every round runs every case on every loop, each round
+starting with a different loop, so slow drift on a shared machine hits all
+three alike.  The table gives medians over rounds with their spread, and
+each loop's ratio to uvloop.  The Markdown table goes to stdout; the same
+table, the raw numbers (JSON) and a chart (PNG) go to the results folder.
+
+On a shared machine other work can take either CPU.  Each run records how
+long the server and the generator were runnable but waiting for their CPU
+(the kernel's run delay); a run that lost 5% or more of its window is
+repeated (--retries), and the notes under the table flag what remains, as
+well as runs whose pace the generator rather than the server may have set.
+Requests/s suffers most from such noise; CPU time per request less so.
+"""
+import argparse
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import loadgen  # noqa: E402
+import report  # noqa: E402
+from servers import HELLO  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+LOOPS = ["uringloop", "asyncio", "uvloop"]
+ECHO = ["sock", "streams", "protocol", "buffered"]
+HTTP = ["httptools", "aiohttp"]
+INTERNALS = "internals"
+GROUPS = {"echo": ECHO, "http": HTTP, "all": ECHO + HTTP + [INTERNALS]}
+NEEDS = {"uvloop": "uvloop", "httptools": "httptools", "aiohttp": "aiohttp"}
+
+READY_TIMEOUT = 30.0
+REPLY_TIMEOUT = 10.0
+EXIT_TIMEOUT = 10.0
+
+
+class RunFailed(Exception):
+    pass
+
+
+class Case:
+    def __init__(self, workload, connections, size=None):
+        self.workload = workload
+        self.connections = connections
+        self.size = size
+
+    @property
+    def http(self):
+        return self.workload in HTTP
+
+    @property
+    def label(self):
+        kind = "http" if self.http else "echo"
+        text = f"{kind} {self.workload}, {self.connections} conn"
+        return text if self.http else f"{text}, {format_size(self.size)}"
+
+
+def format_size(n):
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} B"
+
+
+def parse_size(text):
+    text = text.strip().lower().removesuffix("b").removesuffix("i")
+    scale = {"k": 1 << 10, "m": 1 << 20}.get(text[-1:], 1)
+    return int(text[:-1] if scale > 1 else text) * scale
+
+
+class Lines:
+    """Lines from a child's stdout, each awaited with a deadline."""
+
+    def __init__(self, proc, name):
+        self.proc = proc
+        self.name = name
+        self.fd = proc.stdout.fileno()
+        self.buf = b""
+
+    def next(self, timeout, waiting_for):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RunFailed(f"{self.name}: no {waiting_for} within {timeout:.0f} s")
+            if select.select([self.fd], [], [], left)[0]:
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    code = self.proc.wait()
+                    raise RunFailed(f"{self.name} exited (status {code}) "
+                                    f"before {waiting_for}")
+                self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode(errors="replace").strip()
+
+
+def steal_seconds(cpus):
+    """{cpu: seconds the hypervisor ran something else}, from /proc/stat."""
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *values = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                out[int(name[3:])] = int(values[7]) / hz
+    return out
+
+
+def tail(path, lines=12):
+    try:
+        text = Path(path).read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def spawn(args, cpu, stderr):
+    def pin():
+        os.sched_setaffinity(0, {cpu})
+    return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=stderr, preexec_fn=pin, cwd=REPO)
+
+
+def send(proc, text):
+    try:
+        proc.stdin.write(text.encode() + b"\n")
+        proc.stdin.flush()
+    except (BrokenPipeError, OSError):
+        pass
+
+
+def finish(proc, say=None):
+    """Ask a child to end (a line, then EOF on stdin); kill it if it will not."""
+    if proc.poll() is None:
+        if say:
+            send(proc, say)
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        try:
+            stream.close()
+        except OSError:
+            pass
+
+
+def run_one(case, loop, args, scratch):
+    """One measured run: a fresh server, a fresh generator."""
+    server_err = Path(scratch) / "server.err"
+    gen_err = Path(scratch) / "loadgen.err"
+    server = generator = None
+    with open(server_err, "wb") as serr, open(gen_err, "wb") as gerr:
+        try:
+            server = spawn([sys.executable, str(HERE / "servers.py"), "--loop", loop,
+                            "--workload", case.workload], args.server_cpu, serr)
+            server_out = Lines(server, "server")
+            ready = server_out.next(READY_TIMEOUT, "READY line")
+            if not ready.startswith("READY "):
+                raise RunFailed(f"server said {ready!r} instead of READY")
+            port = int(ready.split()[1])
+
+            generator = spawn(loadgen.command(
+                "http" if case.http else "echo", port, case.connections, case.size or 1,
+                args.warmup, args.duration, args.stall_timeout,
+                HELLO.decode() if case.http else None), args.client_cpu, gerr)
+            gen_out = Lines(generator, "load generator")
+            # Connecting may take up to one stall timeout, so may warming up.
+            line = gen_out.next(args.warmup + 2 * args.stall_timeout + 10, "GO")
+            if line != "GO":
+                raise RunFailed(f"load generator said {line!r} instead of GO")
+            send(server, "start")
+            before = steal_seconds({args.server_cpu, args.client_cpu})
+            line = gen_out.next(args.duration + args.stall_timeout + 10, "END")
+            if line != "END":
+                raise RunFailed(f"load generator said {line!r} instead of END")
+            send(server, "stop")
+            after = steal_seconds({args.server_cpu, args.client_cpu})
+            usage = json.loads(server_out.next(REPLY_TIMEOUT, "CPU report"))
+            send(generator, "quit")
+            result = loadgen.parse_result(gen_out.next(REPLY_TIMEOUT, "RESULT"))
+            finish(generator)
+            if generator.returncode:
+                raise RunFailed(f"load generator exited with status {generator.returncode}")
+        except (RunFailed, OSError, ValueError) as exc:
+            for proc in (generator, server):
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+            for proc in (generator, server):
+                if proc is not None:
+                    finish(proc)
+            details = [str(exc)]
+            for name, path in (("load generator", gen_err), ("server", server_err)):
+                text = tail(path)
+                if text:
+                    details.append(f"{name} stderr:\n{text}")
+            return {"ok": False, "error": "\n".join(details)}
+        finish(server)
+
+    if usage["errors"]:
+        return {"ok": False, "error": f"the server's loop reported {usage['errors']} "
+                                      f"error(s) while measured; first: {usage['first_error']}\n"
+                                      f"server stderr:\n{tail(server_err)}"}
+    if result["requests"] == 0:
+        return {"ok": False, "error": "no request completed in the measured window"}
+    wall = usage["wall"]
+    steal = sum(after[c] - before[c] for c in after)
+    return {
+        "ok": True,
+        "requests": int(result["requests"]),
+        "rps": result["rps"],
+        # Each side's CPU rate over its own window: the two windows differ
+        # only by the relay delays at their edges.
+        "cpu_us": usage["cpu"] / wall / result["rps"] * 1e6,
+        "p50_us": result["p50_us"],
+        "p99_us": result["p99_us"],
+        "max_us": result["max_us"],
+        "rss_mib": usage["maxrss_kib"] / 1024,
+        "server_busy": usage["cpu"] / wall,
+        "loadgen_busy": result["loadgen_cpu"] / result["elapsed"],
+        # Time each side was runnable but another task had its CPU.
+        "server_wait": usage["cpu_wait"] / wall,
+        "loadgen_wait": result["loadgen_wait"] / result["elapsed"],
+        "steal": steal / wall,
+    }
+
+
+def run_internals(args, loops):
+    """loop_internals.py's cases, pinned like a server, in a child process."""
+    command = [sys.executable, str(HERE / "loop_internals.py"), "--json",
+               "--rounds", str(args.rounds), "--scale", str(args.internals_scale),
+               "--loops", *loops]
+    # About 10 s at the defaults; far beyond that, something hangs.
+    timeout = 120 + 120 * args.rounds * args.internals_scale
+    try:
+        proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=timeout, cwd=REPO,
+                              preexec_fn=lambda: os.sched_setaffinity(0, {args.server_cpu}))
+    except subprocess.TimeoutExpired:
+        return {"error": f"loop_internals.py timed out after {timeout:.0f} s"}
+    if proc.returncode:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        return {"error": f"loop_internals.py failed (status {proc.returncode}):\n"
+                         + "\n".join(err[-15:])}
+    return json.loads(proc.stdout)
+
+
+def measured(case, loop, rnd, args, scratch, progress):
+    """One round of one case on one loop, repeated while other work disturbs it."""
+    label = f"round {rnd + 1}/{args.rounds}: {case.label} on {loop}"
+    progress.show(label)
+    outcome = run_one(case, loop, args, scratch)
+    attempts = [outcome]
+    # Which attempt counts depends only on how much CPU other work took,
+    # never on the numbers the loop produced.
+    while outcome["ok"] and len(attempts) <= args.retries \
+            and contention(outcome) >= report.CONTENDED:
+        progress.show(f"{label} (again: lost {contention(outcome):.0%} of the window "
+                      f"to other work)")
+        outcome = run_one(case, loop, args, scratch)
+        attempts.append(outcome)
+    ok = [a for a in attempts if a["ok"]]
+    kept = min(ok, key=contention) if len(ok) == len(attempts) else outcome
+    kept["round"] = rnd + 1
+    kept["repeated"] = [round(contention(a), 3) for a in attempts if a is not kept and a["ok"]]
+    return kept
+
+
+def contention(outcome):
+    """The largest share of the window that the server or the generator
+    spent waiting for its CPU while something else ran there."""
+    return max(outcome["server_wait"], outcome["loadgen_wait"], outcome["steal"])
+
+
+class Progress:
+    def __init__(self, total):
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+        self.tty = sys.stderr.isatty()
+
+    def show(self, text):
+        eta = ""
+        if self.done:
+            left = (time.monotonic() - self.started) / self.done * (self.total - self.done)
+            eta = f", ~{left / 60:.0f} min left" if left >= 90 else f", ~{left:.0f} s left"
+        line = f"[{self.done + 1}/{self.total}] {text}{eta}"
+        if self.tty:
+            print(f"\r{line[:110]:<110}", end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def step(self):
+        self.done += 1
+
+    def clear(self):
+        if self.tty:
+            print("\r" + " " * 110 + "\r", end="", file=sys.stderr, flush=True)
+
+
+def build_cases(args):
+    cases = []
+    for workload in args.workloads:
+        if workload == INTERNALS:
+            continue
+        for connections in args.connections:
+            if workload in HTTP:
+                cases.append(Case(workload, connections))
+            else:
+                cases.extend(Case(workload, connections, size) for size in args.sizes)
+    return cases
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workloads", nargs="+", metavar="W",
+                        default=["protocol", "streams", "buffered", "sock", "httptools",
+                                 "aiohttp", INTERNALS],
+                        help=f"any of {', '.join(ECHO + HTTP + [INTERNALS])}, or the groups "
+                             f"{', '.join(GROUPS)} (default: all of them)")
+    parser.add_argument("--loops", nargs="+", choices=LOOPS, default=LOOPS)
+    parser.add_argument("--connections", nargs="+", type=int, metavar="N", default=[100],
+                        help="concurrent connections (default: 100)")
+    parser.add_argument("--sizes", nargs="+", type=parse_size, metavar="BYTES",
+                        default=[64, 4096], help="echo message sizes, e.g. 64 4k 64k "
+                                                 "(default: 64 4k)")
+    parser.add_argument("--full", action="store_true",
+                        help="connections 1 100 1000 and sizes 64 4k 64k (overrides both)")
+    parser.add_argument("--duration", type=float, default=2.0,
+                        help="measured seconds per run (default: 2)")
+    parser.add_argument("--warmup", type=float, default=0.5,
+                        help="seconds of load before measuring (default: 0.5)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs per case and loop, alternating loops (default: 3)")
+    parser.add_argument("--internals-scale", type=float, default=0.5,
+                        help="operation counts of the loop-internals cases (default: 0.5)")
+    parser.add_argument("--baseline", choices=LOOPS, default="uvloop",
+                        help="the loop the ratios compare with (default: uvloop)")
+    parser.add_argument("--retries", type=int, default=1,
+                        help="repeat a run up to this many times when other work took "
+                             f"≥ {report.CONTENDED * 100:.0f}%% of its window from the server or the "
+                             "generator; the least disturbed attempt counts (default: 1)")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+    parser.add_argument("--stall-timeout", type=float, default=10.0,
+                        help="fail a run when no byte arrives for this long (default: 10)")
+    parser.add_argument("--results-dir", type=Path, default=REPO / "results")
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    args = parser.parse_args(argv)
+
+    workloads = []
+    for name in args.workloads:
+        for w in GROUPS.get(name, [name]):
+            if w not in ECHO + HTTP + [INTERNALS]:
+                parser.error(f"unknown workload {w!r}")
+            if w not in workloads:
+                workloads.append(w)
+    args.workloads = workloads
+    if args.full:
+        args.connections, args.sizes = [1, 100, 1000], [64, 4096, 65536]
+    if args.baseline not in args.loops:
+        args.baseline = args.loops[0]
+    if min(args.connections) < 1 or min(args.sizes) < 1 or args.rounds < 1 or args.duration <= 0:
+        parser.error("connections, sizes, rounds and duration must be positive")
+    if args.retries < 0:
+        parser.error("--retries cannot be negative")
+    cpus = os.sched_getaffinity(0)
+    if args.server_cpu == args.client_cpu or not {args.server_cpu, args.client_cpu} <= cpus:
+        parser.error(f"--server-cpu and --client-cpu must be two different CPUs of {sorted(cpus)}")
+    missing = sorted({NEEDS[n] for n in args.loops + args.workloads if n in NEEDS
+                      if importlib.util.find_spec(NEEDS[n]) is None})
+    if not args.no_chart and importlib.util.find_spec("matplotlib") is None:
+        missing.append("matplotlib")
+    if missing:
+        parser.error(f"missing packages: {' '.join(missing)} "
+                     f"(pip install -e '.[bench]' installs them)")
+    return args
+
+
+def environment(args):
+    versions = {"python": platform.python_version()}
+    for name in args.loops + [w for w in args.workloads if w in NEEDS]:
+        if name != "asyncio":
+            try:
+                versions[name] = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                versions[name] = "?"
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "uringloop"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit += " (uringloop/ modified)" if dirty else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = "?"
+    return {"kernel": platform.release(), "cpu": model, "cpus": os.cpu_count(),
+            "versions": versions, "commit": commit}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        loadgen.binary()
+    except loadgen.BuildError as exc:
+        sys.exit(str(exc))
+    # The parent stays off the server's CPU; spawn() pins each child.
+    os.sched_setaffinity(0, {args.client_cpu})
+
+    cases = build_cases(args)
+    runs = {(c.label, loop): [] for c in cases for loop in args.loops}
+    progress = Progress(len(cases) * len(args.loops) * args.rounds)
+    started = time.time()
+    env = environment(args)
+    interrupted = False
+    try:
+        with tempfile.TemporaryDirectory(prefix="uringloop-bench-") as scratch:
+            for rnd in range(args.rounds):
+                order = args.loops[rnd % len(args.loops):] + args.loops[:rnd % len(args.loops)]
+                for case in cases:
+                    for loop in order:
+                        runs[case.label, loop].append(
+                            measured(case, loop, rnd, args, scratch, progress))
+                        progress.step()
+    except KeyboardInterrupt:
+        # Children see EOF on stdin once we stop, and exit on their own.
+        interrupted = True
+    progress.clear()
+
+    internals = None
+    if INTERNALS in args.workloads and not interrupted:
+        print("loop internals (benchmarks/loop_internals.py) ...", file=sys.stderr, flush=True)
+        internals = run_internals(args, args.loops)
+
+    data = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "seconds": round(time.time() - started, 1),
+        "interrupted": interrupted,
+        "settings": {"loops": args.loops, "baseline": args.baseline, "rounds": args.rounds,
+                     "retries": args.retries,
+                     "duration": args.duration, "warmup": args.warmup,
+                     "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
+                     "internals_scale": args.internals_scale},
+        "environment": env,
+        "cases": [{"case": c.label, "workload": c.workload, "connections": c.connections,
+                   "size": c.size, "loop": loop, "runs": runs[c.label, loop]}
+                  for c in cases for loop in args.loops],
+        "internals": internals,
+    }
+    text = report.markdown(data)
+    print(text)
+
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    stem = args.results_dir / ("bench-" + time.strftime("%Y%m%d-%H%M%S", time.localtime(started)))
+    stem.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    stem.with_suffix(".md").write_text(text)
+    written = [stem.with_suffix(".md"), stem.with_suffix(".json")]
+    if not args.no_chart:
+        png = stem.with_suffix(".png")
+        report.chart(data, png)
+        written.append(png)
+    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    failed = sum(not r["ok"] for rs in runs.values() for r in rs)
+    return 1 if failed or (internals and "error" in internals) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

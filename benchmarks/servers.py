@@ -1,0 +1,267 @@
+"""The servers under test: one workload on one event loop, in this process.
+
+    python benchmarks/servers.py --loop uringloop --workload protocol
+
+Prints "READY <port>" on stdout once listening on 127.0.0.1, then obeys
+lines on stdin: "start" and "stop" bracket the measured window, and "stop"
+answers with one JSON line of this process's CPU time (getrusage, user +
+sys, all threads) over the window, how long the loop's thread waited for
+its CPU meanwhile, its peak RSS and the errors the loop reported.  EOF on
+stdin ends the process.
+
+The control channel is a plain thread blocked in read(), not the loop under
+test: it must cost nothing while the load runs and must not depend on
+features (pipes, add_reader) that a young loop may lack.
+"""
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import sys
+import threading
+import time
+
+HOST = "127.0.0.1"
+HELLO = b"Hello, World!"
+HTTP_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+                 + str(len(HELLO)).encode() + b"\r\n\r\n" + HELLO)
+READ_SIZE = 64 * 1024
+# The load generator opens up to thousands of connections at once.
+BACKLOG = 4096
+
+
+def new_loop(name):
+    # Each server imports only its own loop, so peak RSS compares like with like.
+    if name == "uringloop":
+        import uringloop
+        return uringloop.new_event_loop()
+    if name == "asyncio":
+        return asyncio.SelectorEventLoop()
+    if name == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop()
+    raise ValueError(f"unknown loop {name!r}")
+
+
+def listening_socket():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, 0))
+    sock.listen(BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+# -- echo, four ways
+
+async def serve_sock(loop, sock):
+    async def echo(conn):
+        with conn:
+            try:
+                while True:
+                    data = await loop.sock_recv(conn, READ_SIZE)
+                    if not data:
+                        return
+                    await loop.sock_sendall(conn, data)
+            except ConnectionError:
+                pass
+
+    async def accept_forever():
+        tasks = set()
+        while True:
+            conn, _ = await loop.sock_accept(sock)
+            # Transports get TCP_NODELAY from every loop; raw sockets need it here.
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            task = loop.create_task(echo(conn))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    loop.create_task(accept_forever())
+
+
+async def serve_streams(loop, sock):
+    async def echo(reader, writer):
+        try:
+            while True:
+                data = await reader.read(READ_SIZE)
+                if not data:
+                    return
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(echo, sock=sock, backlog=BACKLOG)
+
+
+class EchoProtocol(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+class EchoBufferedProtocol(asyncio.BufferedProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+        self.buffer = bytearray(READ_SIZE)
+
+    def get_buffer(self, sizehint):
+        return self.buffer
+
+    def buffer_updated(self, nbytes):
+        # Slicing a bytearray copies: the next read reuses self.buffer while
+        # the loop may still hold the bytes written here.
+        self.transport.write(self.buffer[:nbytes])
+
+
+async def serve_protocol(loop, sock):
+    return await loop.create_server(EchoProtocol, sock=sock, backlog=BACKLOG)
+
+
+async def serve_buffered(loop, sock):
+    return await loop.create_server(EchoBufferedProtocol, sock=sock, backlog=BACKLOG)
+
+
+# -- HTTP
+
+class HttptoolsProtocol(asyncio.Protocol):
+    def __init__(self):
+        import httptools
+        self.parser = httptools.HttpRequestParser(self)
+        self.error = httptools.HttpParserError
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        try:
+            self.parser.feed_data(data)
+        except self.error:
+            self.transport.close()
+
+    def on_message_complete(self):
+        self.transport.write(HTTP_RESPONSE)
+        if not self.parser.should_keep_alive():
+            self.transport.close()
+
+
+async def serve_httptools(loop, sock):
+    return await loop.create_server(HttptoolsProtocol, sock=sock, backlog=BACKLOG)
+
+
+async def serve_aiohttp(loop, sock):
+    from aiohttp import web
+
+    async def hello(request):
+        return web.Response(text=HELLO.decode())
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.SockSite(runner, sock, backlog=BACKLOG).start()
+    return runner
+
+
+WORKLOADS = {
+    "sock": serve_sock,
+    "streams": serve_streams,
+    "protocol": serve_protocol,
+    "buffered": serve_buffered,
+    "httptools": serve_httptools,
+    "aiohttp": serve_aiohttp,
+}
+
+
+class Errors:
+    """The loop's exception handler: count, and show the first few."""
+
+    SHOWN = 5
+
+    def __init__(self):
+        self.count = 0
+        self.first = None
+
+    def __call__(self, loop, context):
+        self.count += 1
+        if self.first is None:
+            exc = context.get("exception")
+            self.first = context.get("message", "") + (f": {exc!r}" if exc else "")
+        if self.count <= self.SHOWN:
+            loop.default_exception_handler(context)
+
+
+def cpu_seconds():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_delay(tid):
+    """Seconds thread `tid` has been runnable but waiting for its CPU, which
+    other work on that CPU took (the kernel's schedstat, CONFIG_SCHED_INFO)."""
+    try:
+        with open(f"/proc/self/task/{tid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def control(errors, loop_tid):
+    started = None
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "start":
+            errors.first = None
+            started = (cpu_seconds(), time.monotonic(), errors.count, run_delay(loop_tid))
+        elif command == "stop" and started is not None:
+            cpu, wall, delay = cpu_seconds(), time.monotonic(), run_delay(loop_tid)
+            print(json.dumps({
+                "cpu": cpu - started[0],
+                "wall": wall - started[1],
+                "cpu_wait": delay - started[3],
+                "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "errors": errors.count - started[2],
+                "first_error": errors.first,
+            }), flush=True)
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1 << 16 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--loop", required=True, choices=["uringloop", "asyncio", "uvloop"])
+    parser.add_argument("--workload", required=True, choices=list(WORKLOADS))
+    args = parser.parse_args(argv)
+
+    raise_fd_limit()
+    # The control thread must get the GIL promptly when a marker arrives,
+    # so both ends of the window are taken with equally short delays.
+    sys.setswitchinterval(0.001)
+    loop = new_loop(args.loop)
+    asyncio.set_event_loop(loop)
+    errors = Errors()
+    loop.set_exception_handler(errors)
+    sock = listening_socket()
+    loop.run_until_complete(WORKLOADS[args.workload](loop, sock))
+    threading.Thread(target=control, args=(errors, threading.get_native_id()),
+                     daemon=True).start()
+    print(f"READY {sock.getsockname()[1]}", flush=True)
+    loop.run_forever()
+
+
+if __name__ == "__main__":
+    main()
