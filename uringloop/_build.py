@@ -12,7 +12,10 @@ HEADER = HERE / "_core.h"
 
 # Every UL_* constant of the header is exported by name; cffi reads the
 # values from the compiled header, so they are defined exactly once.
-_CONSTANTS = sorted(set(re.findall(r"^#define (UL_[A-Z0-9_]+)\s", HEADER.read_text(), re.M)))
+_HEADER_TEXT = HEADER.read_text()
+_CONSTANTS = sorted(set(re.findall(r"^#define (UL_[A-Z0-9_]+)\s", _HEADER_TEXT, re.M)))
+# The function prototypes are written once, in the header.
+_PROTOTYPES = re.search(r"/\* cdef-begin.*?\*/\n(.*?)/\* cdef-end \*/", _HEADER_TEXT, re.S).group(1)
 
 CDEF = "\n".join(f"#define {name} ..." for name in _CONSTANTS if name != "URINGLOOP_CORE_H") + """
 
@@ -37,31 +40,6 @@ struct ul_bufring {
     ...;
 };
 
-int ul_ring_init(struct ul_ring *r, unsigned entries, unsigned cq_entries,
-                 unsigned try_flags, unsigned deny_features);
-int ul_ring_enable(struct ul_ring *r);
-void ul_ring_exit(struct ul_ring *r);
-void ul_ring_forget(struct ul_ring *r);
-int ul_wait(struct ul_ring *r, long long timeout_ns);
-unsigned ul_sq_pending(struct ul_ring *r);
-
-int ul_prep_nop(struct ul_ring *r, uint64_t ud, unsigned nop_flags,
-                uint64_t off, uint64_t addr);
-int ul_prep_poll_add(struct ul_ring *r, uint64_t ud, int fd, unsigned events,
-                     unsigned multishot);
-int ul_prep_cancel(struct ul_ring *r, uint64_t ud, uint64_t target, int fd,
-                   unsigned flags);
-int ul_prep_recv(struct ul_ring *r, uint64_t ud, int fd, void *buf,
-                 unsigned len, unsigned msg_flags, unsigned ioprio, int bgid);
-int ul_prep_send(struct ul_ring *r, uint64_t ud, int fd, const char *buf,
-                 unsigned len, unsigned msg_flags);
-int ul_prep_sendmsg(struct ul_ring *r, uint64_t ud, int fd, const void *msg,
-                    unsigned msg_flags);
-int ul_prep_accept(struct ul_ring *r, uint64_t ud, int fd, unsigned flags,
-                   unsigned ioprio);
-int ul_prep_connect(struct ul_ring *r, uint64_t ud, int fd, const void *addr,
-                    unsigned addrlen);
-
 struct iovec { void *iov_base; size_t iov_len; };
 struct msghdr {
     void *msg_name; unsigned msg_namelen;
@@ -70,11 +48,7 @@ struct msghdr {
     int msg_flags;
     ...;
 };
-
-int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
-                    unsigned count, unsigned size, void *memory);
-void ul_bufring_exit(struct ul_ring *r, struct ul_bufring *br);
-"""
+""" + _PROTOTYPES
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)

@@ -215,6 +215,7 @@ struct ul_bufring {
     uint16_t bgid, tail;
 };
 
+/* cdef-begin: _build.py hands these prototypes to cffi as they are */
 int ul_ring_init(struct ul_ring *r, unsigned entries, unsigned cq_entries,
                  unsigned try_flags, unsigned deny_features);
 int ul_ring_enable(struct ul_ring *r);
@@ -243,5 +244,6 @@ int ul_prep_connect(struct ul_ring *r, uint64_t ud, int fd, const void *addr,
 int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
                     unsigned count, unsigned size, void *memory);
 void ul_bufring_exit(struct ul_ring *r, struct ul_bufring *br);
+/* cdef-end */
 
 #endif
