@@ -136,6 +136,11 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
 
     _start_tls_compatible = False
     _sendfile_compatible = constants._SendfileMode.FALLBACK
+    # No per-instance dict: a server may hold tens of thousands of these.
+    __slots__ = ("_sock", "_fd", "_server", "_protocol", "_protocol_connected", "_buffered",
+                 "_conn_lost", "_closing", "_paused", "_read_eof", "_eof", "_held",
+                 "_recv_op", "_recv_ud", "_private", "_send_op", "_sending", "_inflight_size",
+                 "_pending", "_pending_size", "_live", "_released", "__weakref__")
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
         super().__init__(extra, loop)
@@ -157,7 +162,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         self._paused = False
         self._read_eof = False
         self._eof = False            # write_eof() called
-        self._held = collections.deque()   # received while paused, in order
+        self._held = None            # deque: received while paused, in order
         self._recv_op = _Recv(self)
         self._recv_ud = 0            # user_data of the receive in flight, 0: none
         self._private = None         # receive buffer where there is no buffer ring
@@ -266,7 +271,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         if self._closing:
             return                   # read side stopped at close(), as asyncio's
         if self._paused or self._held:
-            self._held.append(data)
+            self._hold(data)
             return
         self._deliver(data)
 
@@ -282,6 +287,11 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
             what = "buffer_updated" if self._buffered else "data_received"
             self._fatal_error(exc, f"Fatal error: protocol.{what}() call failed.")
 
+    def _hold(self, item):
+        if self._held is None:
+            self._held = collections.deque()
+        self._held.append(item)
+
     def _deliver_held(self):
         held = self._held
         while held and not self._paused and not self._closing:
@@ -296,7 +306,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         """A receive ended without data: EOF, cancellation or an error."""
         if res == 0:
             if self._paused or self._held:
-                self._held.append(_EOF)
+                self._hold(_EOF)
                 self._read_eof = True
             elif not self._closing:
                 self._on_eof()
