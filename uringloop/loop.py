@@ -238,14 +238,12 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
     # -- the run-once step
 
     def _run_once(self):
-        scheduled = self._scheduled
-        if scheduled:
+        if self._scheduled:
             self._purge_cancelled_timers()
-            scheduled = self._scheduled
         if self._ready or self._stopping:
             timeout = 0
-        elif scheduled:
-            delay = scheduled[0]._when - self.time()
+        elif self._scheduled:
+            delay = self._scheduled[0]._when - self.time()
             timeout = math.ceil(min(max(0.0, delay), _MAX_TIMEOUT) * 1e9)
         else:
             timeout = -1
@@ -254,8 +252,8 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
             self._dispatch()
         elif n < 0:
             self._ring.check(n)
-
-        if scheduled:
+        # (re-read: completion handlers may have set timers already due)
+        if self._scheduled:
             self._schedule_due_timers()
         self._run_ready()
 
