@@ -1675,3 +1675,37 @@ def test_buffered_protocol_may_resize_its_buffer(loop_kind, loop, run):
             await server.wait_closed()
 
     assert run(main())
+
+
+def test_closing_the_loop_with_open_transports_leaks_no_fd(loop_kind, new_loop):
+    """Transports left open when their loop closes give their sockets back
+    once dropped (asyncio warns, uvloop closes them with the loop)."""
+    import gc
+    import warnings
+
+    def open_fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    def run_and_abandon():
+        loop = new_loop()
+
+        async def main():
+            server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+            conns = [await loop.create_connection(asyncio.Protocol, *server.sockets[0].getsockname())
+                     for _ in range(5)]
+            await asyncio.sleep(0.05)
+            server.close()
+            return conns
+
+        loop.run_until_complete(main())
+        loop.close()
+
+    with warnings.catch_warnings():
+        # abandoning open transports is the point: their warnings are expected
+        warnings.simplefilter("ignore", ResourceWarning)
+        run_and_abandon()                  # warm up: first-use fds (uvloop, buffer rings)
+        gc.collect()
+        before = open_fds()
+        run_and_abandon()
+        gc.collect()
+    assert open_fds() <= before

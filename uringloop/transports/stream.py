@@ -188,7 +188,9 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         return f"<{type(self).__name__} fd={self._fd} {state}>"
 
     def __del__(self, _warn=warnings.warn):
-        if self._sock is not None and not self._live:
+        # Ops still counted live on a closed loop were cancelled and drained
+        # without dispatch (or their ring is gone): the socket is ours again.
+        if self._sock is not None and (not self._live or self._loop.is_closed()):
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             self._sock.close()
 
