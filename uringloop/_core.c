@@ -226,7 +226,7 @@ void ul_ring_forget(struct ul_ring *r)
 
 /* ---- submission -------------------------------------------------------- */
 
-unsigned ul_sq_pending(struct ul_ring *r)
+static unsigned sq_pending(struct ul_ring *r)
 {
     return r->sq_tail - load_acquire(r->sq_khead);
 }
@@ -235,7 +235,7 @@ static int submit(struct ul_ring *r, unsigned flags, unsigned wait_nr,
                   void *arg, size_t argsz)
 {
     store_release(r->sq_ktail, r->sq_tail);
-    unsigned n = ul_sq_pending(r);
+    unsigned n = sq_pending(r);
     int ret = sys_enter(r->fd, n, wait_nr, flags | r->enter_flags, arg, argsz);
     return ret < 0 ? -errno : ret;
 }
@@ -244,13 +244,13 @@ static int submit(struct ul_ring *r, unsigned flags, unsigned wait_nr,
  * never dropped; NULL (with *err) only when the kernel refuses that. */
 static struct ul_sqe *get_sqe(struct ul_ring *r, int *err)
 {
-    if (ul_sq_pending(r) >= r->sq_entries) {
+    if (sq_pending(r) >= r->sq_entries) {
         if (!r->enabled) {
             *err = -EBADFD;
             return NULL;
         }
         int ret = submit(r, 0, 0, NULL, 0);
-        if (ret < 0 || ul_sq_pending(r) >= r->sq_entries) {
+        if (ret < 0 || sq_pending(r) >= r->sq_entries) {
             *err = ret < 0 ? ret : -EBUSY;
             return NULL;
         }
@@ -353,16 +353,6 @@ int ul_prep_accept(struct ul_ring *r, uint64_t ud, int fd, unsigned flags,
     return 0;
 }
 
-int ul_prep_connect(struct ul_ring *r, uint64_t ud, int fd, const void *addr,
-                    unsigned addrlen)
-{
-    PREP(UL_OP_CONNECT);
-    sqe->fd = fd;
-    sqe->addr = (uint64_t)(uintptr_t)addr;
-    sqe->off = addrlen;
-    return 0;
-}
-
 /* ---- completion -------------------------------------------------------- */
 
 /* Copy up to cq_entries completions into the flat arrays.  Padding CQEs
@@ -419,7 +409,7 @@ static int cq_ready(struct ul_ring *r)
  * and the kernel has flagged no deferred work or overflow. */
 static int needs_enter(struct ul_ring *r, long long timeout_ns)
 {
-    if (timeout_ns != 0 || ul_sq_pending(r))
+    if (timeout_ns != 0 || sq_pending(r))
         return 1;
     if (!(r->setup_flags & UL_SETUP_TASKRUN_FLAG))
         return 1;

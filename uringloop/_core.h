@@ -56,7 +56,6 @@
 #define UL_OP_ACCEPT             13
 #define UL_OP_TIMEOUT            11
 #define UL_OP_ASYNC_CANCEL       14
-#define UL_OP_CONNECT            16
 #define UL_OP_SEND               26
 #define UL_OP_RECV               27
 
@@ -222,7 +221,6 @@ int ul_ring_enable(struct ul_ring *r);
 void ul_ring_exit(struct ul_ring *r);
 void ul_ring_forget(struct ul_ring *r);
 int ul_wait(struct ul_ring *r, long long timeout_ns);
-unsigned ul_sq_pending(struct ul_ring *r);
 
 int ul_prep_nop(struct ul_ring *r, uint64_t ud, unsigned nop_flags,
                 uint64_t off, uint64_t addr);
@@ -238,8 +236,6 @@ int ul_prep_sendmsg(struct ul_ring *r, uint64_t ud, int fd, const void *msg,
                     unsigned msg_flags);
 int ul_prep_accept(struct ul_ring *r, uint64_t ud, int fd, unsigned flags,
                    unsigned ioprio);
-int ul_prep_connect(struct ul_ring *r, uint64_t ud, int fd, const void *addr,
-                    unsigned addrlen);
 
 int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
                     unsigned count, unsigned size, void *memory);

@@ -232,9 +232,6 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
             except OSError:
                 pass                        # closed meanwhile, or saturated
 
-    def _process_events(self, event_list):
-        """Unused: completions are dispatched by _dispatch."""
-
     # -- the run-once step
 
     def _run_once(self):

@@ -355,10 +355,6 @@ class Ring:
     def prep_accept(self, ud, fd, flags, multishot):
         self._retry(lib.ul_prep_accept, ud, fd, flags, lib.UL_ACCEPT_MULTISHOT if multishot else 0)
 
-    @property
-    def sq_pending(self):
-        return lib.ul_sq_pending(self._r)
-
     # -- completion
 
     def wait(self, timeout_ns):
