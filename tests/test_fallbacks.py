@@ -305,3 +305,32 @@ def test_nodelay_on_tcp_sockets_made_with_proto_0():
         assert loop.run_until_complete(main()) != 0
     finally:
         loop.close()
+
+
+def test_interrupted_dispatch_loses_no_completion():
+    """A KeyboardInterrupt raised while completions are being dispatched
+    leaves the rest reaped-but-undispatched; the next run dispatches them."""
+    loop = uringloop.new_event_loop()
+    done = []
+
+    class Nop:
+        def __init__(self, name):
+            self.name = name
+
+        def complete(self, res, flags):
+            done.append(self.name)
+            if self.name == "first":
+                raise KeyboardInterrupt
+
+    try:
+        loop.run_until_complete(asyncio.sleep(0))
+        for name in ("first", "second", "third"):
+            loop._ring.prep_nop(loop._ops.add(Nop(name)))
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(asyncio.sleep(0.01))
+        assert done == ["first"]
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert done == ["first", "second", "third"]
+        assert len(loop._ops) == 1              # only the wake-up poll is left
+    finally:
+        loop.close()
