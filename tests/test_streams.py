@@ -1709,3 +1709,20 @@ def test_closing_the_loop_with_open_transports_leaks_no_fd(loop_kind, new_loop):
         run_and_abandon()
         gc.collect()
     assert open_fds() <= before
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_sock_recv_on_a_blocking_socket(loop, run, debug):
+    """Blocking sockets are refused by sock_* in debug mode only."""
+    loop.set_debug(debug)
+    a, b = socket.socketpair()
+    try:
+        b.send(b"x")
+        if debug:
+            with pytest.raises(ValueError, match="non-blocking"):
+                run(loop.sock_recv(a, 10))
+        else:
+            assert run(loop.sock_recv(a, 10)) == b"x"
+    finally:
+        a.close()
+        b.close()

@@ -31,9 +31,10 @@ class _PollWaiter:
             self.future.set_result(res)
 
 
-def _check_socket(sock):
+def _check_socket(loop, sock):
     base_events._check_ssl_socket(sock)
-    if sock.gettimeout() != 0:
+    # as asyncio and uvloop: a blocking socket is refused in debug mode only
+    if loop._debug and sock.gettimeout() != 0:
         raise ValueError("the socket must be non-blocking")
 
 
@@ -52,34 +53,29 @@ class SocketMethods:
             self._ring.prep_cancel(0, target=ud)
             raise
 
-    async def sock_recv(self, sock, n):
-        _check_socket(sock)
+    async def _when_ready(self, sock, events, call, *args):
+        """call(*args) once it does not block, polling for `events` between tries."""
+        _check_socket(self, sock)
         while True:
             try:
-                return sock.recv(n)
+                return call(*args)
             except (BlockingIOError, InterruptedError):
-                await self._await_readiness(sock, select.POLLIN)
+                await self._await_readiness(sock, events)
+
+    async def sock_recv(self, sock, n):
+        return await self._when_ready(sock, select.POLLIN, sock.recv, n)
 
     async def sock_recv_into(self, sock, buf):
-        _check_socket(sock)
-        while True:
-            try:
-                return sock.recv_into(buf)
-            except (BlockingIOError, InterruptedError):
-                await self._await_readiness(sock, select.POLLIN)
+        return await self._when_ready(sock, select.POLLIN, sock.recv_into, buf)
 
     async def sock_sendall(self, sock, data):
-        _check_socket(sock)
         view = memoryview(data).cast("B")
         sent = 0
         while sent < len(view):
-            try:
-                sent += sock.send(view[sent:])
-            except (BlockingIOError, InterruptedError):
-                await self._await_readiness(sock, select.POLLOUT)
+            sent += await self._when_ready(sock, select.POLLOUT, sock.send, view[sent:])
 
     async def sock_connect(self, sock, address):
-        _check_socket(sock)
+        _check_socket(self, sock)
         if sock.family == socket.AF_INET or (
                 base_events._HAS_IPv6 and sock.family == socket.AF_INET6):
             resolved = await self._ensure_resolved(
@@ -96,11 +92,6 @@ class SocketMethods:
             raise OSError(err, f"Connect call failed {address}")
 
     async def sock_accept(self, sock):
-        _check_socket(sock)
-        while True:
-            try:
-                conn, address = sock.accept()
-                conn.setblocking(False)
-                return conn, address
-            except (BlockingIOError, InterruptedError):
-                await self._await_readiness(sock, select.POLLIN)
+        conn, address = await self._when_ready(sock, select.POLLIN, sock.accept)
+        conn.setblocking(False)
+        return conn, address
