@@ -186,12 +186,25 @@ int ul_ring_enable(struct ul_ring *r)
     return 0;
 }
 
+/* Leave indices that make every later prep or wait fail with EBADFD
+ * instead of touching queues that are no longer this process's. */
+static void detach_queues(struct ul_ring *r)
+{
+    r->enabled = 0;
+    r->sq_entries = 0;
+    r->sq_tail = 0;
+    r->forgotten[0] = r->forgotten[1] = 0;
+    r->sq_khead = &r->forgotten[0];
+    r->sq_ktail = &r->forgotten[1];
+}
+
 void ul_ring_exit(struct ul_ring *r)
 {
     unmap_all(r);
     if (r->fd >= 0)
         close(r->fd);
     r->fd = -1;
+    detach_queues(r);
     free(r->cqe_user_data);
     free(r->cqe_res);
     free(r->cqe_flags);
@@ -200,6 +213,7 @@ void ul_ring_exit(struct ul_ring *r)
     r->recycle = NULL;
     r->bufring = NULL;
     r->nrecycle = 0;
+    r->cqe_pos[0] = r->cqe_pos[1] = 0;
     r->cqe_user_data = NULL;
     r->cqe_res = NULL;
     r->cqe_flags = NULL;
@@ -208,20 +222,14 @@ void ul_ring_exit(struct ul_ring *r)
 
 /* In a forked child the ring's mappings are shared with the parent, which
  * still owns the ring: drop the child's view without touching the shared
- * memory, and leave indices that make every later prep or wait fail with
- * EBADFD instead of writing into the parent's queues. */
+ * memory. */
 void ul_ring_forget(struct ul_ring *r)
 {
     unmap_all(r);
     if (r->fd >= 0)
         close(r->fd);
     r->fd = -1;
-    r->enabled = 0;
-    r->sq_entries = 0;
-    r->sq_tail = 0;
-    r->forgotten[0] = r->forgotten[1] = 0;
-    r->sq_khead = &r->forgotten[0];
-    r->sq_ktail = &r->forgotten[1];
+    detach_queues(r);
 }
 
 /* ---- submission -------------------------------------------------------- */

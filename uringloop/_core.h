@@ -240,6 +240,8 @@ int ul_prep_accept(struct ul_ring *r, uint64_t ud, int fd, unsigned flags,
 int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
                     unsigned count, unsigned size, void *memory);
 void ul_bufring_exit(struct ul_ring *r, struct ul_bufring *br);
+/* _hot.c: puts the C hot path's objects into the dict at this address */
+int ul_hot_install(uintptr_t dict_address);
 /* cdef-end */
 
 #endif

@@ -13,7 +13,6 @@ from asyncio import base_events
 from asyncio.log import logger
 
 from . import ops
-from ._uring import lib
 from .ring import CANCEL_EVERYTHING, CQE_F_MORE, FORKED_MESSAGE, Mask, Ring
 from .server import TLS_MESSAGE, ServingMethods
 from .sockets import SocketMethods
@@ -90,7 +89,7 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
             self._closed = True             # nothing for __del__ to close
             raise
         self._ring_r = self._ring._r     # for direct prep calls on hot paths
-        self._ops = ops.OpTable()
+        self._ops = ops.OpTable(self._ring.address, self._completion_failed)
         self._buffers = None
         self._buffers_failed = not self._ring.features.has("pbuf_ring")
         self._multishot_recv = self._ring.features.has("multishot_recv")
@@ -166,9 +165,9 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
                 f"{ring.thread}; only that thread can run it until that I/O is closed")
         self._release_buffers()
         ring.close()                        # the kernel drops the wakeup poll
-        self._ops = ops.OpTable()
         self._ring = Ring(mask=self._mask)
         self._ring_r = self._ring._r
+        self._ops.reset(self._ring.address)
         self._arm_wakeup()
         self._ring.enable()
 
@@ -176,6 +175,7 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
         ring = self._ring
         if ring.forked:
             ring.close()
+            self._ops.reset(0)
             return
         if ring.enabled and ring.drivable_here:
             self._drain()
@@ -189,6 +189,7 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
                 self._buffers = None
         self._release_buffers()
         ring.close()
+        self._ops.reset(0)
 
     def _release_buffers(self):
         if self._buffers is not None:
@@ -244,49 +245,20 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
             timeout = math.ceil(min(max(0.0, delay), _MAX_TIMEOUT) * 1e9)
         else:
             timeout = -1
-        n = lib.ul_wait(self._ring_r, timeout)
-        if n > 0:
-            self._dispatch()
-        elif n < 0:
+        n = self._ops.run(timeout)          # waits, reaps and dispatches
+        if n < 0:
             self._ring.check(n)
         # (re-read: completion handlers may have set timers already due)
         if self._scheduled:
             self._schedule_due_timers()
         self._run_ready()
 
-    def _dispatch(self):
-        """Hand each reaped completion to its op record.  An op's slot is
-        freed at its final CQE, before its handler runs, so the handler may
-        start the next op in the same slot."""
-        ring = self._ring
-        pos = ring.pos
-        start, end = pos[0], pos[1]
-        if start == end:
-            return
-        uds, res, flags = ring.user_data, ring.res, ring.flags
-        table = self._ops
-        slots = table.slots
-        free = table.free
-        i = start
-        try:
-            for i in range(start, end):
-                ud = uds[i]
-                f = flags[i]
-                op = slots[ud]
-                if not f & CQE_F_MORE:
-                    slots[ud] = None        # OpTable.release, inlined
-                    free.append(ud)
-                try:
-                    op.complete(res[i], f)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    self.call_exception_handler({
-                        "message": f"Exception in completion handler of {op!r}",
-                        "exception": exc,
-                    })
-        finally:
-            pos[0] = i + 1
+    def _completion_failed(self, op, exc):
+        """The OpTable's dispatch calls this when a completion handler raised."""
+        self.call_exception_handler({
+            "message": f"Exception in completion handler of {op!r}",
+            "exception": exc,
+        })
 
     def _purge_cancelled_timers(self):
         scheduled = self._scheduled

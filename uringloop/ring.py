@@ -281,6 +281,11 @@ class Ring:
         return self._r.fd < 0
 
     @property
+    def address(self):
+        """Where the core's ring struct lives, for the C hot path."""
+        return int(ffi.cast("uintptr_t", self._r))
+
+    @property
     def drivable_here(self):
         """Whether this thread may submit to and reap from the ring."""
         return not self.single_issuer or getattr(self._issuer, "here", False)
@@ -315,6 +320,8 @@ class Ring:
         code = -err
         if self.forked:
             raise RuntimeError(FORKED_MESSAGE)
+        if self._r.fd < 0:
+            raise RuntimeError("Event loop is closed")
         if code == errno.EEXIST:
             raise RuntimeError(f"uringloop: the ring is owned by thread {self.thread}; "
                                "its io_uring can only be driven from that thread")

@@ -23,6 +23,7 @@ import warnings
 from asyncio import constants, futures, protocols, transports, trsock
 from asyncio.log import logger
 
+from .. import ops
 from .._uring import ffi, lib
 from ..ring import CANCEL_FD_ALL, CQE_BUFFER_SHIFT, CQE_F_MORE, RECV_MULTISHOT
 
@@ -140,7 +141,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
     __slots__ = ("_sock", "_fd", "_server", "_protocol", "_protocol_connected", "_buffered",
                  "_conn_lost", "_closing", "_paused", "_read_eof", "_eof", "_held",
                  "_recv_op", "_recv_ud", "_private", "_send_op", "_sending", "_inflight_size",
-                 "_pending", "_pending_size", "_live", "_released", "__weakref__")
+                 "_pending", "_pending_size", "_live", "_released", "_ops", "__weakref__")
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
         super().__init__(extra, loop)
@@ -156,6 +157,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
                 self._extra["peername"] = None
         self._sock = sock
         self._fd = sock.fileno()
+        self._ops = loop._ops            # for write()'s C fast path
         self._server = server
         self._conn_lost = 0          # connection_lost scheduled (and writes dropped)
         self._closing = False
@@ -234,7 +236,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         loop = self._loop
         group = None if self._buffered else loop._buffer_group()
         if group is not None:
-            ud = loop._ops.add(self._recv_op)
+            ud = self._ops.add(self._recv_op)
             loop._ring.prep_recv(ud, self._fd, ffi.NULL, 0, 0,
                                  RECV_MULTISHOT if loop._multishot_recv else 0, group)
         else:
@@ -246,7 +248,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
                 if self._private is None:
                     self._private = bytearray(PRIVATE_BUFFER_SIZE)
                 op = _RecvInto(self, self._private, True)
-            ud = loop._ops.add(op)
+            ud = self._ops.add(op)
             if lib.ul_prep_recv(loop._ring_r, ud, self._fd, op.buffer, op.size, 0, 0, -1):
                 loop._ring.prep_recv(ud, self._fd, op.buffer, op.size)
         self._recv_ud = ud
@@ -337,7 +339,10 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
 
     # -- writing
 
-    def write(self, data):
+    # write() is C (ops.install_stream, below): a lone bytes object written
+    # to an idle transport goes straight into a SEND; everything else comes
+    # here.
+    def _write(self, data):
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
@@ -378,7 +383,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
             op.chunks = (chunk,)
             op.keep = buf
             op.size = size
-            ud = loop._ops.add(op)
+            ud = self._ops.add(op)
             if lib.ul_prep_send(loop._ring_r, ud, self._fd, buf, size, 0):
                 loop._ring.prep_send(ud, self._fd, buf, size)
         else:
@@ -396,7 +401,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
             op.chunks = chunks
             op.keep = (bufs, iov, msg)
             op.size = size
-            loop._ring.prep_sendmsg(loop._ops.add(op), self._fd, msg)
+            loop._ring.prep_sendmsg(self._ops.add(op), self._fd, msg)
         self._pending_size -= size
         self._inflight_size = size
         self._sending = True
@@ -523,3 +528,6 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         if self._released and not self._live and self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+ops.install_stream(StreamTransport, _Recv, _Send)
