@@ -11,6 +11,8 @@
  *   install_stream()  fast paths of the stream transport: its multishot
  *                     receive's data, its send completion, and write().
  *
+ * _callbacks.c adds install_loop(): call_soon, the ready queue and Handle.
+ *
  * A fast path takes only the common state (nothing paused, closing, queued
  * or partial) and hands everything else to the Python methods, which stay
  * the one definition of the semantics.  It reads and writes the Python
@@ -27,6 +29,8 @@
 #include "_core.h"
 
 #define FIELD(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+int ul_callbacks_install(PyObject *dict);      /* _callbacks.c */
 
 static PyObject *str_complete, *str_data_received, *str_fatal_error,
                 *str_write_slow, *str_maybe_pause;
@@ -622,7 +626,7 @@ static int install(PyObject *dict)
     PyObject *f = PyCFunction_New(&install_stream_def, NULL);
     int rc = f ? PyDict_SetItemString(dict, "install_stream", f) : -1;
     Py_XDECREF(f);
-    return rc;
+    return rc < 0 ? rc : ul_callbacks_install(dict);
 }
 
 /* Called through cffi, which released the GIL; the dict at `dict_address`

@@ -9,10 +9,11 @@ import asyncio
 import heapq
 import math
 import os
-from asyncio import base_events
+from asyncio import base_events, events, futures
 from asyncio.log import logger
 
 from . import ops
+from .handle import Handle, callback_failed
 from .ring import CANCEL_EVERYTHING, CQE_F_MORE, FORKED_MESSAGE, Mask, Ring
 from .server import TLS_MESSAGE, ServingMethods
 from .sockets import SocketMethods
@@ -79,6 +80,9 @@ def _refuse_tls(method):
 
 class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
     """An asyncio event loop whose I/O runs through io_uring."""
+
+    # Slots, not dict entries: C (_callbacks.c) reads them by offset.
+    __slots__ = ("_ready", "_closed", "_debug")
 
     def __init__(self):
         super().__init__()
@@ -288,20 +292,13 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
             handle._scheduled = False
             ready.append(handle)
 
-    def _run_ready(self):
-        """Run the callbacks that are ready now; those they schedule wait
-        for the next iteration, after the next look at the ring."""
+    # _run_ready() is C (ops.install_loop, below); in debug mode it calls this.
+    def _run_ready_debug(self):
         ready = self._ready
-        if self._debug:
-            for _ in range(len(ready)):
-                handle = ready.popleft()
-                if not handle._cancelled:
-                    self._run_timed(handle)
-            return
         for _ in range(len(ready)):
             handle = ready.popleft()
             if not handle._cancelled:
-                handle._run()
+                self._run_timed(handle)
 
     def _run_timed(self, handle):
         try:
@@ -314,3 +311,8 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
         finally:
             self._current_handle = None
 
+
+# call_soon, _run_ready, create_future, time and get_debug in C, with
+# asyncio's BaseEventLoop.call_soon for debug mode and a closed loop.
+ops.install_loop(Loop, Handle, events.Handle, events.TimerHandle, futures.Future,
+                 base_events.BaseEventLoop.call_soon, callback_failed)

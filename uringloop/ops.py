@@ -11,7 +11,8 @@ drops.
 
 OpTable is C (_hot.c), as is its run(): the wait, and the dispatch of every
 completion to its record, happen without leaving C.  install_stream() gives
-the stream transport C fast paths over the same records.
+the stream transport C fast paths over the same records; install_loop()
+gives the loop C call_soon, ready queue and Handle (_callbacks.c).
 """
 from ._uring import lib
 
@@ -20,6 +21,7 @@ if lib.ul_hot_install(id(globals())) != 0:
 
 OpTable = globals()["OpTable"]
 install_stream = globals()["install_stream"]
+install_loop = globals()["install_loop"]
 
 # Op records that were still in flight when their ring had to be closed
 # without draining them (a loop closed from a thread that may not reap).

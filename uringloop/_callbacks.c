@@ -1,0 +1,348 @@
+/*
+ * The loop's per-callback methods in C: call_soon(), running the ready
+ * queue, Handle._run(), create_future(), time() and get_debug().
+ *
+ * A stream request wakes a task (call_soon, then a Handle run), makes a
+ * Future and reads the clock; as asyncio's Python code that is several
+ * frames per request, which uvloop runs as Cython.  Handles stay instances
+ * of asyncio.Handle (a subclass with no fields of its own, so that
+ * isinstance checks and repr() are asyncio's), and C reaches their
+ * __slots__ through the member descriptors' offsets, as _hot.c does for
+ * transports.  Debug mode takes asyncio's own Python paths.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <time.h>
+
+#define FIELD(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+static PyTypeObject *handle_type, *base_handle_type, *timer_type;
+static PyObject *future_type, *callback_failed, *slow_call_soon, *loop_kwnames;
+static PyObject *str_append, *str_popleft, *str_run, *str_cancelled, *str_run_debug;
+static struct {
+    Py_ssize_t callback, args, cancelled, loop, source_traceback, repr, context;
+} hf;
+static struct { Py_ssize_t ready, closed, debug; } lf;
+
+static inline int is_set(PyObject *o)
+{
+    if (o == Py_False || o == Py_None || o == NULL)
+        return 0;
+    if (o == Py_True)
+        return 1;
+    return PyObject_IsTrue(o) != 0;
+}
+
+/* ---- Handle -------------------------------------------------------------- */
+
+/* A new Handle; `args` (a tuple) is a new reference, consumed. */
+static PyObject *handle_new(PyObject *callback, PyObject *args, PyObject *loop,
+                            PyObject *context)
+{
+    PyObject *h = handle_type->tp_alloc(handle_type, 0);
+    if (!h) {
+        Py_DECREF(args);
+        return NULL;
+    }
+    if (context == Py_None) {
+        context = PyContext_CopyCurrent();
+        if (!context) {
+            Py_DECREF(args);
+            Py_DECREF(h);
+            return NULL;
+        }
+    } else {
+        Py_INCREF(context);
+    }
+    FIELD(h, hf.context) = context;
+    Py_INCREF(loop);
+    FIELD(h, hf.loop) = loop;
+    Py_INCREF(callback);
+    FIELD(h, hf.callback) = callback;
+    FIELD(h, hf.args) = args;
+    Py_INCREF(Py_False);
+    FIELD(h, hf.cancelled) = Py_False;
+    Py_INCREF(Py_None);
+    FIELD(h, hf.repr) = Py_None;
+    Py_INCREF(Py_None);
+    FIELD(h, hf.source_traceback) = Py_None;
+    return h;
+}
+
+/* context.run(callback, *args); an exception other than SystemExit and
+ * KeyboardInterrupt goes to callback_failed(handle, exc), as asyncio's
+ * Handle._run passes it to the loop's exception handler. */
+static int handle_run(PyObject *h)
+{
+    PyObject *ctx = FIELD(h, hf.context), *cb = FIELD(h, hf.callback),
+             *args = FIELD(h, hf.args), *res = NULL;
+    if (!ctx || !cb || !args || !PyContext_CheckExact(ctx) || !PyTuple_Check(args)) {
+        PyErr_SetString(PyExc_TypeError, "the handle has no callback to run");
+    } else {
+        Py_INCREF(ctx);
+        Py_INCREF(cb);
+        Py_INCREF(args);
+        if (PyContext_Enter(ctx) == 0) {
+            res = PyObject_Call(cb, args, NULL);
+            if (PyContext_Exit(ctx) < 0)
+                Py_CLEAR(res);
+        }
+        Py_DECREF(ctx);
+        Py_DECREF(cb);
+        Py_DECREF(args);
+    }
+    if (res) {
+        Py_DECREF(res);
+        return 0;
+    }
+    if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
+        PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+        return -1;
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (tb)
+        PyException_SetTraceback(exc, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    PyObject *r = PyObject_CallFunctionObjArgs(callback_failed, h, exc, NULL);
+    Py_DECREF(exc);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *handle_py_run(PyObject *self, PyObject *unused)
+{
+    if (handle_run(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef handle_run_def = {
+    "_run", handle_py_run, METH_NOARGS, "Run the callback in its context."};
+
+/* ---- loop methods -------------------------------------------------------- */
+
+/* BaseEventLoop.call_soon(self, *args, **kwargs), for the cases C leaves
+ * to asyncio: a closed loop, debug mode, unexpected keywords. */
+static PyObject *call_soon_slow(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames)
+{
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, total = nargs + nkw + 1;
+    PyObject **all = PyMem_Malloc(total * sizeof(PyObject *));
+    if (!all)
+        return PyErr_NoMemory();
+    all[0] = self;
+    memcpy(all + 1, args, (nargs + nkw) * sizeof(PyObject *));
+    PyObject *r = PyObject_Vectorcall(slow_call_soon, all, nargs + 1, kwnames);
+    PyMem_Free(all);
+    return r;
+}
+
+static PyObject *loop_call_soon(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames)
+{
+    PyObject *context = Py_None, *ready = FIELD(self, lf.ready);
+    if (kwnames) {
+        if (PyTuple_GET_SIZE(kwnames) != 1 ||
+            PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "context") != 0)
+            return call_soon_slow(self, args, nargs, kwnames);
+        context = args[nargs];
+    }
+    if (nargs < 1 || !ready || is_set(FIELD(self, lf.closed)) || is_set(FIELD(self, lf.debug)))
+        return call_soon_slow(self, args, nargs, kwnames);
+    PyObject *cbargs = PyTuple_New(nargs - 1);
+    if (!cbargs)
+        return NULL;
+    for (Py_ssize_t i = 1; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(cbargs, i - 1, args[i]);
+    }
+    PyObject *h = handle_new(args[0], cbargs, self, context);
+    if (!h)
+        return NULL;
+    PyObject *append_args[2] = {ready, h};
+    PyObject *r = PyObject_VectorcallMethod(str_append, append_args,
+                                            2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (!r) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return h;
+}
+
+/* Run the callbacks ready now; those they schedule wait for the next
+ * iteration, after the next look at the ring. */
+static PyObject *loop_run_ready(PyObject *self, PyObject *unused)
+{
+    if (is_set(FIELD(self, lf.debug)))
+        return PyObject_CallMethodNoArgs(self, str_run_debug);
+    PyObject *ready = FIELD(self, lf.ready);
+    if (!ready) {
+        PyErr_SetString(PyExc_AttributeError, "_ready");
+        return NULL;
+    }
+    Py_ssize_t n = PyObject_Length(ready);
+    if (n < 0)
+        return NULL;
+    Py_INCREF(ready);
+    PyObject *args[1] = {ready};
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < n && rc == 0; i++) {
+        PyObject *h = PyObject_VectorcallMethod(str_popleft, args,
+                                                1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (!h) {
+            rc = -1;
+            break;
+        }
+        if (Py_IS_TYPE(h, handle_type) || Py_IS_TYPE(h, base_handle_type) ||
+            Py_IS_TYPE(h, timer_type)) {
+            if (!is_set(FIELD(h, hf.cancelled)))
+                rc = handle_run(h);
+        } else {
+            PyObject *c = PyObject_GetAttr(h, str_cancelled);
+            PyObject *r = !c ? NULL : is_set(c) ? (Py_INCREF(Py_None), Py_None)
+                                                : PyObject_CallMethodNoArgs(h, str_run);
+            rc = r ? 0 : -1;
+            Py_XDECREF(c);
+            Py_XDECREF(r);
+        }
+        Py_DECREF(h);
+    }
+    Py_DECREF(ready);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *loop_create_future(PyObject *self, PyObject *unused)
+{
+    PyObject *args[1] = {self};
+    return PyObject_Vectorcall(future_type, args, 0, loop_kwnames);
+}
+
+/* time.monotonic(), computed as Python does it (integer nanoseconds, then
+ * one division), so the two clocks agree to the last bit. */
+static PyObject *loop_time(PyObject *self, PyObject *unused)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    return PyFloat_FromDouble((double)ns / 1e9);
+}
+
+static PyObject *loop_get_debug(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(is_set(FIELD(self, lf.debug)));
+}
+
+static PyMethodDef loop_defs[] = {
+    {"call_soon", (PyCFunction)(void (*)(void))loop_call_soon, METH_FASTCALL | METH_KEYWORDS,
+     "Arrange for a callback to be called as soon as possible."},
+    {"_run_ready", loop_run_ready, METH_NOARGS, "Run the callbacks that are ready now."},
+    {"create_future", loop_create_future, METH_NOARGS,
+     "Create a Future object attached to the loop."},
+    {"time", loop_time, METH_NOARGS, "The loop's clock: time.monotonic()."},
+    {"get_debug", loop_get_debug, METH_NOARGS, "Whether debug mode is on."},
+    {NULL}};
+
+/* ---- install_loop ---------------------------------------------------------- */
+
+static int offset_of(PyObject *cls, const char *name, Py_ssize_t *off)
+{
+    PyObject *d = PyObject_GetAttrString(cls, name);
+    if (!d)
+        return -1;
+    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+             ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+    if (ok)
+        *off = ((PyMemberDescrObject *)d)->d_member->offset;
+    Py_DECREF(d);
+    if (!ok)
+        PyErr_Format(PyExc_TypeError, "%R.%s is not a __slots__ field", cls, name);
+    return ok ? 0 : -1;
+}
+
+static int set_method(PyObject *cls, PyMethodDef *def)
+{
+    PyObject *m = PyDescr_NewMethod((PyTypeObject *)cls, def);
+    int rc = m ? PyObject_SetAttrString(cls, def->ml_name, m) : -1;
+    Py_XDECREF(m);
+    return rc;
+}
+
+static void keep(PyObject **where, PyObject *what)
+{
+    Py_INCREF(what);
+    Py_XSETREF(*where, what);
+}
+
+/* install_loop(Loop, Handle, base Handle, TimerHandle, Future, call_soon,
+ * callback_failed) */
+static PyObject *install_loop(PyObject *module, PyObject *const *args, Py_ssize_t n)
+{
+    if (n != 7) {
+        PyErr_SetString(PyExc_TypeError, "install_loop() takes 7 arguments");
+        return NULL;
+    }
+    PyObject *loop_cls = args[0], *hcls = args[1], *base = args[2], *timer = args[3];
+    for (int i = 0; i < 5; i++)
+        if (!PyType_Check(args[i])) {
+            PyErr_SetString(PyExc_TypeError, "install_loop(): expected classes");
+            return NULL;
+        }
+    if (!PyType_IsSubtype((PyTypeObject *)hcls, (PyTypeObject *)base) ||
+        ((PyTypeObject *)hcls)->tp_basicsize != ((PyTypeObject *)base)->tp_basicsize) {
+        PyErr_SetString(PyExc_TypeError, "Handle must add no fields to asyncio's");
+        return NULL;
+    }
+    static const char *hnames[] = {"_callback", "_args", "_cancelled", "_loop",
+                                   "_source_traceback", "_repr", "_context"};
+    Py_ssize_t *hoffs = (Py_ssize_t *)&hf;
+    for (size_t i = 0; i < sizeof(hnames) / sizeof(*hnames); i++)
+        if (offset_of(base, hnames[i], &hoffs[i]) < 0)
+            return NULL;
+    if (offset_of(loop_cls, "_ready", &lf.ready) < 0 ||
+        offset_of(loop_cls, "_closed", &lf.closed) < 0 ||
+        offset_of(loop_cls, "_debug", &lf.debug) < 0)
+        return NULL;
+    if (set_method(hcls, &handle_run_def) < 0)
+        return NULL;
+    for (PyMethodDef *d = loop_defs; d->ml_name; d++)
+        if (set_method(loop_cls, d) < 0)
+            return NULL;
+    keep((PyObject **)&handle_type, hcls);
+    keep((PyObject **)&base_handle_type, base);
+    keep((PyObject **)&timer_type, timer);
+    keep(&future_type, args[4]);
+    keep(&slow_call_soon, args[5]);
+    keep(&callback_failed, args[6]);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef install_loop_def = {
+    "install_loop", (PyCFunction)(void (*)(void))install_loop, METH_FASTCALL,
+    "install_loop(Loop, Handle, asyncio.Handle, asyncio.TimerHandle, Future,\n"
+    "             BaseEventLoop.call_soon, callback_failed): give the loop its C\n"
+    "             call_soon, _run_ready, create_future, time and get_debug."};
+
+int ul_callbacks_install(PyObject *dict)
+{
+    str_append = PyUnicode_InternFromString("append");
+    str_popleft = PyUnicode_InternFromString("popleft");
+    str_run = PyUnicode_InternFromString("_run");
+    str_cancelled = PyUnicode_InternFromString("_cancelled");
+    str_run_debug = PyUnicode_InternFromString("_run_ready_debug");
+    loop_kwnames = Py_BuildValue("(s)", "loop");
+    if (!str_append || !str_popleft || !str_run || !str_cancelled || !str_run_debug ||
+        !loop_kwnames)
+        return -1;
+    PyObject *f = PyCFunction_New(&install_loop_def, NULL);
+    int rc = f ? PyDict_SetItemString(dict, "install_loop", f) : -1;
+    Py_XDECREF(f);
+    return rc;
+}

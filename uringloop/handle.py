@@ -1,0 +1,28 @@
+"""Handle: asyncio's, created and run by C (_callbacks.c).
+
+The subclass adds no fields, so every handle is an asyncio.Handle with
+asyncio's repr(), cancel() and get_context(); only its creation in
+call_soon() and its _run() are C.
+"""
+import inspect
+from asyncio import events, format_helpers
+
+# Python 3.13 added the debug flag to asyncio's callback formatting.
+_FORMAT_HAS_DEBUG = "debug" in inspect.signature(format_helpers._format_callback_source).parameters
+
+
+class Handle(events.Handle):
+    __slots__ = ()
+
+
+def callback_failed(handle, exc):
+    """A callback raised: what asyncio's Handle._run tells the loop."""
+    if _FORMAT_HAS_DEBUG:
+        cb = format_helpers._format_callback_source(handle._callback, handle._args,
+                                                    debug=handle._loop.get_debug())
+    else:
+        cb = format_helpers._format_callback_source(handle._callback, handle._args)
+    context = {"message": f"Exception in callback {cb}", "exception": exc, "handle": handle}
+    if handle._source_traceback:
+        context["source_traceback"] = handle._source_traceback
+    handle._loop.call_exception_handler(context)
