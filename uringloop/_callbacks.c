@@ -1,6 +1,7 @@
 /*
  * The loop's per-callback methods in C: call_soon(), running the ready
- * queue, Handle._run(), create_future(), time() and get_debug().
+ * queue, Handle._run(), create_future(), create_task(), time() and
+ * get_debug().
  *
  * A stream request wakes a task (call_soon, then a Handle run), makes a
  * Future and reads the clock; as asyncio's Python code that is several
@@ -18,12 +19,13 @@
 #define FIELD(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 
 static PyTypeObject *handle_type, *base_handle_type, *timer_type;
-static PyObject *future_type, *callback_failed, *slow_call_soon, *loop_kwnames;
+static PyObject *future_type, *task_type, *callback_failed, *slow_call_soon,
+                *slow_create_task, *loop_kwnames;
 static PyObject *str_append, *str_popleft, *str_run, *str_cancelled, *str_run_debug;
 static struct {
     Py_ssize_t callback, args, cancelled, loop, source_traceback, repr, context;
 } hf;
-static struct { Py_ssize_t ready, closed, debug; } lf;
+static struct { Py_ssize_t ready, closed, debug, task_factory; } lf;
 
 static inline int is_set(PyObject *o)
 {
@@ -126,10 +128,10 @@ static PyMethodDef handle_run_def = {
 
 /* ---- loop methods -------------------------------------------------------- */
 
-/* BaseEventLoop.call_soon(self, *args, **kwargs), for the cases C leaves
- * to asyncio: a closed loop, debug mode, unexpected keywords. */
-static PyObject *call_soon_slow(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
-                                PyObject *kwnames)
+/* BaseEventLoop's own method(self, *args, **kwargs), for the cases C
+ * leaves to asyncio: a closed loop, debug mode, unusual arguments. */
+static PyObject *call_slow(PyObject *method, PyObject *self, PyObject *const *args,
+                           Py_ssize_t nargs, PyObject *kwnames)
 {
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, total = nargs + nkw + 1;
     PyObject **all = PyMem_Malloc(total * sizeof(PyObject *));
@@ -137,7 +139,7 @@ static PyObject *call_soon_slow(PyObject *self, PyObject *const *args, Py_ssize_
         return PyErr_NoMemory();
     all[0] = self;
     memcpy(all + 1, args, (nargs + nkw) * sizeof(PyObject *));
-    PyObject *r = PyObject_Vectorcall(slow_call_soon, all, nargs + 1, kwnames);
+    PyObject *r = PyObject_Vectorcall(method, all, nargs + 1, kwnames);
     PyMem_Free(all);
     return r;
 }
@@ -149,11 +151,11 @@ static PyObject *loop_call_soon(PyObject *self, PyObject *const *args, Py_ssize_
     if (kwnames) {
         if (PyTuple_GET_SIZE(kwnames) != 1 ||
             PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "context") != 0)
-            return call_soon_slow(self, args, nargs, kwnames);
+            return call_slow(slow_call_soon, self, args, nargs, kwnames);
         context = args[nargs];
     }
     if (nargs < 1 || !ready || is_set(FIELD(self, lf.closed)) || is_set(FIELD(self, lf.debug)))
-        return call_soon_slow(self, args, nargs, kwnames);
+        return call_slow(slow_call_soon, self, args, nargs, kwnames);
     PyObject *cbargs = PyTuple_New(nargs - 1);
     if (!cbargs)
         return NULL;
@@ -225,6 +227,19 @@ static PyObject *loop_create_future(PyObject *self, PyObject *unused)
     return PyObject_Vectorcall(future_type, args, 0, loop_kwnames);
 }
 
+/* create_task(coro): Task(coro, loop=self) where asyncio would make one
+ * directly (no task factory, no keywords, not debug, not closed). */
+static PyObject *loop_create_task(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames)
+{
+    PyObject *factory = FIELD(self, lf.task_factory);
+    if (kwnames || nargs != 1 || (factory && factory != Py_None) ||
+        is_set(FIELD(self, lf.closed)) || is_set(FIELD(self, lf.debug)))
+        return call_slow(slow_create_task, self, args, nargs, kwnames);
+    PyObject *task_args[2] = {args[0], self};
+    return PyObject_Vectorcall(task_type, task_args, 1, loop_kwnames);
+}
+
 /* time.monotonic(), computed as Python does it (integer nanoseconds, then
  * one division), so the two clocks agree to the last bit. */
 static PyObject *loop_time(PyObject *self, PyObject *unused)
@@ -246,6 +261,8 @@ static PyMethodDef loop_defs[] = {
     {"_run_ready", loop_run_ready, METH_NOARGS, "Run the callbacks that are ready now."},
     {"create_future", loop_create_future, METH_NOARGS,
      "Create a Future object attached to the loop."},
+    {"create_task", (PyCFunction)(void (*)(void))loop_create_task,
+     METH_FASTCALL | METH_KEYWORDS, "Schedule a coroutine object; return a Task."},
     {"time", loop_time, METH_NOARGS, "The loop's clock: time.monotonic()."},
     {"get_debug", loop_get_debug, METH_NOARGS, "Whether debug mode is on."},
     {NULL}};
@@ -281,7 +298,7 @@ static void keep(PyObject **where, PyObject *what)
     Py_XSETREF(*where, what);
 }
 
-/* install_loop(Loop, Handle, base Handle, TimerHandle, Future, call_soon,
+/* install_loop(Loop, Handle, TimerHandle, Future, Task, BaseEventLoop,
  * callback_failed) */
 static PyObject *install_loop(PyObject *module, PyObject *const *args, Py_ssize_t n)
 {
@@ -289,13 +306,14 @@ static PyObject *install_loop(PyObject *module, PyObject *const *args, Py_ssize_
         PyErr_SetString(PyExc_TypeError, "install_loop() takes 7 arguments");
         return NULL;
     }
-    PyObject *loop_cls = args[0], *hcls = args[1], *base = args[2], *timer = args[3];
-    for (int i = 0; i < 5; i++)
+    PyObject *loop_cls = args[0], *hcls = args[1], *timer = args[2], *asyncio_loop = args[5];
+    for (int i = 0; i < 6; i++)
         if (!PyType_Check(args[i])) {
             PyErr_SetString(PyExc_TypeError, "install_loop(): expected classes");
             return NULL;
         }
-    if (!PyType_IsSubtype((PyTypeObject *)hcls, (PyTypeObject *)base) ||
+    PyObject *base = (PyObject *)((PyTypeObject *)hcls)->tp_base;
+    if (!PyType_IsSubtype((PyTypeObject *)timer, (PyTypeObject *)base) ||
         ((PyTypeObject *)hcls)->tp_basicsize != ((PyTypeObject *)base)->tp_basicsize) {
         PyErr_SetString(PyExc_TypeError, "Handle must add no fields to asyncio's");
         return NULL;
@@ -308,8 +326,18 @@ static PyObject *install_loop(PyObject *module, PyObject *const *args, Py_ssize_
             return NULL;
     if (offset_of(loop_cls, "_ready", &lf.ready) < 0 ||
         offset_of(loop_cls, "_closed", &lf.closed) < 0 ||
-        offset_of(loop_cls, "_debug", &lf.debug) < 0)
+        offset_of(loop_cls, "_debug", &lf.debug) < 0 ||
+        offset_of(loop_cls, "_task_factory", &lf.task_factory) < 0)
         return NULL;
+    PyObject *call_soon = PyObject_GetAttrString(asyncio_loop, "call_soon");
+    PyObject *create_task = PyObject_GetAttrString(asyncio_loop, "create_task");
+    if (!call_soon || !create_task) {
+        Py_XDECREF(call_soon);
+        Py_XDECREF(create_task);
+        return NULL;
+    }
+    Py_XSETREF(slow_call_soon, call_soon);
+    Py_XSETREF(slow_create_task, create_task);
     if (set_method(hcls, &handle_run_def) < 0)
         return NULL;
     for (PyMethodDef *d = loop_defs; d->ml_name; d++)
@@ -318,17 +346,17 @@ static PyObject *install_loop(PyObject *module, PyObject *const *args, Py_ssize_
     keep((PyObject **)&handle_type, hcls);
     keep((PyObject **)&base_handle_type, base);
     keep((PyObject **)&timer_type, timer);
-    keep(&future_type, args[4]);
-    keep(&slow_call_soon, args[5]);
+    keep(&future_type, args[3]);
+    keep(&task_type, args[4]);
     keep(&callback_failed, args[6]);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef install_loop_def = {
     "install_loop", (PyCFunction)(void (*)(void))install_loop, METH_FASTCALL,
-    "install_loop(Loop, Handle, asyncio.Handle, asyncio.TimerHandle, Future,\n"
-    "             BaseEventLoop.call_soon, callback_failed): give the loop its C\n"
-    "             call_soon, _run_ready, create_future, time and get_debug."};
+    "install_loop(Loop, Handle, TimerHandle, Future, Task, BaseEventLoop,\n"
+    "             callback_failed): give the loop its C call_soon, _run_ready,\n"
+    "             create_future, create_task, time and get_debug."};
 
 int ul_callbacks_install(PyObject *dict)
 {

@@ -9,7 +9,7 @@ import asyncio
 import heapq
 import math
 import os
-from asyncio import base_events, events, futures
+from asyncio import base_events, events, futures, tasks
 from asyncio.log import logger
 
 from . import ops
@@ -82,7 +82,7 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
     """An asyncio event loop whose I/O runs through io_uring."""
 
     # Slots, not dict entries: C (_callbacks.c) reads them by offset.
-    __slots__ = ("_ready", "_closed", "_debug")
+    __slots__ = ("_ready", "_closed", "_debug", "_task_factory")
 
     def __init__(self):
         super().__init__()
@@ -312,7 +312,7 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
             self._current_handle = None
 
 
-# call_soon, _run_ready, create_future, time and get_debug in C, with
-# asyncio's BaseEventLoop.call_soon for debug mode and a closed loop.
-ops.install_loop(Loop, Handle, events.Handle, events.TimerHandle, futures.Future,
-                 base_events.BaseEventLoop.call_soon, callback_failed)
+# call_soon, _run_ready, create_future, create_task, time and get_debug in
+# C, with BaseEventLoop's own methods for debug mode and a closed loop.
+ops.install_loop(Loop, Handle, events.TimerHandle, futures.Future, tasks.Task,
+                 base_events.BaseEventLoop, callback_failed)

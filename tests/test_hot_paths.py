@@ -1,0 +1,155 @@
+"""Edges of the paths uringloop runs in C (call_soon, the ready queue,
+create_task, transport.write, completion dispatch): each must hand the
+unusual case to asyncio's semantics, on every loop alike."""
+import asyncio
+import contextvars
+
+import pytest
+
+from test_streams import HOST, EchoServer, Peer, close_server, port_of, until, wait
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def spin(loop):
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+
+
+def test_call_soon_argument_errors(loop):
+    with pytest.raises(TypeError):
+        loop.call_soon()
+    with pytest.raises(TypeError):
+        loop.call_soon(print, "x", delay=1)
+    spin(loop)
+
+
+def test_non_callable_fails_when_run_not_when_scheduled(loop):
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    handle = loop.call_soon(42)
+    loop.call_soon(contexts.append, "after")
+    spin(loop)
+    assert isinstance(contexts[0]["exception"], TypeError)
+    assert contexts[0]["message"].startswith("Exception in callback")
+    assert contexts[0]["handle"] is handle
+    assert contexts[1:] == ["after"]
+
+
+def test_debug_handles_remember_where_they_were_made(loop):
+    loop.set_debug(True)
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    loop.call_soon(lambda: 1 / 0)
+    spin(loop)
+    assert isinstance(contexts[0]["exception"], ZeroDivisionError)
+    assert contexts[0]["source_traceback"]
+
+
+def test_keyboard_interrupt_in_callback_keeps_the_rest_queued(loop):
+    log = []
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    loop.call_soon(interrupt)
+    loop.call_soon(log.append, "queued")
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    spin(loop)
+    assert log == ["queued"]
+
+
+def test_callback_cancelled_by_an_earlier_one_in_the_batch_does_not_run(loop):
+    log = []
+    later = []
+    loop.call_soon(lambda: later[0].cancel())
+    later.append(loop.call_soon(log.append, "cancelled"))
+    loop.call_soon(log.append, "ran")
+    spin(loop)
+    assert log == ["ran"]
+
+
+def test_create_task_keywords(loop, run):
+    var = contextvars.ContextVar("var", default="unset")
+
+    async def read():
+        return var.get()
+
+    async def main():
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "given")
+        named = loop.create_task(read(), name="named")
+        in_ctx = loop.create_task(read(), context=ctx)
+        assert named.get_name() == "named"
+        return await named, await in_ctx
+
+    assert run(main()) == ("unset", "given")
+
+
+def test_create_task_on_closed_loop_raises(loop):
+    async def nothing():
+        pass
+
+    loop.close()
+    coro = nothing()
+    with pytest.raises(RuntimeError):
+        loop.create_task(coro)
+    coro.close()
+
+
+def test_create_future_belongs_to_the_loop(loop):
+    fut = loop.create_future()
+    assert fut.get_loop() is loop
+    assert not fut.done()
+
+
+def test_write_types_and_order(run):
+    """bytes, bytearray and memoryview writes, some while a send is in
+    flight, some queued behind it, arrive whole and in order."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(EchoServer, HOST, 0)
+        transport, client = await loop.create_connection(Peer, HOST, port_of(server))
+        want = bytearray()
+        for i in range(200):
+            chunk = bytes([i % 251]) * (1 + i * 37 % 5000)
+            kind = i % 4
+            if kind == 0:
+                transport.write(chunk)
+            elif kind == 1:
+                transport.write(bytearray(chunk))
+            elif kind == 2:
+                transport.write(memoryview(chunk))
+            else:
+                transport.writelines([chunk[:1], chunk[1:]])
+            want += chunk
+            if i % 10 == 0:
+                await asyncio.sleep(0)
+        await until(lambda: len(client.data) >= len(want))
+        assert bytes(client.data) == bytes(want)
+        assert not client.violations
+        transport.close()
+        await wait(client.lost)
+        await close_server(server)
+
+    run(main())
+
+
+# (uvloop accepts write(None) silently, so None is not among these)
+@pytest.mark.parametrize("bad", ["text", 42, [b"x"]])
+def test_write_rejects_what_is_not_bytes_like(run, bad):
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(EchoServer, HOST, 0)
+        transport, client = await loop.create_connection(Peer, HOST, port_of(server))
+        with pytest.raises(TypeError):
+            transport.write(bad)
+        transport.write(b"still works")
+        await until(lambda: len(client.data) >= 11)
+        assert bytes(client.data) == b"still works"
+        transport.close()
+        await wait(client.lost)
+        await close_server(server)
+
+    run(main())
