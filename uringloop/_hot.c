@@ -10,6 +10,8 @@
  *                     dispatches every completion without leaving C.
  *   install_stream()  fast paths of the stream transport: its multishot
  *                     receive's data, its send completion, and write().
+ *   BufferedRecv      a BufferedProtocol's receive: get_buffer(), a RECV
+ *                     into it, buffer_updated(), again, all in C.
  *
  * _callbacks.c adds install_loop(): call_soon, the ready queue and Handle.
  *
@@ -33,7 +35,7 @@
 int ul_callbacks_install(PyObject *dict);      /* _callbacks.c */
 
 static PyObject *str_complete, *str_data_received, *str_fatal_error,
-                *str_write_slow, *str_maybe_pause;
+                *str_write_slow, *str_maybe_pause, *str_get_buffer, *str_buffer_updated;
 
 /* ---- op table ---------------------------------------------------------- */
 
@@ -44,6 +46,7 @@ typedef struct {
     uint32_t used, cap, nfree;
     struct ul_ring *ring;      /* NULL once detached */
     PyObject *on_error;        /* on_error(op, exc): a handler raised */
+    PyObject *check;           /* check(err): raise a prep's error, or None to retry */
 } OpTable;
 
 static PyTypeObject *optable_type;
@@ -115,8 +118,8 @@ static int table_attach(OpTable *t, PyObject *address)
 
 static PyObject *table_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
-    PyObject *address, *on_error;
-    if (!PyArg_ParseTuple(args, "OO:OpTable", &address, &on_error))
+    PyObject *address, *on_error, *check;
+    if (!PyArg_ParseTuple(args, "OOO:OpTable", &address, &on_error, &check))
         return NULL;
     OpTable *t = (OpTable *)type->tp_alloc(type, 0);
     if (!t)
@@ -128,6 +131,8 @@ static PyObject *table_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     t->used = 1;
     Py_INCREF(on_error);
     t->on_error = on_error;
+    Py_INCREF(check);
+    t->check = check;
     if (table_attach(t, address) < 0) {
         Py_DECREF(t);
         return NULL;
@@ -140,6 +145,7 @@ static int table_traverse(OpTable *t, visitproc visit, void *arg)
     for (uint32_t ud = 1; ud < t->used; ud++)
         Py_VISIT(t->slots[ud]);
     Py_VISIT(t->on_error);
+    Py_VISIT(t->check);
     return 0;
 }
 
@@ -147,6 +153,7 @@ static int table_tp_clear(OpTable *t)
 {
     table_clear_slots(t);
     Py_CLEAR(t->on_error);
+    Py_CLEAR(t->check);
     return 0;
 }
 
@@ -210,11 +217,11 @@ static Py_ssize_t table_len(OpTable *t)
 
 /* ---- stream transport fields --------------------------------------------- */
 
-static PyTypeObject *recv_type, *send_type;
+static PyTypeObject *recv_type, *send_type, *brecv_type;
 static struct {
     Py_ssize_t fd, protocol, closing, paused, held, eof, conn_lost, sending,
                pending, inflight_size, live, send_op, released,
-               protocol_paused, high_water, ops;
+               protocol_paused, high_water, ops, read_eof, recv_ud, buffered;
 } tf;
 static struct { Py_ssize_t transport; } rf;
 static struct { Py_ssize_t transport, chunks, size, keep; } sf;
@@ -407,6 +414,202 @@ static PyMethodDef write_def = {
     "write", (PyCFunction)transport_write, METH_O,
     "Write bytes to the transport; they go out with the loop's next enter."};
 
+/* ---- BufferedRecv -------------------------------------------------------- */
+
+/* One transport's receive into its BufferedProtocol's buffer, reused for
+ * every receive.  While the kernel may write, the record holds the buffer
+ * exported (so a bytearray cannot be resized or freed under the kernel);
+ * the export ends as the completion arrives, before buffer_updated(). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *transport;
+    Py_buffer view;            /* view.obj != NULL while exported */
+} BufferedRecv;
+
+static PyObject *call_method0(PyObject *obj, const char *name)
+{
+    PyObject *r = PyObject_CallMethod(obj, name, NULL);
+    Py_XDECREF(r);
+    return r;
+}
+
+/* Ask the protocol for a buffer and queue a RECV into it; a failing
+ * get_buffer() is the transport's fatal error, as in asyncio. */
+static int brecv_start(BufferedRecv *op)
+{
+    PyObject *tr = op->transport, *table = tr ? FIELD(tr, tf.ops) : NULL;
+    PyObject *protocol = tr ? FIELD(tr, tf.protocol) : NULL;
+    long fd = tr ? get_long(tr, tf.fd) : -1, live = tr ? get_long(tr, tf.live) : -1;
+    if (!table || !Py_IS_TYPE(table, optable_type) || !protocol || fd < 0 || live < 0 ||
+        op->view.obj) {
+        PyErr_SetString(PyExc_RuntimeError, "uringloop: receive started in a bad state");
+        return -1;
+    }
+    OpTable *t = (OpTable *)table;
+    PyObject *hint = PyLong_FromLong(-1), *buf = NULL;
+    if (hint) {
+        PyObject *args[2] = {protocol, hint};
+        Py_INCREF(protocol);
+        buf = PyObject_VectorcallMethod(str_get_buffer, args,
+                                        2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(protocol);
+        Py_DECREF(hint);
+    }
+    if (buf && PyObject_GetBuffer(buf, &op->view, PyBUF_WRITABLE) == 0 && op->view.len == 0) {
+        PyBuffer_Release(&op->view);
+        PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
+    }
+    Py_XDECREF(buf);
+    if (!op->view.obj)
+        return protocol_failed(tr, "Fatal error: protocol.get_buffer() call failed.") < 0 ? -1 : 0;
+    uint32_t ud = table_add(t, (PyObject *)op);
+    unsigned len = op->view.len > UINT_MAX ? UINT_MAX : (unsigned)op->view.len;
+    int err;
+    while (ud && t->ring && (err = ul_prep_recv(t->ring, ud, (int)fd, op->view.buf, len, 0, 0, -1))) {
+        PyObject *code = PyLong_FromLong(err);
+        PyObject *r = code ? PyObject_CallOneArg(t->check, code) : NULL;
+        Py_XDECREF(code);
+        if (!r) {
+            Py_DECREF(table_take(t, ud));
+            ud = 0;
+        }
+        Py_XDECREF(r);
+    }
+    if (!ud || !t->ring) {
+        if (ud)
+            Py_DECREF(table_take(t, ud));
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        PyBuffer_Release(&op->view);
+        return -1;
+    }
+    PyObject *pud = PyLong_FromUnsignedLong(ud);
+    if (!pud)
+        return -1;
+    put(tr, tf.recv_ud, pud);
+    return put_long(tr, tf.live, live + 1);
+}
+
+static int can_read(PyObject *tr)
+{
+    return !is_set(FIELD(tr, tf.recv_ud)) && !is_set(FIELD(tr, tf.closing)) &&
+           !is_set(FIELD(tr, tf.paused)) && !is_set(FIELD(tr, tf.read_eof)) &&
+           !is_set(FIELD(tr, tf.conn_lost));
+}
+
+/* The receive completed: res bytes are in the protocol's buffer. */
+static int brecv_complete(BufferedRecv *op, int32_t res)
+{
+    PyObject *tr = op->transport;
+    if (!tr)
+        return 0;
+    Py_INCREF(tr);
+    PyBuffer_Release(&op->view);
+    int rc = 1;
+    put_long(tr, tf.recv_ud, 0);
+    if (put_long(tr, tf.live, get_long(tr, tf.live) - 1) < 0) {
+        rc = -1;
+    } else if (res > 0 && !is_set(FIELD(tr, tf.closing)) && !is_set(FIELD(tr, tf.paused)) &&
+               !is_set(FIELD(tr, tf.held)) && FIELD(tr, tf.protocol)) {
+        PyObject *protocol = FIELD(tr, tf.protocol), *n = PyLong_FromLong(res), *r = NULL;
+        Py_INCREF(protocol);
+        if (n) {
+            PyObject *args[2] = {protocol, n};
+            r = PyObject_VectorcallMethod(str_buffer_updated, args,
+                                          2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            Py_DECREF(n);
+        }
+        Py_DECREF(protocol);
+        if (r)
+            Py_DECREF(r);
+        else
+            rc = protocol_failed(tr, "Fatal error: protocol.buffer_updated() call failed.");
+        if (rc > 0 && can_read(tr)) {
+            if (is_set(FIELD(tr, tf.buffered)))
+                rc = brecv_start(op) < 0 ? -1 : 1;
+            else
+                rc = call_method0(tr, "_start_reading") ? 1 : -1;
+        }
+    } else {
+        PyObject *r = PyObject_CallMethod(tr, "_received_into", "i", (int)res);
+        rc = r ? 1 : -1;
+        Py_XDECREF(r);
+    }
+    if (rc > 0 && is_set(FIELD(tr, tf.released)))
+        rc = call_method0(tr, "_release_if_idle") ? 1 : -1;
+    Py_DECREF(tr);
+    return rc;
+}
+
+static PyObject *brecv_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    PyObject *transport;
+    if (!PyArg_ParseTuple(args, "O:BufferedRecv", &transport))
+        return NULL;
+    BufferedRecv *op = (BufferedRecv *)type->tp_alloc(type, 0);
+    if (op) {
+        Py_INCREF(transport);
+        op->transport = transport;
+    }
+    return (PyObject *)op;
+}
+
+static PyObject *brecv_py_start(BufferedRecv *op, PyObject *unused)
+{
+    if (brecv_start(op) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int brecv_traverse(BufferedRecv *op, visitproc visit, void *arg)
+{
+    Py_VISIT(op->transport);
+    return 0;
+}
+
+static int brecv_clear(BufferedRecv *op)
+{
+    Py_CLEAR(op->transport);
+    return 0;
+}
+
+/* Only once no slot holds the record, that is after its final completion
+ * (or with the process, from the graveyard): the kernel is done. */
+static void brecv_dealloc(BufferedRecv *op)
+{
+    PyObject_GC_UnTrack(op);
+    Py_CLEAR(op->transport);
+    if (op->view.obj)
+        PyBuffer_Release(&op->view);
+    PyTypeObject *type = Py_TYPE(op);
+    type->tp_free((PyObject *)op);
+    Py_DECREF(type);
+}
+
+static PyObject *brecv_repr(BufferedRecv *op)
+{
+    return PyUnicode_FromFormat("<BufferedRecv for %R>", op->transport ? op->transport : Py_None);
+}
+
+static PyMethodDef brecv_methods[] = {
+    {"start", (PyCFunction)brecv_py_start, METH_NOARGS,
+     "get_buffer() from the transport's protocol and queue a receive into it."},
+    {NULL}};
+
+static PyType_Slot brecv_slots[] = {
+    {Py_tp_doc, "A BufferedProtocol's receive, reused by its transport."},
+    {Py_tp_new, brecv_new},
+    {Py_tp_dealloc, brecv_dealloc},
+    {Py_tp_traverse, brecv_traverse},
+    {Py_tp_clear, brecv_clear},
+    {Py_tp_repr, brecv_repr},
+    {Py_tp_methods, brecv_methods},
+    {0, NULL}};
+
+static PyType_Spec brecv_spec = {
+    "uringloop.ops.BufferedRecv", sizeof(BufferedRecv), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, brecv_slots};
+
 /* ---- dispatch ------------------------------------------------------------ */
 
 static int call_complete(PyObject *op, int32_t res, uint32_t flags)
@@ -474,6 +677,8 @@ static int dispatch(OpTable *t)
             rc = recv_fast(t, op, res, flags);
         else if (Py_IS_TYPE(op, send_type))
             rc = send_fast(op, res, flags);
+        else if (Py_IS_TYPE(op, brecv_type))
+            rc = brecv_complete((BufferedRecv *)op, res);
         if (rc == 0)
             rc = call_complete(op, res, flags);
         if (rc < 0 && handler_failed(t, op) < 0) {
@@ -579,7 +784,7 @@ static PyObject *install_stream(PyObject *module, PyObject *const *args, Py_ssiz
     static const char *tnames[] = {
         "_fd", "_protocol", "_closing", "_paused", "_held", "_eof", "_conn_lost",
         "_sending", "_pending", "_inflight_size", "_live", "_send_op", "_released",
-        "_protocol_paused", "_high_water", "_ops"};
+        "_protocol_paused", "_high_water", "_ops", "_read_eof", "_recv_ud", "_buffered"};
     Py_ssize_t *toffs = (Py_ssize_t *)&tf;
     for (size_t i = 0; i < sizeof(tnames) / sizeof(*tnames); i++)
         if (slot_offset(tcls, tnames[i], &toffs[i]) < 0)
@@ -617,11 +822,16 @@ static int install(PyObject *dict)
     str_fatal_error = PyUnicode_InternFromString("_fatal_error");
     str_write_slow = PyUnicode_InternFromString("_write");
     str_maybe_pause = PyUnicode_InternFromString("_maybe_pause_protocol");
+    str_get_buffer = PyUnicode_InternFromString("get_buffer");
+    str_buffer_updated = PyUnicode_InternFromString("buffer_updated");
     if (!str_complete || !str_data_received || !str_fatal_error || !str_write_slow ||
-        !str_maybe_pause)
+        !str_maybe_pause || !str_get_buffer || !str_buffer_updated)
         return -1;
     optable_type = (PyTypeObject *)PyType_FromSpec(&table_spec);
     if (!optable_type || PyDict_SetItemString(dict, "OpTable", (PyObject *)optable_type) < 0)
+        return -1;
+    brecv_type = (PyTypeObject *)PyType_FromSpec(&brecv_spec);
+    if (!brecv_type || PyDict_SetItemString(dict, "BufferedRecv", (PyObject *)brecv_type) < 0)
         return -1;
     PyObject *f = PyCFunction_New(&install_stream_def, NULL);
     int rc = f ? PyDict_SetItemString(dict, "install_stream", f) : -1;

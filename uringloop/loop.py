@@ -53,11 +53,13 @@ class _Wakeup:
 
     def complete(self, res, flags):
         loop = self.loop
-        loop._wakeup_pending = False      # before the read: a later write re-arms
         try:
             os.eventfd_read(loop._wakeup_fd)
         except (BlockingIOError, InterruptedError):
             pass
+        # Only after the read: a write the read consumed must not leave the
+        # flag set with no ring pending, or later callers would never ring.
+        loop._wakeup_pending = False
         if not flags & CQE_F_MORE and not loop._closed:
             loop._arm_wakeup()
 
@@ -93,7 +95,7 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
             self._closed = True             # nothing for __del__ to close
             raise
         self._ring_r = self._ring._r     # for direct prep calls on hot paths
-        self._ops = ops.OpTable(self._ring.address, self._completion_failed)
+        self._ops = ops.OpTable(self._ring.address, self._completion_failed, self._prep_failed)
         self._buffers = None
         self._buffers_failed = not self._ring.features.has("pbuf_ring")
         self._multishot_recv = self._ring.features.has("multishot_recv")
@@ -256,6 +258,11 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
         if self._scheduled:
             self._schedule_due_timers()
         self._run_ready()
+
+    def _prep_failed(self, err):
+        """A prep in C failed: raise its error, or return None to retry (the
+        ring had to be started first)."""
+        return self._ring.check(err)
 
     def _completion_failed(self, op, exc):
         """The OpTable's dispatch calls this when a completion handler raised."""

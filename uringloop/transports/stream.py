@@ -3,7 +3,9 @@
 Reads: one multishot RECV per connection, selecting buffers from the loop's
 provided-buffer ring; each completion's bytes are copied out once and the
 buffer goes straight back.  A BufferedProtocol instead gets a single-shot
-RECV straight into the buffer its get_buffer() returned.
+RECV straight into the buffer its get_buffer() returned (ops.BufferedRecv,
+in C).  The common cases of receiving, sending and write() run in C
+(ops.install_stream); the methods here define what they do.
 
 Writes: write() queues; one SEND (or a vectored SENDMSG for several queued
 chunks) is in flight at a time and goes out with the loop's next enter;
@@ -84,33 +86,25 @@ class _Recv:
             t._release_if_idle()
 
 
-class _RecvInto:
-    """A single receive into one buffer, which this record keeps alive (and
-    unresizable) until the kernel is done with it: a BufferedProtocol's own
-    (the protocol is told the count), or, where the kernel has no
-    provided-buffer rings, the transport's private one (its bytes are
-    copied out)."""
+class _RecvPrivate:
+    """Where the kernel has no provided-buffer rings: a single receive into
+    the transport's own buffer, which this record keeps alive (and
+    unresizable) until the kernel is done with it; the bytes are copied out."""
 
-    __slots__ = ("transport", "view", "buffer", "size", "copy")
+    __slots__ = ("transport", "view", "buffer", "size")
 
-    def __init__(self, transport, buffer, copy):
+    def __init__(self, transport, buffer):
         self.transport = transport
         self.view = buffer
         self.buffer = ffi.from_buffer(buffer, require_writable=True)
         self.size = len(self.buffer)
-        self.copy = copy
 
     def complete(self, res, flags):
         t = self.transport
         t._recv_ud = 0
         t._live -= 1
-        # The kernel is done: let the protocol resize or reuse its buffer.
         ffi.release(self.buffer)
-        if res > 0:
-            t._received(bytes(memoryview(self.view)[:res]) if self.copy else res)
-            t._start_reading()
-        else:
-            t._recv_ended(res)
+        t._received_into(res, bytes(memoryview(self.view)[:res]) if res > 0 else None)
         if t._released:
             t._release_if_idle()
 
@@ -140,7 +134,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
     # No per-instance dict: a server may hold tens of thousands of these.
     __slots__ = ("_sock", "_fd", "_server", "_protocol", "_protocol_connected", "_buffered",
                  "_conn_lost", "_closing", "_paused", "_read_eof", "_eof", "_held",
-                 "_recv_op", "_recv_ud", "_private", "_send_op", "_sending", "_inflight_size",
+                 "_recv_op", "_recv_ud", "_recv_into", "_private", "_send_op", "_sending", "_inflight_size",
                  "_pending", "_pending_size", "_live", "_released", "_ops", "__weakref__")
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
@@ -167,6 +161,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         self._held = None            # deque: received while paused, in order
         self._recv_op = _Recv(self)
         self._recv_ud = 0            # user_data of the receive in flight, 0: none
+        self._recv_into = None       # BufferedRecv, made for a BufferedProtocol
         self._private = None         # receive buffer where there is no buffer ring
         self._send_op = _Send(self)
         self._sending = False
@@ -233,42 +228,39 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
     def _start_reading(self):
         if self._recv_ud or self._closing or self._paused or self._read_eof or self._conn_lost:
             return
+        if self._buffered:
+            if self._recv_into is None:
+                self._recv_into = ops.BufferedRecv(self)
+            self._recv_into.start()          # get_buffer(); counts itself live
+            return
         loop = self._loop
-        group = None if self._buffered else loop._buffer_group()
+        group = loop._buffer_group()
         if group is not None:
             ud = self._ops.add(self._recv_op)
             loop._ring.prep_recv(ud, self._fd, ffi.NULL, 0, 0,
                                  RECV_MULTISHOT if loop._multishot_recv else 0, group)
         else:
-            if self._buffered:
-                op = self._get_buffer_op()
-                if op is None:
-                    return
-            else:
-                if self._private is None:
-                    self._private = bytearray(PRIVATE_BUFFER_SIZE)
-                op = _RecvInto(self, self._private, True)
+            if self._private is None:
+                self._private = bytearray(PRIVATE_BUFFER_SIZE)
+            op = _RecvPrivate(self, self._private)
             ud = self._ops.add(op)
-            if lib.ul_prep_recv(loop._ring_r, ud, self._fd, op.buffer, op.size, 0, 0, -1):
-                loop._ring.prep_recv(ud, self._fd, op.buffer, op.size)
+            loop._ring.prep_recv(ud, self._fd, op.buffer, op.size)
         self._recv_ud = ud
         self._live += 1
-
-    def _get_buffer_op(self):
-        try:
-            buf = self._protocol.get_buffer(-1)
-            if not len(buf):
-                raise RuntimeError("get_buffer() returned an empty buffer")
-            return _RecvInto(self, buf, False)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
-            return None
 
     def _cancel_recv(self):
         if self._recv_ud:
             self._loop._ring.prep_cancel(0, target=self._recv_ud)
+
+    def _received_into(self, res, data=None):
+        """A single receive ended: res bytes arrived (in `data`, or for a
+        BufferedProtocol in its buffer), or else EOF, cancellation or an
+        error."""
+        if res > 0:
+            self._received(res if data is None else data)
+            self._start_reading()
+        else:
+            self._recv_ended(res)
 
     def _received(self, data):
         """Bytes (or, for a BufferedProtocol, a byte count) arrived."""
