@@ -153,3 +153,48 @@ def test_write_rejects_what_is_not_bytes_like(run, bad):
         await close_server(server)
 
     run(main())
+
+
+class BadBuffer(asyncio.BufferedProtocol):
+    """Hands the transport a buffer it cannot receive into."""
+
+    def __init__(self, buffer):
+        self.buffer = buffer
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        return self.buffer
+
+    def buffer_updated(self, nbytes):
+        raise AssertionError("nothing can have been received")
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+@pytest.mark.parametrize("buffer, exc_type, message", [
+    (bytearray(), RuntimeError, "Fatal error: protocol.get_buffer() call failed."),
+    (b"read-only", TypeError, "Fatal read error on socket transport"),
+], ids=["empty", "read-only"])
+def test_unusable_buffer_is_a_fatal_error(loop_kind, run, buffer, exc_type, message):
+    if loop_kind == "uvloop":
+        pytest.skip("uvloop 0.23 kills the process on such a buffer")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        contexts = []
+        loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+        server = await loop.create_server(EchoServer, HOST, 0)
+        transport, proto = await loop.create_connection(
+            lambda: BadBuffer(buffer), HOST, port_of(server))
+        transport.write(b"ping")
+        exc = await wait(proto.lost)
+        assert isinstance(exc, exc_type)
+        assert [c["message"] for c in contexts] == [message]
+        assert contexts[0]["exception"] is exc
+        await close_server(server)
+
+    run(main())

@@ -455,13 +455,23 @@ static int brecv_start(BufferedRecv *op)
         Py_DECREF(protocol);
         Py_DECREF(hint);
     }
-    if (buf && PyObject_GetBuffer(buf, &op->view, PyBUF_WRITABLE) == 0 && op->view.len == 0) {
-        PyBuffer_Release(&op->view);
+    /* asyncio's order: len(buf) first, then the receive refuses a
+     * read-only buffer, which is a read error rather than get_buffer's */
+    Py_ssize_t size = buf ? PyObject_Length(buf) : -1;
+    if (size == 0)
         PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
-    }
-    Py_XDECREF(buf);
-    if (!op->view.obj)
+    if (size <= 0) {
+        Py_XDECREF(buf);
         return protocol_failed(tr, "Fatal error: protocol.get_buffer() call failed.") < 0 ? -1 : 0;
+    }
+    if (PyObject_GetBuffer(buf, &op->view, PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "get_buffer() returned a read-only %.100s",
+                     Py_TYPE(buf)->tp_name);
+    }
+    Py_DECREF(buf);
+    if (!op->view.obj)
+        return protocol_failed(tr, "Fatal read error on socket transport") < 0 ? -1 : 0;
     uint32_t ud = table_add(t, (PyObject *)op);
     unsigned len = op->view.len > UINT_MAX ? UINT_MAX : (unsigned)op->view.len;
     int err;
