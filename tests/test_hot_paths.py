@@ -198,3 +198,90 @@ def test_unusable_buffer_is_a_fatal_error(loop_kind, run, buffer, exc_type, mess
         await close_server(server)
 
     run(main())
+
+
+# -- sock_* methods: non-blocking tries in C, readiness polls on the ring
+
+
+def socket_pair():
+    import socket
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
+
+def test_sock_sendall_larger_than_the_socket_buffer(run):
+    payload = bytes(range(256)) * (4 * 1024 * 16)       # 16 MiB
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket_pair()
+        with a, b:
+            async def drain():
+                got = bytearray()
+                while len(got) < len(payload):
+                    chunk = await loop.sock_recv(b, 1 << 20)
+                    assert chunk
+                    got += chunk
+                return bytes(got)
+
+            reader = asyncio.ensure_future(drain())
+            await loop.sock_sendall(a, memoryview(payload))
+            assert await wait(reader) == payload
+
+    run(main())
+
+
+def test_sock_recv_sees_eof_as_empty_bytes(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket_pair()
+        with b:
+            pending = asyncio.ensure_future(loop.sock_recv(b, 100))
+            await asyncio.sleep(0.01)
+            a.close()
+            assert await wait(pending) == b""
+
+    run(main())
+
+
+def test_cancelled_sock_recv_loses_no_bytes(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket_pair()
+        with a, b:
+            for i in range(20):
+                pending = asyncio.ensure_future(loop.sock_recv(b, 100))
+                await asyncio.sleep(0)              # now waiting for readiness
+                pending.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await pending
+                await loop.sock_sendall(a, b"%d;" % i)
+                assert await wait(loop.sock_recv(b, 100)) == b"%d;" % i
+
+    run(main())
+
+
+def test_sock_sendall_to_a_closed_peer_raises_oserror(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket_pair()
+        with a:
+            b.close()
+            with pytest.raises(OSError):
+                for _ in range(100):
+                    await loop.sock_sendall(a, b"x" * 65536)
+
+    run(main())
+
+
+def test_sock_sendall_rejects_what_is_not_bytes_like(run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket_pair()
+        with a, b:
+            with pytest.raises(TypeError):
+                await loop.sock_sendall(a, "text")
+
+    run(main())

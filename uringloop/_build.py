@@ -55,7 +55,7 @@ ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "uringloop._uring",
     '#include <sys/socket.h>\n#include <sys/uio.h>\n#include "_core.h"',
-    sources=[str(HERE.relative_to(HERE.parent) / name) for name in ("_core.c", "_hot.c", "_callbacks.c")],
+    sources=[str(HERE.relative_to(HERE.parent) / name) for name in ("_core.c", "_hot.c", "_callbacks.c", "_sockets.c")],
     include_dirs=[str(HERE.relative_to(HERE.parent))],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -12,8 +12,10 @@
  *                     receive's data, its send completion, and write().
  *   BufferedRecv      a BufferedProtocol's receive: get_buffer(), a RECV
  *                     into it, buffer_updated(), again, all in C.
+ *   PollWaiter        OpTable.poll(): readiness that resolves a future.
  *
- * _callbacks.c adds install_loop(): call_soon, the ready queue and Handle.
+ * _callbacks.c adds install_loop(): call_soon, the ready queue and Handle;
+ * _sockets.c the sock_* methods' non-blocking tries.
  *
  * A fast path takes only the common state (nothing paused, closing, queued
  * or partial) and hands everything else to the Python methods, which stay
@@ -27,12 +29,15 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <errno.h>
 #include <limits.h>
+#include <string.h>
 #include "_core.h"
 
 #define FIELD(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 
 int ul_callbacks_install(PyObject *dict);      /* _callbacks.c */
+int ul_sockets_install(PyObject *dict);        /* _sockets.c */
 
 static PyObject *str_complete, *str_data_received, *str_fatal_error,
                 *str_write_slow, *str_maybe_pause, *str_get_buffer, *str_buffer_updated;
@@ -620,6 +625,121 @@ static PyType_Spec brecv_spec = {
     "uringloop.ops.BufferedRecv", sizeof(BufferedRecv), 0,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, brecv_slots};
 
+/* ---- PollWaiter ---------------------------------------------------------- */
+
+/* A single-shot readiness poll whose completion resolves a future: what the
+ * sock_* methods wait on between non-blocking tries. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *future;
+} PollWaiter;
+
+static PyTypeObject *pollwaiter_type;
+static PyObject *str_done, *str_set_result, *str_set_exception;
+
+static int poll_complete(PollWaiter *op, int32_t res, uint32_t flags)
+{
+    PyObject *fut = op->future, *r;
+    if ((flags & UL_CQE_F_MORE) || !fut)
+        return 1;
+    PyObject *args[2] = {fut, NULL};
+    r = PyObject_VectorcallMethod(str_done, args, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (!r)
+        return -1;
+    int done = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (done)
+        return done < 0 ? -1 : 1;
+    PyObject *name = str_set_result;
+    if (res < 0 && res != -ECANCELED) {
+        args[1] = PyObject_CallFunction(PyExc_OSError, "is", -res, strerror(-res));
+        name = str_set_exception;
+    } else {
+        args[1] = PyLong_FromLong(res);
+    }
+    if (!args[1])
+        return -1;
+    r = PyObject_VectorcallMethod(name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(args[1]);
+    Py_XDECREF(r);
+    return r ? 1 : -1;
+}
+
+static int poll_traverse(PollWaiter *op, visitproc visit, void *arg)
+{
+    Py_VISIT(op->future);
+    return 0;
+}
+
+static int poll_clear(PollWaiter *op)
+{
+    Py_CLEAR(op->future);
+    return 0;
+}
+
+static void poll_dealloc(PollWaiter *op)
+{
+    PyObject_GC_UnTrack(op);
+    Py_CLEAR(op->future);
+    PyTypeObject *type = Py_TYPE(op);
+    type->tp_free((PyObject *)op);
+    Py_DECREF(type);
+}
+
+static PyType_Slot poll_slots[] = {
+    {Py_tp_doc, "A readiness poll resolving a future (OpTable.poll)."},
+    {Py_tp_dealloc, poll_dealloc},
+    {Py_tp_traverse, poll_traverse},
+    {Py_tp_clear, poll_clear},
+    {0, NULL}};
+
+static PyType_Spec poll_spec = {
+    "uringloop.ops.PollWaiter", sizeof(PollWaiter), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, poll_slots};
+
+/* OpTable.poll(fd, events, future) -> user_data: a single-shot POLL_ADD
+ * whose completion sets the future's result to the revents (an OSError for
+ * a failed poll; nothing once the future is done). */
+static PyObject *table_poll(OpTable *t, PyObject *const *args, Py_ssize_t n)
+{
+    if (n != 3) {
+        PyErr_SetString(PyExc_TypeError, "poll(fd, events, future)");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(args[0]), events = PyLong_AsLong(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (!t->ring) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return NULL;
+    }
+    PollWaiter *op = PyObject_GC_New(PollWaiter, pollwaiter_type);
+    if (!op)
+        return NULL;
+    Py_INCREF(args[2]);
+    op->future = args[2];
+    PyObject_GC_Track(op);
+    uint32_t ud = table_add(t, (PyObject *)op);
+    Py_DECREF(op);
+    int err;
+    while (ud && t->ring && (err = ul_prep_poll_add(t->ring, ud, (int)fd, (unsigned)events, 0))) {
+        PyObject *code = PyLong_FromLong(err);
+        PyObject *r = code ? PyObject_CallOneArg(t->check, code) : NULL;
+        Py_XDECREF(code);
+        if (!r) {
+            Py_DECREF(table_take(t, ud));
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    if (ud && !t->ring) {
+        Py_DECREF(table_take(t, ud));
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return NULL;
+    }
+    return ud ? PyLong_FromUnsignedLong(ud) : NULL;
+}
+
 /* ---- dispatch ------------------------------------------------------------ */
 
 static int call_complete(PyObject *op, int32_t res, uint32_t flags)
@@ -689,6 +809,8 @@ static int dispatch(OpTable *t)
             rc = send_fast(op, res, flags);
         else if (Py_IS_TYPE(op, brecv_type))
             rc = brecv_complete((BufferedRecv *)op, res);
+        else if (Py_IS_TYPE(op, pollwaiter_type))
+            rc = poll_complete((PollWaiter *)op, res, flags);
         if (rc == 0)
             rc = call_complete(op, res, flags);
         if (rc < 0 && handler_failed(t, op) < 0) {
@@ -741,6 +863,8 @@ static PyMethodDef table_methods[] = {
     {"records", (PyCFunction)table_records, METH_NOARGS, "The op records in flight."},
     {"reset", (PyCFunction)table_reset, METH_O,
      "Drop every record and attach to the ring at this address (0: none)."},
+    {"poll", (PyCFunction)(void (*)(void))table_poll, METH_FASTCALL,
+     "poll(fd, events, future) -> user_data: a readiness poll resolving the future."},
     {"dispatch", (PyCFunction)table_dispatch, METH_NOARGS,
      "Dispatch the completions the ring holds."},
     {"run", (PyCFunction)table_run, METH_O,
@@ -840,13 +964,21 @@ static int install(PyObject *dict)
     optable_type = (PyTypeObject *)PyType_FromSpec(&table_spec);
     if (!optable_type || PyDict_SetItemString(dict, "OpTable", (PyObject *)optable_type) < 0)
         return -1;
+    str_done = PyUnicode_InternFromString("done");
+    str_set_result = PyUnicode_InternFromString("set_result");
+    str_set_exception = PyUnicode_InternFromString("set_exception");
+    pollwaiter_type = (PyTypeObject *)PyType_FromSpec(&poll_spec);
+    if (!str_done || !str_set_result || !str_set_exception || !pollwaiter_type)
+        return -1;
     brecv_type = (PyTypeObject *)PyType_FromSpec(&brecv_spec);
     if (!brecv_type || PyDict_SetItemString(dict, "BufferedRecv", (PyObject *)brecv_type) < 0)
         return -1;
     PyObject *f = PyCFunction_New(&install_stream_def, NULL);
     int rc = f ? PyDict_SetItemString(dict, "install_stream", f) : -1;
     Py_XDECREF(f);
-    return rc < 0 ? rc : ul_callbacks_install(dict);
+    if (rc < 0 || ul_callbacks_install(dict) < 0)
+        return -1;
+    return ul_sockets_install(dict);
 }
 
 /* Called through cffi, which released the GIL; the dict at `dict_address`

@@ -22,6 +22,9 @@ if lib.ul_hot_install(id(globals())) != 0:
 OpTable = globals()["OpTable"]
 install_stream = globals()["install_stream"]
 install_loop = globals()["install_loop"]
+BufferedRecv = globals()["BufferedRecv"]
+recv_nowait = globals()["recv_nowait"]
+send_nowait = globals()["send_nowait"]
 
 # Op records that were still in flight when their ring had to be closed
 # without draining them (a loop closed from a thread that may not reap).

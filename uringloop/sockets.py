@@ -4,31 +4,15 @@ Each tries the non-blocking call first and, when the socket is not ready,
 waits with a POLL_ADD on the ring before trying again.  Readiness, not a
 RECV/ACCEPT op, is what the kernel is asked for: cancelling the awaiting
 task then never loses bytes or a connection that an op had already taken.
+For non-blocking sockets, receiving and sending try through C helpers that
+return None where the socket module would raise BlockingIOError: in a
+request-response exchange nearly every first try finds nothing.
 """
-import errno
-import os
 import select
 import socket
 from asyncio import base_events, exceptions
 
-from .ring import CQE_F_MORE
-
-
-class _PollWaiter:
-    """One readiness poll whose result resolves a future."""
-
-    __slots__ = ("future",)
-
-    def __init__(self, future):
-        self.future = future
-
-    def complete(self, res, flags):
-        if flags & CQE_F_MORE or self.future.done():
-            return
-        if res < 0 and res != -errno.ECANCELED:
-            self.future.set_exception(OSError(-res, os.strerror(-res)))
-        else:
-            self.future.set_result(res)
+from . import ops
 
 
 def _check_socket(loop, sock):
@@ -42,15 +26,17 @@ class SocketMethods:
     """Loop methods: sock_recv, sock_recv_into, sock_sendall, sock_connect,
     sock_accept."""
 
-    async def _await_readiness(self, sock, events):
-        """Wait until `sock` reports one of `events` (POLLIN/POLLOUT)."""
+    async def _await_readiness(self, fd, events):
+        """Wait until `fd` reports one of `events` (POLLIN/POLLOUT)."""
         fut = self.create_future()
-        ud = self._ops.add(_PollWaiter(fut))
-        self._ring.prep_poll_add(ud, sock.fileno(), events, 0)
+        ud = self._ops.poll(fd, events, fut)
         try:
             await fut
         except exceptions.CancelledError:
-            self._ring.prep_cancel(0, target=ud)
+            # A future that is not cancelled was resolved: that poll is over
+            # and its slot may already be another op's.
+            if fut.cancelled():
+                self._ring.prep_cancel(0, target=ud)
             raise
 
     async def _when_ready(self, sock, events, call, *args):
@@ -60,19 +46,37 @@ class SocketMethods:
             try:
                 return call(*args)
             except (BlockingIOError, InterruptedError):
-                await self._await_readiness(sock, events)
+                await self._await_readiness(sock.fileno(), events)
 
     async def sock_recv(self, sock, n):
-        return await self._when_ready(sock, select.POLLIN, sock.recv, n)
+        _check_socket(self, sock)
+        if sock.gettimeout() != 0:           # a blocking socket blocks, as in asyncio
+            return await self._when_ready(sock, select.POLLIN, sock.recv, n)
+        fd = sock.fileno()
+        while True:
+            data = ops.recv_nowait(fd, n)
+            if data is not None:
+                return data
+            await self._await_readiness(fd, select.POLLIN)
 
     async def sock_recv_into(self, sock, buf):
         return await self._when_ready(sock, select.POLLIN, sock.recv_into, buf)
 
     async def sock_sendall(self, sock, data):
+        _check_socket(self, sock)
         view = memoryview(data).cast("B")
         sent = 0
+        if sock.gettimeout() != 0:
+            while sent < len(view):
+                sent += await self._when_ready(sock, select.POLLOUT, sock.send, view[sent:])
+            return
+        fd = sock.fileno()
         while sent < len(view):
-            sent += await self._when_ready(sock, select.POLLOUT, sock.send, view[sent:])
+            n = ops.send_nowait(fd, view[sent:] if sent else view)
+            if n is None:
+                await self._await_readiness(fd, select.POLLOUT)
+            else:
+                sent += n
 
     async def sock_connect(self, sock, address):
         _check_socket(self, sock)
@@ -86,7 +90,7 @@ class SocketMethods:
             return
         except (BlockingIOError, InterruptedError):
             pass
-        await self._await_readiness(sock, select.POLLOUT)
+        await self._await_readiness(sock.fileno(), select.POLLOUT)
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             raise OSError(err, f"Connect call failed {address}")

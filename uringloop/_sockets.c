@@ -1,0 +1,101 @@
+/*
+ * The sock_* methods' non-blocking tries, in C.
+ *
+ * socket.recv() and socket.send() on a socket that is not ready raise
+ * BlockingIOError, and building that exception costs more than the try
+ * itself.  In a request-response exchange the first try of every receive
+ * finds nothing, so these return None instead: the caller then waits for
+ * readiness on the ring (OpTable.poll) and tries again.  Other errors are
+ * the OSError subclasses the socket module raises.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <sys/socket.h>
+
+/* Most receives fit here; the bytes object is then made at its final size. */
+#define STACK_BYTES (64 * 1024)
+
+/* recv_nowait(fd, n) -> bytes, or None when nothing is there yet */
+static PyObject *recv_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "recv_nowait(fd, n)");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(args[0]);
+    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
+        return NULL;
+    }
+    static char stack[STACK_BYTES];      /* the GIL is held throughout */
+    PyObject *big = n > STACK_BYTES ? PyBytes_FromStringAndSize(NULL, n) : NULL;
+    if (n > STACK_BYTES && !big)
+        return NULL;
+    char *buf = big ? PyBytes_AS_STRING(big) : stack;
+    ssize_t got;
+    do {
+        got = recv((int)fd, buf, (size_t)n, MSG_DONTWAIT);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0) {
+        Py_XDECREF(big);
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            Py_RETURN_NONE;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (!big)
+        return PyBytes_FromStringAndSize(stack, got);
+    if (got != n)
+        _PyBytes_Resize(&big, got);
+    return big;
+}
+
+/* send_nowait(fd, data) -> bytes sent, or None when the socket is full */
+static PyObject *send_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "send_nowait(fd, data)");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(args[0]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    ssize_t sent;
+    do {
+        sent = send((int)fd, view.buf, (size_t)view.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    int err = errno;
+    PyBuffer_Release(&view);
+    if (sent < 0) {
+        if (err == EAGAIN || err == EWOULDBLOCK)
+            Py_RETURN_NONE;
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromSsize_t(sent);
+}
+
+static PyMethodDef defs[] = {
+    {"recv_nowait", (PyCFunction)(void (*)(void))recv_nowait, METH_FASTCALL,
+     "recv_nowait(fd, n) -> bytes, or None when nothing is there yet."},
+    {"send_nowait", (PyCFunction)(void (*)(void))send_nowait, METH_FASTCALL,
+     "send_nowait(fd, data) -> bytes sent, or None when the socket is full."},
+    {NULL}};
+
+int ul_sockets_install(PyObject *dict)
+{
+    for (PyMethodDef *d = defs; d->ml_name; d++) {
+        PyObject *f = PyCFunction_New(d, NULL);
+        int rc = f ? PyDict_SetItemString(dict, d->ml_name, f) : -1;
+        Py_XDECREF(f);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
