@@ -101,6 +101,7 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
         self._multishot_recv = self._ring.features.has("multishot_recv")
         self._multishot_accept = self._ring.features.has("multishot_accept")
         self._acceptors = {}
+        self._sock_recv_waited = set()   # fds whose last sock_recv waited
         self._unix_server_sockets = {}
         self._wakeup_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._wakeup_pending = False

@@ -53,10 +53,16 @@ class SocketMethods:
         if sock.gettimeout() != 0:           # a blocking socket blocks, as in asyncio
             return await self._when_ready(sock, select.POLLIN, sock.recv, n)
         fd = sock.fileno()
+        waited = self._sock_recv_waited
+        # Where the last receive found nothing, this one asks for readiness
+        # first: in a request-response exchange that saves a failed recv().
+        if fd in waited:
+            await self._await_readiness(fd, select.POLLIN)
         while True:
             data = ops.recv_nowait(fd, n)
             if data is not None:
                 return data
+            waited.add(fd)
             await self._await_readiness(fd, select.POLLIN)
 
     async def sock_recv_into(self, sock, buf):
