@@ -168,7 +168,9 @@ static void table_dealloc(OpTable *t)
     table_tp_clear(t);
     PyMem_Free(t->slots);
     PyMem_Free(t->free);
-    Py_TYPE(t)->tp_free((PyObject *)t);
+    PyTypeObject *type = Py_TYPE(t);
+    type->tp_free((PyObject *)t);
+    Py_DECREF(type);
 }
 
 static PyObject *table_py_add(OpTable *t, PyObject *op)
