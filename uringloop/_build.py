@@ -58,4 +58,7 @@ ffibuilder.set_source(
     sources=[str(HERE.relative_to(HERE.parent) / name) for name in ("_core.c", "_hot.c", "_callbacks.c", "_sockets.c")],
     include_dirs=[str(HERE.relative_to(HERE.parent))],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+    # The hot path (_hot.c, _callbacks.c) uses CPython's full C API: the
+    # module is built per Python version, not as one abi3 module.
+    py_limited_api=False,
 )
