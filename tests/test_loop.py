@@ -15,6 +15,7 @@ import queue
 import random
 import re
 import socket
+import sys
 import threading
 import time
 
@@ -402,7 +403,12 @@ def test_run_forever_can_be_called_again_after_returning(loop, run):
     assert not loop.is_running()
 
 
-def test_reentering_a_running_loop_raises(loop, run):
+def test_reentering_a_running_loop_raises(loop_kind, loop, run):
+    if loop_kind == "asyncio" and sys.version_info[:3] == (3, 13, 0):
+        # CPython 3.13.0's run_forever() runs its cleanup even when its setup
+        # refused to re-enter, so the loop forgets it is running and the next
+        # attempt really re-enters it (and blocks).
+        pytest.skip("asyncio 3.13.0 forgets it is running after refusing re-entry")
     errors = {}
 
     def attempt(name, fn):
