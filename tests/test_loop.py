@@ -404,11 +404,11 @@ def test_run_forever_can_be_called_again_after_returning(loop, run):
 
 
 def test_reentering_a_running_loop_raises(loop_kind, loop, run):
-    if loop_kind == "asyncio" and sys.version_info[:3] == (3, 13, 0):
-        # CPython 3.13.0's run_forever() runs its cleanup even when its setup
-        # refused to re-enter, so the loop forgets it is running and the next
-        # attempt really re-enters it (and blocks).
-        pytest.skip("asyncio 3.13.0 forgets it is running after refusing re-entry")
+    if loop_kind == "asyncio" and (3, 13) <= sys.version_info < (3, 13, 3):
+        # CPython 3.13's run_forever() ran its cleanup even when its setup
+        # refused to re-enter, so the loop forgot it was running and the next
+        # attempt really re-entered it (and blocked): python/cpython#130145.
+        pytest.skip("asyncio 3.13.0-3.13.2 forgets it is running after refusing re-entry")
     errors = {}
 
     def attempt(name, fn):
@@ -883,8 +883,8 @@ def test_task_factory(loop, run):
     assert result == "child"
     assert [(lp, coro) for lp, coro, _ in calls] == [(loop, main_coro), (loop, child_coro)]
     # asyncio 3.11 calls factory(loop, coro); uvloop adds context=None (and,
-    # on newer Pythons, name=None): nothing but defaults is passed on.
-    assert all(set(kwargs) <= {"name", "context"} and not any(kwargs.values())
+    # on Python 3.13, eager_start=None): nothing but defaults is passed on.
+    assert all(set(kwargs) <= {"name", "context", "eager_start"} and not any(kwargs.values())
                for _, _, kwargs in calls)
 
     loop.set_task_factory(None)
