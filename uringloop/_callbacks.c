@@ -13,10 +13,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
 #include <time.h>
-
-#define FIELD(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+#include "_pyslots.h"
 
 static PyTypeObject *handle_type, *base_handle_type, *timer_type;
 static PyObject *future_type, *task_type, *callback_failed, *slow_call_soon,
@@ -26,15 +24,6 @@ static struct {
     Py_ssize_t callback, args, cancelled, loop, source_traceback, repr, context;
 } hf;
 static struct { Py_ssize_t ready, closed, debug, task_factory; } lf;
-
-static inline int is_set(PyObject *o)
-{
-    if (o == Py_False || o == Py_None || o == NULL)
-        return 0;
-    if (o == Py_True)
-        return 1;
-    return PyObject_IsTrue(o) != 0;
-}
 
 /* ---- Handle -------------------------------------------------------------- */
 
@@ -98,16 +87,9 @@ static int handle_run(PyObject *h)
         Py_DECREF(res);
         return 0;
     }
-    if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
-        PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+    PyObject *exc = take_exception();
+    if (!exc)
         return -1;
-    PyObject *type, *exc, *tb;
-    PyErr_Fetch(&type, &exc, &tb);
-    PyErr_NormalizeException(&type, &exc, &tb);
-    if (tb)
-        PyException_SetTraceback(exc, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
     PyObject *r = PyObject_CallFunctionObjArgs(callback_failed, h, exc, NULL);
     Py_DECREF(exc);
     if (!r)
@@ -269,29 +251,6 @@ static PyMethodDef loop_defs[] = {
 
 /* ---- install_loop ---------------------------------------------------------- */
 
-static int offset_of(PyObject *cls, const char *name, Py_ssize_t *off)
-{
-    PyObject *d = PyObject_GetAttrString(cls, name);
-    if (!d)
-        return -1;
-    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) &&
-             ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
-    if (ok)
-        *off = ((PyMemberDescrObject *)d)->d_member->offset;
-    Py_DECREF(d);
-    if (!ok)
-        PyErr_Format(PyExc_TypeError, "%R.%s is not a __slots__ field", cls, name);
-    return ok ? 0 : -1;
-}
-
-static int set_method(PyObject *cls, PyMethodDef *def)
-{
-    PyObject *m = PyDescr_NewMethod((PyTypeObject *)cls, def);
-    int rc = m ? PyObject_SetAttrString(cls, def->ml_name, m) : -1;
-    Py_XDECREF(m);
-    return rc;
-}
-
 static void keep(PyObject **where, PyObject *what)
 {
     Py_INCREF(what);
@@ -322,12 +281,12 @@ static PyObject *install_loop(PyObject *module, PyObject *const *args, Py_ssize_
                                    "_source_traceback", "_repr", "_context"};
     Py_ssize_t *hoffs = (Py_ssize_t *)&hf;
     for (size_t i = 0; i < sizeof(hnames) / sizeof(*hnames); i++)
-        if (offset_of(base, hnames[i], &hoffs[i]) < 0)
+        if (slot_offset(base, hnames[i], &hoffs[i]) < 0)
             return NULL;
-    if (offset_of(loop_cls, "_ready", &lf.ready) < 0 ||
-        offset_of(loop_cls, "_closed", &lf.closed) < 0 ||
-        offset_of(loop_cls, "_debug", &lf.debug) < 0 ||
-        offset_of(loop_cls, "_task_factory", &lf.task_factory) < 0)
+    if (slot_offset(loop_cls, "_ready", &lf.ready) < 0 ||
+        slot_offset(loop_cls, "_closed", &lf.closed) < 0 ||
+        slot_offset(loop_cls, "_debug", &lf.debug) < 0 ||
+        slot_offset(loop_cls, "_task_factory", &lf.task_factory) < 0)
         return NULL;
     PyObject *call_soon = PyObject_GetAttrString(asyncio_loop, "call_soon");
     PyObject *create_task = PyObject_GetAttrString(asyncio_loop, "create_task");

@@ -28,13 +28,11 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
 #include "_core.h"
-
-#define FIELD(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+#include "_pyslots.h"
 
 int ul_callbacks_install(PyObject *dict);      /* _callbacks.c */
 int ul_sockets_install(PyObject *dict);        /* _sockets.c */
@@ -233,16 +231,6 @@ static struct {
 static struct { Py_ssize_t transport; } rf;
 static struct { Py_ssize_t transport, chunks, size, keep; } sf;
 
-/* A flag slot's truth; an unset slot is false. */
-static inline int is_set(PyObject *o)
-{
-    if (o == Py_False || o == Py_None || o == NULL)
-        return 0;
-    if (o == Py_True)
-        return 1;
-    return PyObject_IsTrue(o) != 0;
-}
-
 /* Replace a slot's value; `value` is a new reference, consumed. */
 static inline void put(PyObject *obj, Py_ssize_t off, PyObject *value)
 {
@@ -282,16 +270,9 @@ static inline int list_empty(PyObject *o)
  * Python.  Returns 1 (handled) or -1 (exception set). */
 static int protocol_failed(PyObject *transport, const char *message)
 {
-    if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
-        PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+    PyObject *exc = take_exception();
+    if (!exc)
         return -1;
-    PyObject *type, *exc, *tb;
-    PyErr_Fetch(&type, &exc, &tb);
-    PyErr_NormalizeException(&type, &exc, &tb);
-    if (tb)
-        PyException_SetTraceback(exc, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
     PyObject *r = PyObject_CallMethod(transport, "_fatal_error", "Os", exc, message);
     Py_DECREF(exc);
     if (!r)
@@ -765,16 +746,9 @@ static int call_complete(PyObject *op, int32_t res, uint32_t flags)
  * anything else goes to on_error(op, exc) and the dispatch goes on. */
 static int handler_failed(OpTable *t, PyObject *op)
 {
-    if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
-        PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) || !t->on_error)
+    PyObject *exc = t->on_error ? take_exception() : NULL;
+    if (!exc)
         return -1;
-    PyObject *type, *exc, *tb;
-    PyErr_Fetch(&type, &exc, &tb);
-    PyErr_NormalizeException(&type, &exc, &tb);
-    if (tb)
-        PyException_SetTraceback(exc, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
     PyObject *r = PyObject_CallFunctionObjArgs(t->on_error, op, exc, NULL);
     Py_DECREF(exc);
     if (!r)
@@ -889,22 +863,6 @@ static PyType_Spec table_spec = {
 
 /* ---- install_stream ------------------------------------------------------ */
 
-/* The offset of a __slots__ field of cls (found along its MRO). */
-static int slot_offset(PyObject *cls, const char *name, Py_ssize_t *off)
-{
-    PyObject *d = PyObject_GetAttrString(cls, name);
-    if (!d)
-        return -1;
-    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) &&
-             ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
-    if (ok)
-        *off = ((PyMemberDescrObject *)d)->d_member->offset;
-    Py_DECREF(d);
-    if (!ok)
-        PyErr_Format(PyExc_TypeError, "%R.%s is not a __slots__ field", cls, name);
-    return ok ? 0 : -1;
-}
-
 static PyObject *install_stream(PyObject *module, PyObject *const *args, Py_ssize_t n)
 {
     if (n != 3) {
@@ -931,12 +889,8 @@ static PyObject *install_stream(PyObject *module, PyObject *const *args, Py_ssiz
         slot_offset(scls, "size", &sf.size) < 0 ||
         slot_offset(scls, "keep", &sf.keep) < 0)
         return NULL;
-    PyObject *write = PyDescr_NewMethod((PyTypeObject *)tcls, &write_def);
-    if (!write || PyObject_SetAttrString(tcls, "write", write) < 0) {
-        Py_XDECREF(write);
+    if (set_method(tcls, &write_def) < 0)
         return NULL;
-    }
-    Py_DECREF(write);
     Py_INCREF(rcls);
     Py_XSETREF(recv_type, (PyTypeObject *)rcls);
     Py_INCREF(scls);
