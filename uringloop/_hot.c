@@ -220,6 +220,23 @@ static Py_ssize_t table_len(OpTable *t)
     return (Py_ssize_t)(t->used ? t->used - 1 - t->nfree : 0);
 }
 
+/* A prep into slot ud failed with err: the loop's check(err) raises it, or
+ * starts a ring the SQ filled before its first run and says retry (0).  On
+ * -1 the slot is free again and an exception is set. */
+static int prep_failed(OpTable *t, uint32_t ud, int err)
+{
+    PyObject *code = PyLong_FromLong(err);
+    PyObject *r = code ? PyObject_CallOneArg(t->check, code) : NULL;
+    Py_XDECREF(code);
+    Py_XDECREF(r);
+    if (r && t->ring)
+        return 0;
+    Py_DECREF(table_take(t, ud));
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+    return -1;
+}
+
 /* ---- stream transport fields --------------------------------------------- */
 
 static PyTypeObject *recv_type, *send_type, *brecv_type;
@@ -434,6 +451,10 @@ static int brecv_start(BufferedRecv *op)
         return -1;
     }
     OpTable *t = (OpTable *)table;
+    if (!t->ring) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
     PyObject *hint = PyLong_FromLong(-1), *buf = NULL;
     if (hint) {
         PyObject *args[2] = {protocol, hint};
@@ -462,22 +483,11 @@ static int brecv_start(BufferedRecv *op)
         return protocol_failed(tr, "Fatal read error on socket transport") < 0 ? -1 : 0;
     uint32_t ud = table_add(t, (PyObject *)op);
     unsigned len = op->view.len > UINT_MAX ? UINT_MAX : (unsigned)op->view.len;
-    int err;
-    while (ud && t->ring && (err = ul_prep_recv(t->ring, ud, (int)fd, op->view.buf, len, 0, 0, -1))) {
-        PyObject *code = PyLong_FromLong(err);
-        PyObject *r = code ? PyObject_CallOneArg(t->check, code) : NULL;
-        Py_XDECREF(code);
-        if (!r) {
-            Py_DECREF(table_take(t, ud));
-            ud = 0;
-        }
-        Py_XDECREF(r);
-    }
-    if (!ud || !t->ring) {
-        if (ud)
-            Py_DECREF(table_take(t, ud));
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+    int err = ud ? 0 : -1;
+    while (ud && (err = ul_prep_recv(t->ring, ud, (int)fd, op->view.buf, len, 0, 0, -1)))
+        if (prep_failed(t, ud, err) < 0)
+            break;
+    if (err) {
         PyBuffer_Release(&op->view);
         return -1;
     }
@@ -705,21 +715,9 @@ static PyObject *table_poll(OpTable *t, PyObject *const *args, Py_ssize_t n)
     uint32_t ud = table_add(t, (PyObject *)op);
     Py_DECREF(op);
     int err;
-    while (ud && t->ring && (err = ul_prep_poll_add(t->ring, ud, (int)fd, (unsigned)events, 0))) {
-        PyObject *code = PyLong_FromLong(err);
-        PyObject *r = code ? PyObject_CallOneArg(t->check, code) : NULL;
-        Py_XDECREF(code);
-        if (!r) {
-            Py_DECREF(table_take(t, ud));
+    while (ud && (err = ul_prep_poll_add(t->ring, ud, (int)fd, (unsigned)events, 0)))
+        if (prep_failed(t, ud, err) < 0)
             return NULL;
-        }
-        Py_DECREF(r);
-    }
-    if (ud && !t->ring) {
-        Py_DECREF(table_take(t, ud));
-        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
-        return NULL;
-    }
     return ud ? PyLong_FromUnsignedLong(ud) : NULL;
 }
 
