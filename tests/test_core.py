@@ -58,8 +58,8 @@ def test_mixed_cqes_across_the_wrap_point(ring):
     for rnd in range(20):
         base = rnd * 3 + 1
         ring.prep_nop(base)
-        ring.prep_nop(base + 1, lib.UL_NOP_CQE32, off=1000 + base, addr=2000 + base)
-        ring.prep_nop(base + 2, lib.UL_NOP_CQE32, off=1000 + base + 1, addr=2000 + base + 1)
+        ring.prep_nop_cqe32(base + 1, 1000 + base, 2000 + base)
+        ring.prep_nop_cqe32(base + 2, 1000 + base + 1, 2000 + base + 1)
         seen += drain(ring, 3)
     assert [ud for ud, *_ in seen] == list(range(1, 61))
     for ud, res, flags, big0, big1 in seen:
@@ -109,8 +109,7 @@ def test_multishot_recv_with_provided_buffers(ring):
     a, b = socket.socketpair()
     bufs = ring.buffer_ring(bgid=7, count=4, size=64)
     try:
-        ring.prep_recv(5, a.fileno(), ringmod.ffi.NULL, 0,
-                       ioprio=lib.UL_RECV_MULTISHOT, bgid=7)
+        ring.prep_recv_multishot(5, a.fileno(), 7)
         received = b""
         for chunk in (b"hello", b"world" * 20, b"!"):
             b.sendall(chunk)
@@ -289,3 +288,34 @@ def test_info_command():
                           text=True, env=env, timeout=60)
     assert proc.returncode == 1
     assert "unavailable" in proc.stdout and "EPERM" in proc.stdout
+
+
+def test_info_says_what_was_probed():
+    """Capabilities are tried on the kernel, not assumed: on this kernel
+    each works; a masked one says so instead of claiming use."""
+    import subprocess
+    import sys
+    env = dict(os.environ, URINGLOOP_DISABLE="multishot_recv")
+    proc = subprocess.run([sys.executable, "-m", "uringloop", "info"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "each tried on a throwaway ring" in proc.stdout
+    assert "multishot_recv   masked" in proc.stdout
+    assert "multishot_accept yes, used" in proc.stdout
+    assert "nop              yes\n" in proc.stdout          # only the ring's own tests use NOP
+
+
+def test_capabilities_are_probed():
+    from uringloop.capabilities import probe_capabilities
+    assert probe_capabilities(NO_MASK) == dict.fromkeys(ringmod.CAPABILITIES, True)
+    masked = probe_capabilities(Mask(frozenset({"pbuf_ring"})))
+    assert not masked["pbuf_ring"] and masked["multishot_accept"]
+
+
+def test_every_prep_has_one_entry_in_the_table():
+    """ring.PREPS names every ul_prep_* function of the core exactly once,
+    with a real opcode: the Python wrappers and info's list come from it."""
+    preps = {name[len("ul_prep_"):] for name in dir(lib) if name.startswith("ul_prep_")}
+    assert preps == set(ringmod.PREPS)
+    assert set(ringmod.PREPS.values()) <= set(ringmod.OPCODES)
+    assert all(callable(getattr(Ring, f"prep_{v}")) for v in preps)

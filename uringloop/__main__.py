@@ -3,22 +3,24 @@ import argparse
 import os
 import sys
 
-from .ring import CAPABILITIES, FEATURE_BITS, OPCODES, SETUP_FLAGS, Mask, UnsupportedError, probe
+from .capabilities import probe_capabilities
+from .ring import (CAPABILITIES, FEATURE_BITS, OPCODES, SETUP_FLAGS, USED_OPCODES, Mask,
+                   UnsupportedError, probe)
 
-# The opcodes and features the loop relies on or takes a fast path with.
-USED_OPCODES = ("poll_add", "async_cancel", "timeout", "recv", "send", "sendmsg", "accept")
-USED_FEATURES = ("single_mmap", "nodrop", "ext_arg", "no_iowait")
+# The params->features bits the core takes a code path on.
+USED_FEATURES = ("single_mmap", "ext_arg", "no_iowait")
 
 
-def _mark(present, used):
+def _mark(present, used, masked=False):
+    if masked:
+        return "masked"
     if not present:
         return "no"
     return "yes, used" if used else "yes"
 
 
 def info(out=sys.stdout):
-    release = os.uname().release
-    print(f"kernel:    {release}", file=out)
+    print(f"kernel:    {os.uname().release}", file=out)
     try:
         features = probe()
     except UnsupportedError as exc:
@@ -28,19 +30,23 @@ def info(out=sys.stdout):
     print(f"io_uring:  usable ({features.tier} ring)", file=out)
     if mask.names:
         print(f"masked:    {', '.join(sorted(mask.names))} (URINGLOOP_DISABLE)", file=out)
-    print("setup flags (accepted ones are all used):", file=out)
+    print("setup flags (the kernel's answer to io_uring_setup; those it takes are all used):",
+          file=out)
     for name in SETUP_FLAGS:
-        state = "masked" if name in mask.names else "yes, used" if name in features.setup_flags else "-"
-        print(f"  {name:16} {state}", file=out)
-    print("features:", file=out)
+        print(f"  {name:16} {_mark(name in features.setup_flags, True, name in mask.names)}",
+              file=out)
+    print("features (io_uring_params.features, as the kernel reports them):", file=out)
     for name in FEATURE_BITS:
         print(f"  {name:16} {_mark(name in features.features, name in USED_FEATURES)}", file=out)
-    print("opcodes:", file=out)
+    print("opcodes (IORING_REGISTER_PROBE):", file=out)
+    used = USED_OPCODES - ({"timeout"} if features.has("ext_arg") else set())
     for name in OPCODES:
-        print(f"  {name:16} {_mark(name in features.opcodes, name in USED_OPCODES)}", file=out)
-    print("capabilities:", file=out)
+        print(f"  {name:16} {_mark(name in features.opcodes, name in used)}", file=out)
+    print("capabilities (each tried on a throwaway ring; the loop assumes them and falls back\n"
+          "where the kernel answers EINVAL):", file=out)
+    has = probe_capabilities(mask)
     for name in CAPABILITIES:
-        print(f"  {name:16} {_mark(features.has(name), features.has(name))}", file=out)
+        print(f"  {name:16} {_mark(has[name], True, name in mask.names)}", file=out)
     return 0
 
 

@@ -8,16 +8,19 @@ import re
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).parent
-HEADER = HERE / "_core.h"
+C_DIR = HERE / "_c"
+SOURCES = ("ring.c", "prep.c", "module.c", "optable.c", "future.c", "stream.c", "sockets.c",
+           "callbacks.c")
 
-# Every UL_* constant of the header is exported by name; cffi reads the
-# values from the compiled header, so they are defined exactly once.
-_HEADER_TEXT = HEADER.read_text()
-_CONSTANTS = sorted(set(re.findall(r"^#define (UL_[A-Z0-9_]+)\s", _HEADER_TEXT, re.M)))
-# The function prototypes are written once, in the header.
-_PROTOTYPES = re.search(r"/\* cdef-begin.*?\*/\n(.*?)/\* cdef-end \*/", _HEADER_TEXT, re.S).group(1)
+# Every UL_* constant of the ABI and the ring's header is exported by name;
+# cffi reads the values from the compiled headers, so they are defined
+# exactly once.
+_HEADERS = (C_DIR / "abi.h").read_text() + (C_DIR / "ring.h").read_text()
+_CONSTANTS = sorted(set(re.findall(r"^#define (UL_[A-Z0-9_]+)\s", _HEADERS, re.M)))
+# The function prototypes are written once, in ring.h.
+_PROTOTYPES = re.search(r"/\* cdef-begin.*?\*/\n(.*?)/\* cdef-end \*/", _HEADERS, re.S).group(1)
 
-CDEF = "\n".join(f"#define {name} ..." for name in _CONSTANTS if name != "URINGLOOP_CORE_H") + """
+CDEF = "\n".join(f"#define {name} ..." for name in _CONSTANTS) + """
 
 struct ul_ring {
     int fd;
@@ -54,11 +57,11 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "uringloop._uring",
-    '#include <sys/socket.h>\n#include <sys/uio.h>\n#include "_core.h"',
-    sources=[str(HERE.relative_to(HERE.parent) / name) for name in ("_core.c", "_hot.c", "_callbacks.c", "_sockets.c")],
-    include_dirs=[str(HERE.relative_to(HERE.parent))],
+    '#include <sys/socket.h>\n#include <sys/uio.h>\n#include "ring.h"',
+    sources=[str(C_DIR.relative_to(HERE.parent) / name) for name in SOURCES],
+    include_dirs=[str(C_DIR.relative_to(HERE.parent))],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-    # The hot path (_hot.c, _callbacks.c) uses CPython's full C API: the
+    # The op table, stream and callbacks use CPython's full C API: the
     # module is built per Python version, not as one abi3 module.
     py_limited_api=False,
 )

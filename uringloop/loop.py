@@ -2,21 +2,26 @@
 
 BaseEventLoop supplies the policy-free machinery (handles, timers' heap,
 tasks, executors, exception handling, debug mode).  This class adds the
-run-once step around one io_uring_enter per iteration and the dispatch of
-completions to op records.
+run-once step around one io_uring_enter per iteration, the cross-thread
+wake-up, closing (cancel, drain, then close), the registry of fds that
+transports own, and the _make_*_transport hooks asyncio's API methods
+call.  Each family of API methods is a mixin of its own: serving.py,
+sockets.py, tls.py; each kind of transport a module in transports/.
 """
-import asyncio
 import heapq
 import math
 import os
+import weakref
 from asyncio import base_events, events, futures, tasks
 from asyncio.log import logger
 
-from . import ops
+from . import _c
 from .handle import Handle, callback_failed
-from .ring import CANCEL_EVERYTHING, CQE_F_MORE, FORKED_MESSAGE, Mask, Ring
-from .server import TLS_MESSAGE, ServingMethods
+from .ring import CQE_F_MORE, FORKED_MESSAGE, Mask, Ring
+from .serving import ServingMethods
 from .sockets import SocketMethods
+from .tls import TLSMethods
+from .transports.stream import StreamTransport
 
 _MAX_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
 # Rebuild the timer heap when at least this many timers, and more than
@@ -25,6 +30,12 @@ _MIN_TIMERS_TO_PURGE = 100
 _MAX_CANCELLED_FRACTION = 0.5
 # How long close() waits for the kernel to finish cancelled operations.
 _DRAIN_SECONDS = 2.0
+
+# Op records that were still in flight when their ring had to be closed
+# without draining them (a loop closed from a thread that may not reap).
+# The kernel cancels them as the ring is torn down, at a moment this process
+# cannot observe, so their memory is kept for the life of the process.
+_ABANDONED = []
 
 POLLIN = 0x001
 
@@ -67,20 +78,7 @@ class _Wakeup:
         return "<uringloop wakeup poll>"
 
 
-def _refuse_tls(method):
-    """Wrap an async API method so that ssl= raises NotImplementedError
-    before any socket is made."""
-    async def wrapper(self, *args, ssl=None, **kwargs):
-        if ssl:
-            raise NotImplementedError(TLS_MESSAGE)
-        return await method(self, *args, **kwargs)
-    wrapper.__name__ = method.__name__
-    wrapper.__qualname__ = f"Loop.{method.__name__}"
-    wrapper.__doc__ = method.__doc__
-    return wrapper
-
-
-class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
+class Loop(TLSMethods, ServingMethods, SocketMethods, base_events.BaseEventLoop):
     """An asyncio event loop whose I/O runs through io_uring."""
 
     # Slots, not dict entries: C (_callbacks.c) reads them by offset.
@@ -94,13 +92,14 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
         except BaseException:
             self._closed = True             # nothing for __del__ to close
             raise
-        self._ring_r = self._ring._r     # for direct prep calls on hot paths
-        self._ops = ops.OpTable(self._ring.address, self._completion_failed, self._prep_failed)
+        self._ops = _c.OpTable(self._ring.address, self._completion_failed, self._prep_failed)
         self._buffers = None
         self._buffers_failed = not self._ring.features.has("pbuf_ring")
         self._multishot_recv = self._ring.features.has("multishot_recv")
         self._multishot_accept = self._ring.features.has("multishot_accept")
-        self._acceptors = {}
+        self._transports = weakref.WeakValueDictionary()   # fd -> the transport owning it
+        self._releasing = set()          # fd owners closing once their ops end
+        self._acceptors = {}             # listening socket -> its _Accept
         self._sock_recv_waited = set()   # fds whose last sock_recv waited
         self._unix_server_sockets = {}
         self._wakeup_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
@@ -114,11 +113,34 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
         """What this loop's ring was set up with (see uringloop.Features)."""
         return self._ring.features
 
-    create_connection = _refuse_tls(base_events.BaseEventLoop.create_connection)
-    create_server = _refuse_tls(base_events.BaseEventLoop.create_server)
-    connect_accepted_socket = _refuse_tls(base_events.BaseEventLoop.connect_accepted_socket)
-    create_unix_connection = _refuse_tls(ServingMethods.create_unix_connection)
-    create_unix_server = _refuse_tls(ServingMethods.create_unix_server)
+    # -- transports: the hooks asyncio's API methods call
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        return StreamTransport(self, sock, protocol, waiter, extra, server)
+
+    def _ensure_fd_no_transport(self, fd):
+        """asyncio's rule: an fd that a live transport owns is not for sock_*
+        or add_reader."""
+        fileno = fd
+        if not isinstance(fileno, int):
+            try:
+                fileno = int(fileno.fileno())
+            except (AttributeError, TypeError, ValueError):
+                raise ValueError(f"Invalid file object: {fd!r}") from None
+        transport = self._transports.get(fileno)
+        if transport is not None and not transport.is_closing():
+            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
+
+    def _start_op(self, op, prep, *args):
+        """Put `op` in the table and queue prep(user_data, *args); the
+        user_data.  Where the prep raises, the slot is freed again."""
+        ud = self._ops.add(op)
+        try:
+            prep(ud, *args)
+        except BaseException:
+            self._ops.release(ud)
+            raise
+        return ud
 
     def _buffer_group(self):
         """The provided-buffer group receives pick from, made on first use;
@@ -173,7 +195,6 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
         self._release_buffers()
         ring.close()                        # the kernel drops the wakeup poll
         self._ring = Ring(mask=self._mask)
-        self._ring_r = self._ring._r
         self._ops.reset(self._ring.address)
         self._arm_wakeup()
         self._ring.enable()
@@ -190,13 +211,17 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
         # when it tears the ring down: keep it for the life of the process.
         leftovers = [op for op in self._ops.records() if not isinstance(op, _Wakeup)]
         if leftovers:
-            ops.GRAVEYARD.extend(leftovers)
+            _ABANDONED.extend(leftovers)
             if self._buffers is not None:
-                ops.GRAVEYARD.append(self._buffers)
+                _ABANDONED.append(self._buffers)
                 self._buffers = None
         self._release_buffers()
         ring.close()
         self._ops.reset(0)
+        # The ring took every op with it: fds waiting for a last completion
+        # close now (the kernel holds its own references to their files).
+        for owner in list(self._releasing):
+            owner._close_fd()
 
     def _release_buffers(self):
         if self._buffers is not None:
@@ -207,7 +232,7 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
         """Cancel every op in flight and consume their final completions,
         without calling their handlers: the loop is closing."""
         ring, table = self._ring, self._ops
-        ring.prep_cancel(0, flags=CANCEL_EVERYTHING)
+        ring.prep_cancel_all()
         deadline = self.time() + _DRAIN_SECONDS
         pos = ring.pos
         while len(table) and self.time() < deadline:
@@ -221,9 +246,9 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
     # -- cross-thread wakeup
 
     def _arm_wakeup(self):
-        ud = self._ops.add(_Wakeup(self))
-        self._ring.prep_poll_add(ud, self._wakeup_fd, POLLIN,
-                                 self._ring.features.has("multishot_poll"))
+        ring = self._ring
+        prep = ring.prep_poll_multishot if ring.features.has("multishot_poll") else ring.prep_poll
+        self._start_op(_Wakeup(self), prep, self._wakeup_fd, POLLIN)
 
     def _write_to_self(self):
         # One doorbell ring per loop iteration is enough: a caller that sees
@@ -300,7 +325,7 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
             handle._scheduled = False
             ready.append(handle)
 
-    # _run_ready() is C (ops.install_loop, below); in debug mode it calls this.
+    # _run_ready() is C (_c.install_loop, below); in debug mode it calls this.
     def _run_ready_debug(self):
         ready = self._ready
         for _ in range(len(ready)):
@@ -322,5 +347,5 @@ class Loop(ServingMethods, SocketMethods, base_events.BaseEventLoop):
 
 # call_soon, _run_ready, create_future, create_task, time and get_debug in
 # C, with BaseEventLoop's own methods for debug mode and a closed loop.
-ops.install_loop(Loop, Handle, events.TimerHandle, futures.Future, tasks.Task,
+_c.install_loop(Loop, Handle, events.TimerHandle, futures.Future, tasks.Task,
                  base_events.BaseEventLoop, callback_failed)

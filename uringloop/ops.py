@@ -1,33 +1,26 @@
-"""Op records: what each in-flight io_uring operation belongs to.
+"""Op records that belong to no transport.
 
-Every SQE's user_data is the index of a slot in the loop's OpTable.  The
-slot holds the op record, which owns everything the kernel may touch for
-that operation (buffers, addresses) and whose ``complete(res, flags)`` the
-loop calls for each of its CQEs.  A slot is released only at the op's final
-CQE (one without IORING_CQE_F_MORE), so nothing the kernel may still write
-to is freed or reused before then, whatever happens to the objects that
-started it.  user_data 0 is reserved for requests whose completions the core
-drops.
+FutureOp is the one record for operations whose only consumer is a future:
+the readiness polls of the sock_* methods today; connect, file and path
+operations as they come.  Its completion (in C, _c/future.c) sets the
+future's result to the CQE's res, or an OSError for a negative res other
+than ECANCELED; a future already done (cancelled) is left alone.
 
-OpTable is C (_hot.c), as is its run(): the wait, and the dispatch of every
-completion to its record, happen without leaving C.  install_stream() gives
-the stream transport C fast paths over the same records; install_loop()
-gives the loop C call_soon, ready queue and Handle (_callbacks.c).
+    fut = loop.create_future()
+    ud = loop._start_op(FutureOp(fut), loop._ring.prep_<variant>, ...)
+    res = await fut          # on cancellation: loop._ring.prep_cancel(ud)
 """
-from ._uring import lib
+from . import _c
 
-if lib.ul_hot_install(id(globals())) != 0:
-    raise ImportError("uringloop: the C hot path could not be set up (see the error above)")
 
-OpTable = globals()["OpTable"]
-install_stream = globals()["install_stream"]
-install_loop = globals()["install_loop"]
-BufferedRecv = globals()["BufferedRecv"]
-recv_nowait = globals()["recv_nowait"]
-send_nowait = globals()["send_nowait"]
+class FutureOp:
+    __slots__ = ("future",)
 
-# Op records that were still in flight when their ring had to be closed
-# without draining them (a loop closed from a thread that may not reap).
-# The kernel cancels them as the ring is torn down, at a moment this process
-# cannot observe, so their memory is kept for the life of the process.
-GRAVEYARD = []
+    def __init__(self, future):
+        self.future = future
+
+    def __repr__(self):
+        return f"<FutureOp for {self.future!r}>"
+
+
+_c.install_future_op(FutureOp)

@@ -73,13 +73,33 @@ OPTIONAL_SETUP = ("cqe_mixed", "no_sqarray", "taskrun_flag", "submit_all", "cqsi
 DEFAULT_ENTRIES = 512
 DEFAULT_CQ_ENTRIES = 4096
 
+# The preps the loop uses, by variant (ul_prep_<variant> in _c/prep.c), and
+# the opcode each queues.  Ring.prep_<variant> wraps each; `python -m
+# uringloop info` lists their opcodes as used.
+PREPS = {
+    "nop": "nop",
+    "nop_cqe32": "nop",
+    "poll": "poll_add",
+    "poll_multishot": "poll_add",
+    "cancel": "async_cancel",
+    "cancel_fd": "async_cancel",
+    "cancel_all": "async_cancel",
+    "recv": "recv",
+    "recv_select": "recv",
+    "recv_multishot": "recv",
+    "send": "send",
+    "sendmsg": "sendmsg",
+    "accept": "accept",
+    "accept_multishot": "accept",
+}
+# NOPs are for tests of the ring itself; ul_wait() queues a TIMEOUT where
+# the kernel has no EXT_ARG.
+USED_OPCODES = (frozenset(PREPS.values()) - {"nop"}) | {"timeout"}
+
 CQE_F_BUFFER = lib.UL_CQE_F_BUFFER
 CQE_F_MORE = lib.UL_CQE_F_MORE
 CQE_F_32 = lib.UL_CQE_F_32
 CQE_BUFFER_SHIFT = lib.UL_CQE_BUFFER_SHIFT
-CANCEL_EVERYTHING = lib.UL_CANCEL_ANY | lib.UL_CANCEL_ALL
-CANCEL_FD_ALL = lib.UL_CANCEL_FD | lib.UL_CANCEL_ALL
-RECV_MULTISHOT = lib.UL_RECV_MULTISHOT
 
 FORKED_MESSAGE = ("uringloop: this event loop belongs to the parent process; "
                   "a forked child must create its own loop")
@@ -221,7 +241,6 @@ class Ring:
         self.big = memoryview(ffi.buffer(r.cqe_big, 16 * cap)).cast("Q")
         # pos[0]: next completion to dispatch; pos[1]: how many were reaped
         self.pos = memoryview(ffi.buffer(r.cqe_pos)).cast("I")
-        self.capacity = cap
         _live_rings.add(self)
 
     # -- setup
@@ -277,10 +296,6 @@ class Ring:
         return bool(self._r.enabled)
 
     @property
-    def closed(self):
-        return self._r.fd < 0
-
-    @property
     def address(self):
         """Where the core's ring struct lives, for the C hot path."""
         return int(ffi.cast("uintptr_t", self._r))
@@ -293,7 +308,9 @@ class Ring:
     def enable(self):
         """Start the ring; with SINGLE_ISSUER this thread becomes its issuer."""
         if not self._r.enabled:
-            self.check(lib.ul_ring_enable(self._r))
+            err = lib.ul_ring_enable(self._r)
+            if err:
+                self.check(err)
             self._claim()
 
     def _claim(self):
@@ -313,10 +330,10 @@ class Ring:
         lib.ul_ring_forget(self._r)
 
     def check(self, err):
-        """Raise the error a failed core call returned, in asyncio's terms;
-        a ring the SQ filled before the loop first ran is started instead."""
-        if err >= 0:
-            return err
+        """Raise the error a failed core call returned (-errno), in asyncio's
+        terms; the one exception is an SQ that filled before the loop first
+        ran, whose ring this thread then starts: the call returns, and the
+        caller retries.  (The C op table calls this too.)"""
         code = -err
         if self.forked:
             raise RuntimeError(FORKED_MESSAGE)
@@ -326,41 +343,11 @@ class Ring:
             raise RuntimeError(f"uringloop: the ring is owned by thread {self.thread}; "
                                "its io_uring can only be driven from that thread")
         if code == errno.EBADFD and not self._r.enabled:
-            # The SQ filled before the loop first ran: this thread starts it.
             self.enable()
-            return None
+            return
         raise OSError(code, os.strerror(code))
 
-    # -- submission: one method per opcode, each returning when queued
-
-    def _retry(self, prep, *args):
-        while True:
-            err = prep(self._r, *args)
-            if not err:
-                return
-            if self.check(err) is not None:
-                return
-
-    def prep_nop(self, ud, nop_flags=0, off=0, addr=0):
-        self._retry(lib.ul_prep_nop, ud, nop_flags, off, addr)
-
-    def prep_poll_add(self, ud, fd, events, multishot):
-        self._retry(lib.ul_prep_poll_add, ud, fd, events, multishot)
-
-    def prep_cancel(self, ud, target=0, fd=-1, flags=0):
-        self._retry(lib.ul_prep_cancel, ud, target, fd, flags)
-
-    def prep_recv(self, ud, fd, buf, length, msg_flags=0, ioprio=0, bgid=-1):
-        self._retry(lib.ul_prep_recv, ud, fd, buf, length, msg_flags, ioprio, bgid)
-
-    def prep_send(self, ud, fd, buf, length, msg_flags=0):
-        self._retry(lib.ul_prep_send, ud, fd, buf, length, msg_flags)
-
-    def prep_sendmsg(self, ud, fd, msghdr, msg_flags=0):
-        self._retry(lib.ul_prep_sendmsg, ud, fd, msghdr, msg_flags)
-
-    def prep_accept(self, ud, fd, flags, multishot):
-        self._retry(lib.ul_prep_accept, ud, fd, flags, lib.UL_ACCEPT_MULTISHOT if multishot else 0)
+    # -- submission: prep_<variant> for each of PREPS, made below the class
 
     # -- completion
 
@@ -380,13 +367,30 @@ class Ring:
         return BufferRing(self, bgid, count, size)
 
 
+def _prep_method(variant):
+    """Ring.prep_<variant>(ud, ...): queue it, retrying where check() says so."""
+    prep = getattr(lib, f"ul_prep_{variant}")
+
+    def method(self, *args):
+        while err := prep(self._r, *args):
+            self.check(err)
+    method.__name__ = f"prep_{variant}"
+    method.__qualname__ = f"Ring.prep_{variant}"
+    method.__doc__ = f"Queue a {PREPS[variant]} request (ul_prep_{variant} in _c/prep.c)."
+    return method
+
+
+for _variant in PREPS:
+    setattr(Ring, f"prep_{_variant}", _prep_method(_variant))
+
+
 class BufferRing:
     """A provided-buffer ring: `count` buffers of `size` bytes that the
     kernel picks from for ops that select buffers from group `bgid`.
 
-    The buffers live in an anonymous mmap, which slices straight into
-    bytes.  A buffer that a completion carried goes back to the kernel at
-    the ring's next wait, so its bytes must be taken before then."""
+    The buffers live in an anonymous mmap.  A buffer that a completion
+    carried goes back to the kernel at the ring's next wait, so its bytes
+    must be taken before then."""
 
     def __init__(self, ring, bgid, count, size):
         self._ring = ring
@@ -402,9 +406,8 @@ class BufferRing:
         self.count = count
 
     def take(self, bid, length):
-        """The first `length` bytes of buffer `bid`, copied out."""
-        start = bid * self.size
-        return self.memory[start:start + length]
+        """The `length` bytes a completion left in buffer `bid`, copied out."""
+        return ffi.buffer(lib.ul_bufring_data(self._br, bid, length), length)[:]
 
     def close(self):
         """Unregister and free; no op selecting from this group may be in flight."""

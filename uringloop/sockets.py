@@ -4,6 +4,8 @@ Each tries the non-blocking call first and, when the socket is not ready,
 waits with a POLL_ADD on the ring before trying again.  Readiness, not a
 RECV/ACCEPT op, is what the kernel is asked for: cancelling the awaiting
 task then never loses bytes or a connection that an op had already taken.
+As in asyncio, a socket whose fd a live transport owns is refused with
+RuntimeError where the call would have to wait.
 For non-blocking sockets, receiving and sending try through C helpers that
 return None where the socket module would raise BlockingIOError: in a
 request-response exchange nearly every first try finds nothing.
@@ -12,7 +14,7 @@ import select
 import socket
 from asyncio import base_events, exceptions
 
-from . import ops
+from . import _c, ops  # noqa: F401  (ops installs the FutureOp that poll_future makes)
 
 
 def _check_socket(loop, sock):
@@ -28,15 +30,16 @@ class SocketMethods:
 
     async def _await_readiness(self, fd, events):
         """Wait until `fd` reports one of `events` (POLLIN/POLLOUT)."""
+        self._ensure_fd_no_transport(fd)
         fut = self.create_future()
-        ud = self._ops.poll(fd, events, fut)
+        ud = _c.poll_future(self._ops, fd, events, fut)
         try:
             await fut
         except exceptions.CancelledError:
             # A future that is not cancelled was resolved: that poll is over
             # and its slot may already be another op's.
             if fut.cancelled():
-                self._ring.prep_cancel(0, target=ud)
+                self._ring.prep_cancel(ud)
             raise
 
     async def _when_ready(self, sock, events, call, *args):
@@ -59,7 +62,7 @@ class SocketMethods:
         if fd in waited:
             await self._await_readiness(fd, select.POLLIN)
         while True:
-            data = ops.recv_nowait(fd, n)
+            data = _c.recv_nowait(fd, n)
             if data is not None:
                 return data
             waited.add(fd)
@@ -78,7 +81,7 @@ class SocketMethods:
             return
         fd = sock.fileno()
         while sent < len(view):
-            n = ops.send_nowait(fd, view[sent:] if sent else view)
+            n = _c.send_nowait(fd, view[sent:] if sent else view)
             if n is None:
                 await self._await_readiness(fd, select.POLLOUT)
             else:

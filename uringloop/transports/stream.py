@@ -3,31 +3,36 @@
 Reads: one multishot RECV per connection, selecting buffers from the loop's
 provided-buffer ring; each completion's bytes are copied out once and the
 buffer goes straight back.  A BufferedProtocol instead gets a single-shot
-RECV straight into the buffer its get_buffer() returned (ops.BufferedRecv,
-in C).  The common cases of receiving, sending and write() run in C
-(ops.install_stream); the methods here define what they do.
+RECV straight into the buffer its get_buffer() returned (_c.BufferedRecv).
+The common cases of receiving, sending and write() run in C
+(_c.install_stream, _c/stream.c); the methods here define what they do.
 
 Writes: write() queues; one SEND (or a vectored SENDMSG for several queued
 chunks) is in flight at a time and goes out with the loop's next enter;
 a partial send continues from where it stopped.  Flow control counts queued
 plus in-flight bytes.
 
-Lifetimes: every op record holds what the kernel may touch (the buffer being
-sent, the caller's receive buffer).  The socket is closed only after the
-final completion of every op on it, so its fd number cannot be reused while
-the kernel may still act on it.
+Held data: what arrives while reading is paused (a receive already in
+flight when pause_reading() was called) is kept as bytes, and EOF after it,
+and reaches whichever protocol the transport has once reading resumes: a
+BufferedProtocol through as many get_buffer()/buffer_updated() calls as it
+takes.  So a protocol swapped in while paused (start_tls) gets every byte.
+
+Every op record owns what the kernel may touch (the bytes being sent, the
+caller's receive buffer) and carries the transport's context; the fd's
+lifetime is the base transport's (base.py).
 """
 import collections
 import errno
 import os
 import socket
-import warnings
-from asyncio import constants, futures, protocols, transports, trsock
+from asyncio import constants, futures, protocols, transports
 from asyncio.log import logger
 
-from .. import ops
-from .._uring import ffi, lib
-from ..ring import CANCEL_FD_ALL, CQE_BUFFER_SHIFT, CQE_F_MORE, RECV_MULTISHOT
+from .. import _c
+from .._uring import ffi
+from ..ring import CQE_BUFFER_SHIFT, CQE_F_MORE
+from .base import RingTransport
 
 # Queued chunks up to this size are joined into one SEND; above, SENDMSG
 # hands the kernel their iovecs instead of copying.
@@ -51,12 +56,14 @@ def _set_nodelay(sock):
 
 
 class _Recv:
-    """The multishot receive of one transport; reused for every re-arm."""
+    """The receive of one transport from the loop's buffer ring (multishot
+    where the kernel has it); reused for every re-arm."""
 
-    __slots__ = ("transport",)
+    __slots__ = ("transport", "context")
 
     def __init__(self, transport):
         self.transport = transport
+        self.context = transport._context
 
     def complete(self, res, flags):
         t = self.transport
@@ -65,25 +72,12 @@ class _Recv:
             t._live -= 1
         if res > 0:
             # The buffer returns to the kernel at the ring's next wait.
-            bufs = t._loop._buffers
-            start = (flags >> CQE_BUFFER_SHIFT) * bufs.size
-            data = bufs.memory[start:start + res]
-            if t._closing or t._paused or t._held:
-                t._received(data)
-            else:
-                # _deliver, inlined: this is the per-completion hot path
-                try:
-                    t._protocol.data_received(data)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    t._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+            t._received(t._loop._buffers.take(flags >> CQE_BUFFER_SHIFT, res))
             if not t._recv_ud:
                 t._start_reading()
         else:
             t._recv_ended(res)
-        if t._released:
-            t._release_if_idle()
+        t._release_if_idle()
 
 
 class _RecvPrivate:
@@ -91,10 +85,11 @@ class _RecvPrivate:
     the transport's own buffer, which this record keeps alive (and
     unresizable) until the kernel is done with it; the bytes are copied out."""
 
-    __slots__ = ("transport", "view", "buffer", "size")
+    __slots__ = ("transport", "context", "view", "buffer", "size")
 
     def __init__(self, transport, buffer):
         self.transport = transport
+        self.context = transport._context
         self.view = buffer
         self.buffer = ffi.from_buffer(buffer, require_writable=True)
         self.size = len(self.buffer)
@@ -105,56 +100,39 @@ class _RecvPrivate:
         t._live -= 1
         ffi.release(self.buffer)
         t._received_into(res, bytes(memoryview(self.view)[:res]) if res > 0 else None)
-        if t._released:
-            t._release_if_idle()
+        t._release_if_idle()
 
 
 class _Send:
     """The one SEND/SENDMSG in flight of a transport; owns the bytes (and
-    for SENDMSG the iovec array and msghdr) until its completion."""
+    for SENDMSG the iovec array and msghdr, in `pinned`) until its completion."""
 
-    __slots__ = ("transport", "chunks", "size", "keep")
+    __slots__ = ("transport", "context", "chunks", "size", "pinned")
 
     def __init__(self, transport):
         self.transport = transport
+        self.context = transport._context
         self.chunks = None
         self.size = 0
-        self.keep = None
+        self.pinned = None
 
     def complete(self, res, flags):
-        chunks, self.chunks, self.keep = self.chunks, None, None
+        chunks, self.chunks, self.pinned = self.chunks, None, None
         self.transport._sent(res, chunks)
 
 
-class StreamTransport(transports._FlowControlMixin, transports.Transport):
+class StreamTransport(RingTransport, transports.Transport):
     """asyncio.Transport for a connected stream socket."""
 
     _start_tls_compatible = False
     _sendfile_compatible = constants._SendfileMode.FALLBACK
     # No per-instance dict: a server may hold tens of thousands of these.
-    __slots__ = ("_sock", "_fd", "_server", "_protocol", "_protocol_connected", "_buffered",
-                 "_conn_lost", "_closing", "_paused", "_read_eof", "_eof", "_held",
-                 "_recv_op", "_recv_ud", "_recv_into", "_private", "_send_op", "_sending", "_inflight_size",
-                 "_pending", "_pending_size", "_live", "_released", "_ops", "__weakref__")
+    __slots__ = ("_buffered", "_paused", "_read_eof", "_eof", "_held", "_recv_op", "_recv_ud",
+                 "_recv_into", "_private", "_send_op", "_sending", "_inflight_size",
+                 "_pending", "_pending_size")
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
-        super().__init__(extra, loop)
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
-        if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
-        self._sock = sock
-        self._fd = sock.fileno()
-        self._ops = loop._ops            # for write()'s C fast path
-        self._server = server
-        self._conn_lost = 0          # connection_lost scheduled (and writes dropped)
-        self._closing = False
+        super().__init__(loop, sock, protocol, extra, server)
         self._paused = False
         self._read_eof = False
         self._eof = False            # write_eof() called
@@ -168,38 +146,15 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         self._inflight_size = 0      # bytes of the send in flight
         self._pending = []           # queued, not yet handed to the kernel
         self._pending_size = 0
-        self._live = 0               # ops in flight on this socket
-        self._released = False       # connection_lost called: close once idle
-        self._protocol_connected = False
-        self.set_protocol(protocol)
         _set_nodelay(sock)
-        if server is not None:
-            loop._attach_to_server(server, self)
-        loop.call_soon(self._protocol.connection_made, self)
-        loop.call_soon(self._start_reading)
+        self._call_soon(self._protocol.connection_made, self)
+        self._call_soon(self._start_reading)
         if waiter is not None:
             loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
 
-    def __repr__(self):
-        state = "closed" if self._sock is None else "closing" if self._closing else "open"
-        return f"<{type(self).__name__} fd={self._fd} {state}>"
-
-    def __del__(self, _warn=warnings.warn):
-        # Ops still counted live on a closed loop were cancelled and drained
-        # without dispatch (or their ring is gone): the socket is ours again.
-        if self._sock is not None and (not self._live or self._loop.is_closed()):
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._sock.close()
-
-    # -- protocol
-
     def set_protocol(self, protocol):
-        self._protocol = protocol
+        super().set_protocol(protocol)
         self._buffered = isinstance(protocol, protocols.BufferedProtocol)
-        self._protocol_connected = True
-
-    def get_protocol(self):
-        return self._protocol
 
     # -- reading
 
@@ -210,7 +165,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         if not self.is_reading():
             return
         self._paused = True
-        self._cancel_recv()
+        self._stop_reading()
         if self._loop.get_debug():
             logger.debug("%r pauses reading", self)
 
@@ -218,8 +173,9 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         if self._closing or not self._paused:
             return
         self._paused = False
-        if self._held:
-            self._loop.call_soon(self._deliver_held)
+        if self._held or self._buffered:
+            # asyncio calls get_buffer() from the loop, not from here
+            self._call_soon(self._deliver_held)
         else:
             self._start_reading()
         if self._loop.get_debug():
@@ -230,40 +186,39 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
             return
         if self._buffered:
             if self._recv_into is None:
-                self._recv_into = ops.BufferedRecv(self)
+                self._recv_into = _c.BufferedRecv(self, self._context)
             self._recv_into.start()          # get_buffer(); counts itself live
             return
         loop = self._loop
         group = loop._buffer_group()
-        if group is not None:
-            ud = self._ops.add(self._recv_op)
-            loop._ring.prep_recv(ud, self._fd, ffi.NULL, 0, 0,
-                                 RECV_MULTISHOT if loop._multishot_recv else 0, group)
-        else:
+        if group is None:
             if self._private is None:
                 self._private = bytearray(PRIVATE_BUFFER_SIZE)
             op = _RecvPrivate(self, self._private)
-            ud = self._ops.add(op)
-            loop._ring.prep_recv(ud, self._fd, op.buffer, op.size)
-        self._recv_ud = ud
+            self._recv_ud = loop._start_op(op, loop._ring.prep_recv, self._fd, op.buffer, op.size)
+        elif loop._multishot_recv:
+            self._recv_ud = loop._start_op(self._recv_op, loop._ring.prep_recv_multishot,
+                                           self._fd, group)
+        else:
+            self._recv_ud = loop._start_op(self._recv_op, loop._ring.prep_recv_select,
+                                           self._fd, group)
         self._live += 1
 
-    def _cancel_recv(self):
+    def _stop_reading(self):
         if self._recv_ud:
-            self._loop._ring.prep_cancel(0, target=self._recv_ud)
+            self._loop._ring.prep_cancel(self._recv_ud)
 
-    def _received_into(self, res, data=None):
-        """A single receive ended: res bytes arrived (in `data`, or for a
-        BufferedProtocol in its buffer), or else EOF, cancellation or an
+    def _received_into(self, res, data):
+        """A single receive ended: `res` bytes arrived (in `data`; None
+        where the transport is closing), or else EOF, cancellation or an
         error."""
         if res > 0:
-            self._received(res if data is None else data)
+            self._received(data)
             self._start_reading()
         else:
             self._recv_ended(res)
 
     def _received(self, data):
-        """Bytes (or, for a BufferedProtocol, a byte count) arrived."""
         if self._closing:
             return                   # read side stopped at close(), as asyncio's
         if self._paused or self._held:
@@ -274,7 +229,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
     def _deliver(self, data):
         try:
             if self._buffered:
-                self._protocol.buffer_updated(data)
+                self._feed_buffer(data)
             else:
                 self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):
@@ -282,6 +237,19 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         except BaseException as exc:
             what = "buffer_updated" if self._buffered else "data_received"
             self._fatal_error(exc, f"Fatal error: protocol.{what}() call failed.")
+
+    def _feed_buffer(self, data):
+        """Bytes to a BufferedProtocol: as many get_buffer()/buffer_updated()
+        calls as its buffers take."""
+        rest = memoryview(data)
+        while rest:
+            buf = memoryview(self._protocol.get_buffer(len(rest))).cast("B")
+            n = min(len(buf), len(rest))
+            if not n:
+                raise RuntimeError("get_buffer() returned an empty buffer")
+            buf[:n] = rest[:n]
+            self._protocol.buffer_updated(n)
+            rest = rest[n:]
 
     def _hold(self, item):
         if self._held is None:
@@ -331,7 +299,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
 
     # -- writing
 
-    # write() is C (ops.install_stream, below): a lone bytes object written
+    # write() is C (_c.install_stream, below): a lone bytes object written
     # to an idle transport goes straight into a SEND; everything else comes
     # here.
     def _write(self, data):
@@ -363,7 +331,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
     def _send_pending(self):
         pending = self._pending
         op = self._send_op
-        loop = self._loop
+        ring = self._loop._ring
         if len(pending) > 1 and self._pending_size <= _JOIN_LIMIT:
             pending[:] = [b"".join(pending)]
         if len(pending) == 1:
@@ -373,11 +341,9 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
             # and op.chunks keeps them alive until the completion
             buf = chunk if type(chunk) is bytes else ffi.from_buffer(chunk)
             op.chunks = (chunk,)
-            op.keep = buf
+            op.pinned = buf
             op.size = size
-            ud = self._ops.add(op)
-            if lib.ul_prep_send(loop._ring_r, ud, self._fd, buf, size, 0):
-                loop._ring.prep_send(ud, self._fd, buf, size)
+            self._loop._start_op(op, ring.prep_send, self._fd, buf, size)
         else:
             chunks = pending[:_IOV_MAX]
             del pending[:_IOV_MAX]
@@ -391,9 +357,9 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
             msg.msg_iov = iov
             msg.msg_iovlen = len(chunks)
             op.chunks = chunks
-            op.keep = (bufs, iov, msg)
+            op.pinned = (bufs, iov, msg)
             op.size = size
-            loop._ring.prep_sendmsg(self._ops.add(op), self._fd, msg)
+            self._loop._start_op(op, ring.prep_sendmsg, self._fd, msg)
         self._pending_size -= size
         self._inflight_size = size
         self._sending = True
@@ -458,68 +424,11 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
 
     # -- closing
 
-    def is_closing(self):
-        return self._closing
-
-    def close(self):
-        if self._closing:
-            return
-        self._closing = True
-        self._cancel_recv()
-        if not self._pending and not self._sending:
-            self._conn_lost += 1
-            self._loop.call_soon(self._call_connection_lost, None)
-
-    def abort(self):
-        self._force_close(None)
-
-    def _fatal_error(self, exc, message="Fatal error on transport"):
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message,
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
-        self._force_close(exc)
-
     def _force_close(self, exc):
-        if self._conn_lost:
-            return
         self._pending.clear()
         self._pending_size = 0
-        self._closing = True
-        self._conn_lost += 1
-        self._cancel_all()
-        self._loop.call_soon(self._call_connection_lost, exc)
-
-    def _cancel_all(self):
-        if self._live:
-            self._loop._ring.prep_cancel(0, fd=self._fd, flags=CANCEL_FD_ALL)
-
-    def _call_connection_lost(self, exc):
-        if self._released:
-            return
-        try:
-            if self._protocol_connected:
-                self._protocol.connection_lost(exc)
-        finally:
-            self._released = True
-            self._protocol = None
-            self._cancel_all()
-            self._release_if_idle()
-            server, self._server = self._server, None
-            if server is not None:
-                self._loop._detach_from_server(server, self)
-
-    def _release_if_idle(self):
-        """Close the socket once no op on it can complete any more."""
-        if self._released and not self._live and self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        super()._force_close(exc)
 
 
-ops.install_stream(StreamTransport, _Recv, _Send)
+_c.install_stream(StreamTransport, _Recv, _Send)
+_c.register_kind(_RecvPrivate)

@@ -5,11 +5,10 @@
  * BlockingIOError, and building that exception costs more than the try
  * itself.  In a request-response exchange the first try of every receive
  * finds nothing, so these return None instead: the caller then waits for
- * readiness on the ring (OpTable.poll) and tries again.  Other errors are
+ * readiness on the ring (poll_future, future.c) and tries again.  Other errors are
  * the OSError subclasses the socket module raises.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "pyobj.h"
 #include <errno.h>
 #include <sys/socket.h>
 
@@ -90,12 +89,5 @@ static PyMethodDef defs[] = {
 
 int ul_sockets_install(PyObject *dict)
 {
-    for (PyMethodDef *d = defs; d->ml_name; d++) {
-        PyObject *f = PyCFunction_New(d, NULL);
-        int rc = f ? PyDict_SetItemString(dict, d->ml_name, f) : -1;
-        Py_XDECREF(f);
-        if (rc < 0)
-            return -1;
-    }
-    return 0;
+    return add_functions(dict, defs);
 }

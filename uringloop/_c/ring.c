@@ -1,11 +1,9 @@
 /*
- * uringloop's C core: ring setup and probe, one prep function per opcode,
- * enter-and-reap, and provided-buffer rings.  It knows nothing of asyncio:
- * Python names each operation by a 64-bit user_data and reads completions
- * back from flat arrays.
+ * The ring: setup and probe, enable, submit + wait + reap into flat arrays,
+ * and provided-buffer rings.  Preps are in prep.c.
  */
 #define _GNU_SOURCE
-#include "_core.h"
+#include "ring.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -198,13 +196,22 @@ static void detach_queues(struct ul_ring *r)
     r->sq_ktail = &r->forgotten[1];
 }
 
-void ul_ring_exit(struct ul_ring *r)
+/* In a forked child the ring's mappings are shared with the parent, which
+ * still owns the ring: drop the child's view without touching the shared
+ * memory. */
+void ul_ring_forget(struct ul_ring *r)
 {
     unmap_all(r);
     if (r->fd >= 0)
         close(r->fd);
     r->fd = -1;
     detach_queues(r);
+}
+
+/* Unmap, close and free: the ring ends with this process's last use. */
+void ul_ring_exit(struct ul_ring *r)
+{
+    ul_ring_forget(r);
     free(r->cqe_user_data);
     free(r->cqe_res);
     free(r->cqe_flags);
@@ -218,18 +225,6 @@ void ul_ring_exit(struct ul_ring *r)
     r->cqe_res = NULL;
     r->cqe_flags = NULL;
     r->cqe_big = NULL;
-}
-
-/* In a forked child the ring's mappings are shared with the parent, which
- * still owns the ring: drop the child's view without touching the shared
- * memory. */
-void ul_ring_forget(struct ul_ring *r)
-{
-    unmap_all(r);
-    if (r->fd >= 0)
-        close(r->fd);
-    r->fd = -1;
-    detach_queues(r);
 }
 
 /* ---- submission -------------------------------------------------------- */
@@ -250,7 +245,7 @@ static int submit(struct ul_ring *r, unsigned flags, unsigned wait_nr,
 
 /* The next free SQE, zeroed.  A full SQ is submitted first, so an SQE is
  * never dropped; NULL (with *err) only when the kernel refuses that. */
-static struct ul_sqe *get_sqe(struct ul_ring *r, int *err)
+struct ul_sqe *ul_get_sqe(struct ul_ring *r, int *err)
 {
     if (sq_pending(r) >= r->sq_entries) {
         if (!r->enabled) {
@@ -270,95 +265,6 @@ static struct ul_sqe *get_sqe(struct ul_ring *r, int *err)
         r->sq_array[idx] = idx;
     r->sq_tail++;
     return sqe;
-}
-
-#define PREP(opcode_)                                   \
-    int err_ = 0;                                       \
-    struct ul_sqe *sqe = get_sqe(r, &err_);             \
-    if (!sqe)                                           \
-        return err_;                                    \
-    sqe->opcode = (opcode_);                            \
-    sqe->user_data = ud
-
-int ul_prep_nop(struct ul_ring *r, uint64_t ud, unsigned nop_flags,
-                uint64_t off, uint64_t addr)
-{
-    PREP(UL_OP_NOP);
-    sqe->op_flags = nop_flags;
-    sqe->off = off;
-    sqe->addr = addr;
-    return 0;
-}
-
-int ul_prep_poll_add(struct ul_ring *r, uint64_t ud, int fd, unsigned events,
-                     unsigned multishot)
-{
-    PREP(UL_OP_POLL_ADD);
-    sqe->fd = fd;
-    sqe->op_flags = events;
-    sqe->len = multishot ? UL_POLL_ADD_MULTI : 0;
-    return 0;
-}
-
-int ul_prep_cancel(struct ul_ring *r, uint64_t ud, uint64_t target, int fd,
-                   unsigned flags)
-{
-    PREP(UL_OP_ASYNC_CANCEL);
-    sqe->addr = target;
-    sqe->fd = fd;
-    sqe->op_flags = flags;
-    return 0;
-}
-
-/* bgid >= 0 selects a provided buffer from that group (buf/len unused). */
-int ul_prep_recv(struct ul_ring *r, uint64_t ud, int fd, void *buf,
-                 unsigned len, unsigned msg_flags, unsigned ioprio, int bgid)
-{
-    PREP(UL_OP_RECV);
-    sqe->fd = fd;
-    sqe->addr = (uint64_t)(uintptr_t)buf;
-    sqe->len = len;
-    sqe->op_flags = msg_flags;
-    sqe->ioprio = (uint16_t)ioprio;
-    if (bgid >= 0) {
-        sqe->flags |= UL_SQE_BUFFER_SELECT;
-        sqe->buf_group = (uint16_t)bgid;
-    }
-    return 0;
-}
-
-int ul_prep_send(struct ul_ring *r, uint64_t ud, int fd, const char *buf,
-                 unsigned len, unsigned msg_flags)
-{
-    PREP(UL_OP_SEND);
-    sqe->fd = fd;
-    sqe->addr = (uint64_t)(uintptr_t)buf;
-    sqe->len = len;
-    sqe->op_flags = msg_flags;
-    return 0;
-}
-
-int ul_prep_sendmsg(struct ul_ring *r, uint64_t ud, int fd, const void *msg,
-                    unsigned msg_flags)
-{
-    PREP(UL_OP_SENDMSG);
-    sqe->fd = fd;
-    sqe->addr = (uint64_t)(uintptr_t)msg;
-    sqe->len = 1;
-    sqe->op_flags = msg_flags;
-    return 0;
-}
-
-/* The peer's address is not asked for: a multishot accept would write
- * every connection's into one buffer. */
-int ul_prep_accept(struct ul_ring *r, uint64_t ud, int fd, unsigned flags,
-                   unsigned ioprio)
-{
-    PREP(UL_OP_ACCEPT);
-    sqe->fd = fd;
-    sqe->op_flags = flags;
-    sqe->ioprio = (uint16_t)ioprio;
-    return 0;
 }
 
 /* ---- completion -------------------------------------------------------- */
@@ -461,15 +367,9 @@ int ul_wait(struct ul_ring *r, long long timeout_ns)
                 flags |= UL_ENTER_EXT_ARG;
             } else {
                 /* old kernels: a TIMEOUT that also ends at the first CQE */
-                int err = 0;
-                struct ul_sqe *sqe = get_sqe(r, &err);
-                if (!sqe)
+                int err = ul_prep_wait_timeout(r, &r->ts);
+                if (err)
                     return err;
-                sqe->opcode = UL_OP_TIMEOUT;
-                sqe->addr = (uint64_t)(uintptr_t)&r->ts;
-                sqe->len = 1;
-                sqe->off = 1;
-                sqe->user_data = UL_UD_INTERNAL;
             }
         }
     }
@@ -489,13 +389,27 @@ static void *map_anon(size_t len)
     return p == MAP_FAILED ? NULL : p;
 }
 
+static char *buffer_at(const struct ul_bufring *br, unsigned bid)
+{
+    return br->base + (size_t)bid * br->size;
+}
+
 static void add_buffer(struct ul_bufring *br, unsigned bid)
 {
     struct ul_buf *b = &br->ring[br->tail & br->mask];
-    b->addr = (uint64_t)(uintptr_t)(br->base + (size_t)bid * br->size);
+    b->addr = (uint64_t)(uintptr_t)buffer_at(br, bid);
     b->len = br->size;
     b->bid = (uint16_t)bid;
     br->tail++;
+}
+
+/* Where buffer `bid` holds `len` bytes a completion reported; NULL when
+ * the pair is not one this ring could have given out. */
+const char *ul_bufring_data(const struct ul_bufring *br, unsigned bid, unsigned len)
+{
+    if (!br->ring || bid >= br->count || len > br->size)
+        return NULL;
+    return buffer_at(br, bid);
 }
 
 /* count must be a power of two; memory holds count * size bytes and stays

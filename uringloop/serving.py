@@ -1,18 +1,25 @@
 """Serving: one multishot ACCEPT per listening socket.
 
-asyncio's BaseEventLoop.create_server and base_events.Server do the
-address handling and bookkeeping; they call the loop's _start_serving and
-_stop_serving hooks for each listening socket, implemented here.
+asyncio's BaseEventLoop.create_server (and create_unix_server) and
+base_events.Server do the address handling and bookkeeping; they call the
+loop's _start_serving and _stop_serving hooks for each listening socket,
+implemented here.
+
+Closing a listening socket follows the transports' fd-lifetime rule: the
+socket object is detached at once (server.sockets read as closed, as on
+asyncio's loop), the accept is cancelled, and the fd closes at its final
+completion.  The server's wait_closed() waits for that too.
 """
+import contextvars
 import errno
 import inspect
 import os
 import socket
-from asyncio import base_events, constants, trsock, unix_events
+from asyncio import base_events, constants, tasks, trsock
 from asyncio.log import logger
 
+from . import _c
 from .ring import CQE_F_MORE
-from .transports.stream import StreamTransport
 
 _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _ACCEPT_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
@@ -20,38 +27,64 @@ _ACCEPT_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 # Server._attach/_detach take the transport from 3.13 on (close_clients).
 _ATTACH_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).parameters) > 1
 
-TLS_MESSAGE = "uringloop does not support TLS (ssl=) yet"
+
+class Server(base_events.Server):
+    """asyncio's Server, whose wait_closed() also waits for the listening
+    fds to be closed.  The loop makes the servers it serves this class
+    (the layout is asyncio's: it adds no slots)."""
+
+    async def wait_closed(self):
+        await super().wait_closed()
+        closing = [f for f in self._listeners_closing if not f.done()]
+        if closing:
+            await tasks.wait(closing)
 
 
 class _Accept:
-    """The multishot accept of one listening socket."""
+    """The accept of one listening socket (multishot where the kernel has
+    it), run in the context of whoever started the server."""
 
-    __slots__ = ("loop", "sock", "protocol_factory", "server", "ud", "stopped", "backing_off")
+    __slots__ = ("loop", "sock", "fd", "protocol_factory", "server", "context", "ud",
+                 "stopped", "backing_off", "closed")
 
     def __init__(self, loop, sock, protocol_factory, server):
         self.loop = loop
         self.sock = sock
+        self.fd = sock.fileno()
         self.protocol_factory = protocol_factory
         self.server = server
+        self.context = contextvars.copy_context()
         self.ud = 0
         self.stopped = False
         self.backing_off = False
+        self.closed = None           # resolved when the fd is closed, once stopped
 
     def arm(self):
         if self.ud or self.stopped or self.backing_off:
             return
         loop = self.loop
-        self.ud = loop._ops.add(self)
-        loop._ring.prep_accept(self.ud, self.sock.fileno(), _ACCEPT_FLAGS,
-                               loop._multishot_accept)
+        prep = loop._ring.prep_accept_multishot if loop._multishot_accept else loop._ring.prep_accept
+        self.ud = loop._start_op(self, prep, self.fd, _ACCEPT_FLAGS)
 
     def stop(self):
-        """Stop accepting; the socket closes after the final completion."""
+        """Stop accepting: the socket object reads as closed now, the fd
+        closes after the accept's final completion."""
         self.stopped = True
+        self.sock.detach()
+        self.closed = self.loop.create_future()
+        if isinstance(self.server, Server):
+            self.server._listeners_closing.append(self.closed)
         if self.ud:
-            self.loop._ring.prep_cancel(0, target=self.ud)
+            self.loop._ring.prep_cancel(self.ud)
+            self.loop._releasing.add(self)
         else:
-            self.sock.close()
+            self._close_fd()
+
+    def _close_fd(self):
+        self.loop._releasing.discard(self)
+        os.close(self.fd)
+        if not self.closed.done():
+            self.closed.set_result(None)
 
     def complete(self, res, flags):
         if not flags & CQE_F_MORE:
@@ -70,10 +103,11 @@ class _Accept:
                 "socket": trsock.TransportSocket(self.sock),
             })
             self.backing_off = True
-            self.loop.call_later(constants.ACCEPT_RETRY_DELAY, self._retry)
+            self.loop.call_later(constants.ACCEPT_RETRY_DELAY, self._retry,
+                                 context=self.context)
         if not self.ud:
             if self.stopped:
-                self.sock.close()
+                self._close_fd()
             else:
                 self.arm()
 
@@ -82,19 +116,20 @@ class _Accept:
         self.arm()
 
 
+_c.register_kind(_Accept)
+
+
 class ServingMethods:
-    """Loop methods for servers and the stream transports they create."""
-
-    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        return StreamTransport(self, sock, protocol, waiter, extra, server)
-
-    def _make_ssl_transport(self, *args, **kwargs):
-        raise NotImplementedError(TLS_MESSAGE)
+    """Loop methods: the serving hooks of asyncio's create_server and
+    create_unix_server, and the stream transports they accept."""
 
     def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None,
                        backlog=100, ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
         if sslcontext:
-            raise NotImplementedError(TLS_MESSAGE)
+            self._refuse_tls()
+        if type(server) is base_events.Server:
+            server.__class__ = Server
+            server._listeners_closing = []
         acceptor = _Accept(self, sock, protocol_factory, server)
         self._acceptors[sock] = acceptor
         acceptor.arm()
@@ -102,8 +137,8 @@ class ServingMethods:
     def _stop_serving(self, sock):
         path = self._unix_socket_to_clean(sock)
         acceptor = self._acceptors.pop(sock, None)
-        if acceptor is None:
-            sock.close()
+        if acceptor is None or self.is_closed():
+            sock.close()                # (a closed loop's ring took its ops with it)
         else:
             acceptor.stop()
         if path is not None:
@@ -115,7 +150,7 @@ class ServingMethods:
     def _unix_socket_to_clean(self, sock):
         """3.13+ create_unix_server(cleanup_socket=True) records the socket
         file it made; unlink it on close if it is still that file."""
-        inode = getattr(self, "_unix_server_sockets", {}).pop(sock, None)
+        inode = self._unix_server_sockets.pop(sock, None)
         if inode is None:
             return None
         try:
@@ -133,7 +168,7 @@ class ServingMethods:
         protocol = transport = None
         try:
             protocol = acceptor.protocol_factory()
-            transport = StreamTransport(self, conn, protocol, None, None, acceptor.server)
+            transport = self._make_socket_transport(conn, protocol, server=acceptor.server)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -157,11 +192,3 @@ class ServingMethods:
             server._detach(transport)
         else:
             server._detach()
-
-    # Unix sockets: asyncio's own argument handling, which calls this loop's
-    # sock_connect, _create_connection_transport and _start_serving.
-    create_unix_connection = unix_events._UnixSelectorEventLoop.create_unix_connection
-    create_unix_server = unix_events._UnixSelectorEventLoop.create_unix_server
-
-    async def start_tls(self, *args, **kwargs):
-        raise NotImplementedError(TLS_MESSAGE)

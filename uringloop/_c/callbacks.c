@@ -8,22 +8,22 @@
  * frames per request, which uvloop runs as Cython.  Handles stay instances
  * of asyncio.Handle (a subclass with no fields of its own, so that
  * isinstance checks and repr() are asyncio's), and C reaches their
- * __slots__ through the member descriptors' offsets, as _hot.c does for
- * transports.  Debug mode takes asyncio's own Python paths.
+ * __slots__ through the member descriptors' offsets, as stream.c does
+ * for transports.  Debug mode takes asyncio's own Python paths.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "pyobj.h"
 #include <time.h>
-#include "_pyslots.h"
 
 static PyTypeObject *handle_type, *base_handle_type, *timer_type;
 static PyObject *future_type, *task_type, *callback_failed, *slow_call_soon,
                 *slow_create_task, *loop_kwnames;
 static PyObject *str_append, *str_popleft, *str_run, *str_cancelled, *str_run_debug;
-static struct {
-    Py_ssize_t callback, args, cancelled, loop, source_traceback, repr, context;
-} hf;
-static struct { Py_ssize_t ready, closed, debug, task_factory; } lf;
+#define HANDLE_FIELDS(X) \
+    X(_callback) X(_args) X(_cancelled) X(_loop) X(_source_traceback) X(_repr) X(_context)
+#define LOOP_FIELDS(X) X(_ready) X(_closed) X(_debug) X(_task_factory)
+
+FIELD_TABLE(handle_fields, HANDLE_FIELDS);
+FIELD_TABLE(loop_fields, LOOP_FIELDS);
 
 /* ---- Handle -------------------------------------------------------------- */
 
@@ -46,18 +46,18 @@ static PyObject *handle_new(PyObject *callback, PyObject *args, PyObject *loop,
     } else {
         Py_INCREF(context);
     }
-    FIELD(h, hf.context) = context;
+    FIELD(h, handle_fields._context) = context;
     Py_INCREF(loop);
-    FIELD(h, hf.loop) = loop;
+    FIELD(h, handle_fields._loop) = loop;
     Py_INCREF(callback);
-    FIELD(h, hf.callback) = callback;
-    FIELD(h, hf.args) = args;
+    FIELD(h, handle_fields._callback) = callback;
+    FIELD(h, handle_fields._args) = args;
     Py_INCREF(Py_False);
-    FIELD(h, hf.cancelled) = Py_False;
+    FIELD(h, handle_fields._cancelled) = Py_False;
     Py_INCREF(Py_None);
-    FIELD(h, hf.repr) = Py_None;
+    FIELD(h, handle_fields._repr) = Py_None;
     Py_INCREF(Py_None);
-    FIELD(h, hf.source_traceback) = Py_None;
+    FIELD(h, handle_fields._source_traceback) = Py_None;
     return h;
 }
 
@@ -66,8 +66,8 @@ static PyObject *handle_new(PyObject *callback, PyObject *args, PyObject *loop,
  * Handle._run passes it to the loop's exception handler. */
 static int handle_run(PyObject *h)
 {
-    PyObject *ctx = FIELD(h, hf.context), *cb = FIELD(h, hf.callback),
-             *args = FIELD(h, hf.args), *res = NULL;
+    PyObject *ctx = FIELD(h, handle_fields._context), *cb = FIELD(h, handle_fields._callback),
+             *args = FIELD(h, handle_fields._args), *res = NULL;
     if (!ctx || !cb || !args || !PyContext_CheckExact(ctx) || !PyTuple_Check(args)) {
         PyErr_SetString(PyExc_TypeError, "the handle has no callback to run");
     } else {
@@ -129,14 +129,14 @@ static PyObject *call_slow(PyObject *method, PyObject *self, PyObject *const *ar
 static PyObject *loop_call_soon(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames)
 {
-    PyObject *context = Py_None, *ready = FIELD(self, lf.ready);
+    PyObject *context = Py_None, *ready = FIELD(self, loop_fields._ready);
     if (kwnames) {
         if (PyTuple_GET_SIZE(kwnames) != 1 ||
             PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "context") != 0)
             return call_slow(slow_call_soon, self, args, nargs, kwnames);
         context = args[nargs];
     }
-    if (nargs < 1 || !ready || is_set(FIELD(self, lf.closed)) || is_set(FIELD(self, lf.debug)))
+    if (nargs < 1 || !ready || is_set(FIELD(self, loop_fields._closed)) || is_set(FIELD(self, loop_fields._debug)))
         return call_slow(slow_call_soon, self, args, nargs, kwnames);
     PyObject *cbargs = PyTuple_New(nargs - 1);
     if (!cbargs)
@@ -163,9 +163,9 @@ static PyObject *loop_call_soon(PyObject *self, PyObject *const *args, Py_ssize_
  * iteration, after the next look at the ring. */
 static PyObject *loop_run_ready(PyObject *self, PyObject *unused)
 {
-    if (is_set(FIELD(self, lf.debug)))
+    if (is_set(FIELD(self, loop_fields._debug)))
         return PyObject_CallMethodNoArgs(self, str_run_debug);
-    PyObject *ready = FIELD(self, lf.ready);
+    PyObject *ready = FIELD(self, loop_fields._ready);
     if (!ready) {
         PyErr_SetString(PyExc_AttributeError, "_ready");
         return NULL;
@@ -185,7 +185,7 @@ static PyObject *loop_run_ready(PyObject *self, PyObject *unused)
         }
         if (Py_IS_TYPE(h, handle_type) || Py_IS_TYPE(h, base_handle_type) ||
             Py_IS_TYPE(h, timer_type)) {
-            if (!is_set(FIELD(h, hf.cancelled)))
+            if (!is_set(FIELD(h, handle_fields._cancelled)))
                 rc = handle_run(h);
         } else {
             PyObject *c = PyObject_GetAttr(h, str_cancelled);
@@ -214,9 +214,9 @@ static PyObject *loop_create_future(PyObject *self, PyObject *unused)
 static PyObject *loop_create_task(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                   PyObject *kwnames)
 {
-    PyObject *factory = FIELD(self, lf.task_factory);
+    PyObject *factory = FIELD(self, loop_fields._task_factory);
     if (kwnames || nargs != 1 || (factory && factory != Py_None) ||
-        is_set(FIELD(self, lf.closed)) || is_set(FIELD(self, lf.debug)))
+        is_set(FIELD(self, loop_fields._closed)) || is_set(FIELD(self, loop_fields._debug)))
         return call_slow(slow_create_task, self, args, nargs, kwnames);
     PyObject *task_args[2] = {args[0], self};
     return PyObject_Vectorcall(task_type, task_args, 1, loop_kwnames);
@@ -234,7 +234,7 @@ static PyObject *loop_time(PyObject *self, PyObject *unused)
 
 static PyObject *loop_get_debug(PyObject *self, PyObject *unused)
 {
-    return PyBool_FromLong(is_set(FIELD(self, lf.debug)));
+    return PyBool_FromLong(is_set(FIELD(self, loop_fields._debug)));
 }
 
 static PyMethodDef loop_defs[] = {
@@ -250,12 +250,6 @@ static PyMethodDef loop_defs[] = {
     {NULL}};
 
 /* ---- install_loop ---------------------------------------------------------- */
-
-static void keep(PyObject **where, PyObject *what)
-{
-    Py_INCREF(what);
-    Py_XSETREF(*where, what);
-}
 
 /* install_loop(Loop, Handle, TimerHandle, Future, Task, BaseEventLoop,
  * callback_failed) */
@@ -277,16 +271,7 @@ static PyObject *install_loop(PyObject *module, PyObject *const *args, Py_ssize_
         PyErr_SetString(PyExc_TypeError, "Handle must add no fields to asyncio's");
         return NULL;
     }
-    static const char *hnames[] = {"_callback", "_args", "_cancelled", "_loop",
-                                   "_source_traceback", "_repr", "_context"};
-    Py_ssize_t *hoffs = (Py_ssize_t *)&hf;
-    for (size_t i = 0; i < sizeof(hnames) / sizeof(*hnames); i++)
-        if (slot_offset(base, hnames[i], &hoffs[i]) < 0)
-            return NULL;
-    if (slot_offset(loop_cls, "_ready", &lf.ready) < 0 ||
-        slot_offset(loop_cls, "_closed", &lf.closed) < 0 ||
-        slot_offset(loop_cls, "_debug", &lf.debug) < 0 ||
-        slot_offset(loop_cls, "_task_factory", &lf.task_factory) < 0)
+    if (FIND_FIELDS(base, handle_fields) < 0 || FIND_FIELDS(loop_cls, loop_fields) < 0)
         return NULL;
     PyObject *call_soon = PyObject_GetAttrString(asyncio_loop, "call_soon");
     PyObject *create_task = PyObject_GetAttrString(asyncio_loop, "create_task");
@@ -302,34 +287,29 @@ static PyObject *install_loop(PyObject *module, PyObject *const *args, Py_ssize_
     for (PyMethodDef *d = loop_defs; d->ml_name; d++)
         if (set_method(loop_cls, d) < 0)
             return NULL;
-    keep((PyObject **)&handle_type, hcls);
-    keep((PyObject **)&base_handle_type, base);
-    keep((PyObject **)&timer_type, timer);
-    keep(&future_type, args[3]);
-    keep(&task_type, args[4]);
-    keep(&callback_failed, args[6]);
+    hold((PyObject **)&handle_type, hcls);
+    hold((PyObject **)&base_handle_type, base);
+    hold((PyObject **)&timer_type, timer);
+    hold(&future_type, args[3]);
+    hold(&task_type, args[4]);
+    hold(&callback_failed, args[6]);
     Py_RETURN_NONE;
 }
 
-static PyMethodDef install_loop_def = {
-    "install_loop", (PyCFunction)(void (*)(void))install_loop, METH_FASTCALL,
-    "install_loop(Loop, Handle, TimerHandle, Future, Task, BaseEventLoop,\n"
-    "             callback_failed): give the loop its C call_soon, _run_ready,\n"
-    "             create_future, create_task, time and get_debug."};
+static PyMethodDef defs[] = {
+    {"install_loop", (PyCFunction)(void (*)(void))install_loop, METH_FASTCALL,
+     "install_loop(Loop, Handle, TimerHandle, Future, Task, BaseEventLoop,\n"
+     "             callback_failed): give the loop its C call_soon, _run_ready,\n"
+     "             create_future, create_task, time and get_debug."},
+    {NULL}};
 
 int ul_callbacks_install(PyObject *dict)
 {
-    str_append = PyUnicode_InternFromString("append");
-    str_popleft = PyUnicode_InternFromString("popleft");
-    str_run = PyUnicode_InternFromString("_run");
-    str_cancelled = PyUnicode_InternFromString("_cancelled");
-    str_run_debug = PyUnicode_InternFromString("_run_ready_debug");
+    static const struct ul_name names[] = {
+        {&str_append, "append"}, {&str_popleft, "popleft"}, {&str_run, "_run"},
+        {&str_cancelled, "_cancelled"}, {&str_run_debug, "_run_ready_debug"}};
     loop_kwnames = Py_BuildValue("(s)", "loop");
-    if (!str_append || !str_popleft || !str_run || !str_cancelled || !str_run_debug ||
-        !loop_kwnames)
+    if (!loop_kwnames || intern_names(names, sizeof(names) / sizeof(*names)) < 0)
         return -1;
-    PyObject *f = PyCFunction_New(&install_loop_def, NULL);
-    int rc = f ? PyDict_SetItemString(dict, "install_loop", f) : -1;
-    Py_XDECREF(f);
-    return rc;
+    return add_functions(dict, defs);
 }

@@ -1,0 +1,157 @@
+/*
+ * The io_uring ABI, as uringloop uses it.
+ *
+ * Spelled out here rather than taken from <linux/io_uring.h>: distribution
+ * headers lag the kernels people run (Debian 12's lacks NO_SQARRAY and
+ * CQE_MIXED), and these values are fixed kernel ABI.  Every UL_* constant
+ * here is also visible to Python (as uringloop._uring.lib.UL_*).
+ */
+#ifndef URINGLOOP_ABI_H
+#define URINGLOOP_ABI_H
+
+#include <stdint.h>
+
+/* setup flags */
+#define UL_SETUP_CQSIZE          (1u << 3)
+#define UL_SETUP_R_DISABLED      (1u << 6)
+#define UL_SETUP_SUBMIT_ALL      (1u << 7)
+#define UL_SETUP_COOP_TASKRUN    (1u << 8)
+#define UL_SETUP_TASKRUN_FLAG    (1u << 9)
+#define UL_SETUP_SINGLE_ISSUER   (1u << 12)
+#define UL_SETUP_DEFER_TASKRUN   (1u << 13)
+#define UL_SETUP_NO_SQARRAY      (1u << 16)
+#define UL_SETUP_CQE_MIXED       (1u << 18)
+
+/* params->features */
+#define UL_FEAT_SINGLE_MMAP      (1u << 0)
+#define UL_FEAT_EXT_ARG          (1u << 8)
+#define UL_FEAT_NO_IOWAIT        (1u << 17)
+
+/* enter flags */
+#define UL_ENTER_GETEVENTS       (1u << 0)
+#define UL_ENTER_EXT_ARG         (1u << 3)
+#define UL_ENTER_NO_IOWAIT       (1u << 7)
+
+/* sq ring flags */
+#define UL_SQ_CQ_OVERFLOW        (1u << 1)
+#define UL_SQ_TASKRUN            (1u << 2)
+
+/* sqe->flags */
+#define UL_SQE_BUFFER_SELECT     (1u << 5)
+
+/* cqe->flags */
+#define UL_CQE_F_BUFFER          (1u << 0)
+#define UL_CQE_F_MORE            (1u << 1)
+#define UL_CQE_F_SKIP            (1u << 5)
+#define UL_CQE_F_32              (1u << 15)
+#define UL_CQE_BUFFER_SHIFT      16
+
+/* opcodes (enum io_uring_op) */
+#define UL_OP_NOP                0
+#define UL_OP_POLL_ADD           6
+#define UL_OP_SENDMSG            9
+#define UL_OP_TIMEOUT            11
+#define UL_OP_ACCEPT             13
+#define UL_OP_ASYNC_CANCEL       14
+#define UL_OP_SEND               26
+#define UL_OP_RECV               27
+
+/* op-specific flags */
+#define UL_POLL_ADD_MULTI        (1u << 0)   /* sqe->len of POLL_ADD */
+#define UL_RECV_MULTISHOT        (1u << 1)   /* sqe->ioprio of RECV */
+#define UL_ACCEPT_MULTISHOT      (1u << 0)   /* sqe->ioprio of ACCEPT */
+#define UL_NOP_CQE32             (1u << 5)   /* sqe->nop_flags */
+#define UL_CANCEL_ALL            (1u << 0)
+#define UL_CANCEL_FD             (1u << 1)
+#define UL_CANCEL_ANY            (1u << 2)
+
+/* register opcodes */
+#define UL_REGISTER_PROBE        8
+#define UL_REGISTER_ENABLE_RINGS 12
+#define UL_REGISTER_PBUF_RING    22
+#define UL_UNREGISTER_PBUF_RING  23
+
+struct ul_sqring_offsets {
+    uint32_t head, tail, ring_mask, ring_entries, flags, dropped, array, resv1;
+    uint64_t user_addr;
+};
+
+struct ul_cqring_offsets {
+    uint32_t head, tail, ring_mask, ring_entries, overflow, cqes, flags, resv1;
+    uint64_t user_addr;
+};
+
+struct ul_params {
+    uint32_t sq_entries, cq_entries, flags, sq_thread_cpu, sq_thread_idle;
+    uint32_t features, wq_fd, resv[3];
+    struct ul_sqring_offsets sq_off;
+    struct ul_cqring_offsets cq_off;
+};
+
+/* One 64-byte SQE, with the union members this project uses named flat. */
+struct ul_sqe {
+    uint8_t  opcode;
+    uint8_t  flags;
+    uint16_t ioprio;
+    int32_t  fd;
+    uint64_t off;
+    uint64_t addr;
+    uint32_t len;
+    uint32_t op_flags;      /* rw_flags, poll32_events, msg_flags, nop_flags... */
+    uint64_t user_data;
+    uint16_t buf_group;
+    uint16_t personality;
+    uint32_t file_index;
+    uint64_t addr3;
+    uint64_t pad2;
+};
+
+/* A 16-byte CQE slot; a big CQE of a CQE_MIXED ring fills two. */
+struct ul_cqe {
+    uint64_t user_data;
+    int32_t  res;
+    uint32_t flags;
+};
+
+struct ul_timespec {
+    int64_t tv_sec;
+    long long tv_nsec;
+};
+
+struct ul_getevents_arg {
+    uint64_t sigmask;
+    uint32_t sigmask_sz;
+    uint32_t min_wait_usec;
+    uint64_t ts;
+};
+
+struct ul_buf {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t bid;
+    uint16_t resv;   /* in entry 0 this is the ring's tail */
+};
+
+struct ul_buf_reg {
+    uint64_t ring_addr;
+    uint32_t ring_entries;
+    uint16_t bgid;
+    uint16_t flags;
+    uint32_t min_left;
+    uint32_t resv[5];
+};
+
+struct ul_probe_op {
+    uint8_t op, resv;
+    uint16_t flags;
+    uint32_t resv2;
+};
+
+struct ul_probe {
+    uint8_t last_op, ops_len;
+    uint16_t resv;
+    uint32_t resv2[3];
+    struct ul_probe_op ops[256];
+};
+
+#endif

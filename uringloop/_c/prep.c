@@ -1,0 +1,197 @@
+/*
+ * One prep function per opcode and variant, in liburing's manner: each takes
+ * an SQE, fills the fields its request needs and nothing else, and returns
+ * 0 or the -errno of a full SQ the kernel would not take.  The Python
+ * wrappers (ring.Ring.prep_*) and `python -m uringloop info`'s list of used
+ * opcodes come from ring.PREPS, which names these by their suffix.
+ */
+#include <errno.h>
+#include "ring.h"
+
+static inline uint64_t ptr(const void *p)
+{
+    return (uint64_t)(uintptr_t)p;
+}
+
+/* An SQE with the fields every request has filled in; NULL with *err when
+ * the SQ is full and the kernel will not take it. */
+static inline struct ul_sqe *start(struct ul_ring *r, uint8_t opcode, uint64_t ud, int fd,
+                                   int *err)
+{
+    struct ul_sqe *sqe = ul_get_sqe(r, err);
+    if (sqe) {
+        sqe->opcode = opcode;
+        sqe->user_data = ud;
+        sqe->fd = fd;
+    }
+    return sqe;
+}
+
+int ul_prep_nop(struct ul_ring *r, uint64_t ud)
+{
+    int err = 0;
+    start(r, UL_OP_NOP, ud, -1, &err);
+    return err;
+}
+
+/* A NOP posting a 32-byte CQE whose extra words are off and addr: a test
+ * of the reaper on a CQE_MIXED ring. */
+int ul_prep_nop_cqe32(struct ul_ring *r, uint64_t ud, uint64_t off, uint64_t addr)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_NOP, ud, -1, &err);
+    if (sqe) {
+        sqe->op_flags = UL_NOP_CQE32;
+        sqe->off = off;
+        sqe->addr = addr;
+    }
+    return err;
+}
+
+int ul_prep_poll(struct ul_ring *r, uint64_t ud, int fd, unsigned events)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_POLL_ADD, ud, fd, &err);
+    if (sqe)
+        sqe->op_flags = events;
+    return err;
+}
+
+/* Posts a CQE (with F_MORE) every time fd becomes ready, until cancelled. */
+int ul_prep_poll_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned events)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_POLL_ADD, ud, fd, &err);
+    if (sqe) {
+        sqe->op_flags = events;
+        sqe->len = UL_POLL_ADD_MULTI;
+    }
+    return err;
+}
+
+/* Cancels the op named `target`; the cancel's own CQE is dropped. */
+int ul_prep_cancel(struct ul_ring *r, uint64_t target)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_ASYNC_CANCEL, UL_UD_INTERNAL, -1, &err);
+    if (sqe)
+        sqe->addr = target;
+    return err;
+}
+
+/* Cancels every op on fd. */
+int ul_prep_cancel_fd(struct ul_ring *r, int fd)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_ASYNC_CANCEL, UL_UD_INTERNAL, fd, &err);
+    if (sqe)
+        sqe->op_flags = UL_CANCEL_FD | UL_CANCEL_ALL;
+    return err;
+}
+
+/* Cancels every op in flight. */
+int ul_prep_cancel_all(struct ul_ring *r)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_ASYNC_CANCEL, UL_UD_INTERNAL, -1, &err);
+    if (sqe)
+        sqe->op_flags = UL_CANCEL_ANY | UL_CANCEL_ALL;
+    return err;
+}
+
+/* Into the caller's buffer, which must stay put until the CQE. */
+int ul_prep_recv(struct ul_ring *r, uint64_t ud, int fd, void *buf, unsigned len)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_RECV, ud, fd, &err);
+    if (sqe) {
+        sqe->addr = ptr(buf);
+        sqe->len = len;
+    }
+    return err;
+}
+
+/* Into a buffer the kernel picks from group bgid (CQE flags name it). */
+int ul_prep_recv_select(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_RECV, ud, fd, &err);
+    if (sqe) {
+        sqe->flags = UL_SQE_BUFFER_SELECT;
+        sqe->buf_group = (uint16_t)bgid;
+    }
+    return err;
+}
+
+/* recv_select that stays armed: a CQE per arrival, until EOF, an error,
+ * ENOBUFS (group bgid ran dry) or a cancel. */
+int ul_prep_recv_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_RECV, ud, fd, &err);
+    if (sqe) {
+        sqe->flags = UL_SQE_BUFFER_SELECT;
+        sqe->buf_group = (uint16_t)bgid;
+        sqe->ioprio = UL_RECV_MULTISHOT;
+    }
+    return err;
+}
+
+int ul_prep_send(struct ul_ring *r, uint64_t ud, int fd, const void *buf, unsigned len)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_SEND, ud, fd, &err);
+    if (sqe) {
+        sqe->addr = ptr(buf);
+        sqe->len = len;
+    }
+    return err;
+}
+
+/* msg (a struct msghdr) and what it points to stay put until the CQE. */
+int ul_prep_sendmsg(struct ul_ring *r, uint64_t ud, int fd, const void *msg)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_SENDMSG, ud, fd, &err);
+    if (sqe) {
+        sqe->addr = ptr(msg);
+        sqe->len = 1;
+    }
+    return err;
+}
+
+/* The peer's address is not asked for: a multishot accept would write
+ * every connection's into one buffer.  flags: SOCK_NONBLOCK, SOCK_CLOEXEC. */
+int ul_prep_accept(struct ul_ring *r, uint64_t ud, int fd, unsigned flags)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_ACCEPT, ud, fd, &err);
+    if (sqe)
+        sqe->op_flags = flags;
+    return err;
+}
+
+int ul_prep_accept_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned flags)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_ACCEPT, ud, fd, &err);
+    if (sqe) {
+        sqe->op_flags = flags;
+        sqe->ioprio = UL_ACCEPT_MULTISHOT;
+    }
+    return err;
+}
+
+/* Internal (ul_wait on kernels without EXT_ARG): a TIMEOUT that also ends
+ * at the first other completion. */
+int ul_prep_wait_timeout(struct ul_ring *r, struct ul_timespec *ts)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_TIMEOUT, UL_UD_INTERNAL, -1, &err);
+    if (sqe) {
+        sqe->addr = ptr(ts);
+        sqe->len = 1;
+        sqe->off = 1;
+    }
+    return err;
+}

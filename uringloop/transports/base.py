@@ -1,0 +1,175 @@
+"""What every transport on the ring shares: its socket and the lifetime of
+its fd, its protocol and the context the protocol's callbacks run in,
+closing, aborting and fatal errors, repr and extra info.
+
+The fd-lifetime rule.  Every op on the fd counts in `_live` from its prep to
+its final completion.  Once connection_lost has run the transport is
+released: its ops are cancelled, the socket object is detached (so it reads
+as closed at once, as asyncio's and uvloop's do), and the fd number itself
+stays open, reserved, until the last op on it has completed; only then is
+it closed, so the kernel never acts on a number that was reused meanwhile.
+A loop closed first closes the fds of released transports after draining
+their ops; a transport dropped without close() is closed by __del__ with a
+ResourceWarning once nothing of its is in flight.
+
+Contexts.  asyncio and uvloop run a protocol's callbacks in the context that
+was current when the transport was made (the caller of create_connection,
+or the server's creator).  The transport keeps a copy of it: its op
+records carry it for the dispatch to enter around their completions, and
+the callbacks it schedules run in it.
+
+The loop's registry (`loop._transports`, fd -> transport, as asyncio's)
+holds each transport while it owns its fd, so that sock_* and add_reader
+can refuse an fd a transport uses.
+"""
+import contextvars
+import os
+import warnings
+from asyncio import transports, trsock
+from asyncio.log import logger
+
+
+class RingTransport(transports._FlowControlMixin):
+    """The base of the loop's transports; a subclass adds reading and
+    writing, and says what closing waits for (get_write_buffer_size)."""
+
+    __slots__ = ("_sock", "_fd", "_ops", "_protocol", "_protocol_connected", "_context",
+                 "_server", "_conn_lost", "_closing", "_live", "_released", "__weakref__")
+
+    def __init__(self, loop, sock, protocol, extra=None, server=None):
+        super().__init__(extra, loop)
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        self._extra["sockname"] = _address(sock.getsockname)
+        if "peername" not in self._extra:
+            self._extra["peername"] = _address(sock.getpeername)
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._ops = loop._ops            # for the C fast paths
+        self._context = contextvars.copy_context()
+        self._server = server
+        self._conn_lost = 0          # connection_lost scheduled (and writes dropped)
+        self._closing = False
+        self._live = 0               # ops in flight on this fd
+        self._released = False       # connection_lost ran: close the fd once idle
+        self._protocol_connected = False
+        self.set_protocol(protocol)
+        loop._transports[self._fd] = self
+        if server is not None:
+            loop._attach_to_server(server, self)
+
+    def __repr__(self):
+        state = "closed" if self._fd < 0 else "closing" if self._closing else "open"
+        return f"<{type(self).__name__} fd={self._fd} {state}>"
+
+    def __del__(self, _warn=warnings.warn):
+        # Ops still counted live on a closed loop were cancelled and drained
+        # without dispatch (or their ring is gone): the socket is ours again.
+        if self._sock is not None and (not self._live or self._loop.is_closed()):
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
+            self._fd = -1
+
+    def _call_soon(self, callback, *args):
+        """Schedule a callback in the transport's context."""
+        self._loop.call_soon(callback, *args, context=self._context)
+
+    # -- protocol
+
+    def set_protocol(self, protocol):
+        self._protocol = protocol
+        self._protocol_connected = True
+
+    def get_protocol(self):
+        return self._protocol
+
+    # -- closing
+
+    def is_closing(self):
+        return self._closing
+
+    def close(self):
+        if self._closing:
+            return
+        self._closing = True
+        self._stop_reading()
+        if not self.get_write_buffer_size():
+            self._conn_lost += 1
+            self._call_soon(self._call_connection_lost, None)
+
+    def abort(self):
+        self._force_close(None)
+
+    def _stop_reading(self):
+        """Cancel the receive in flight, if any (a subclass that reads)."""
+
+    def _fatal_error(self, exc, message="Fatal error on transport"):
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message,
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+        self._force_close(exc)
+
+    def _force_close(self, exc):
+        if self._conn_lost:
+            return
+        self._closing = True
+        self._conn_lost += 1
+        self._cancel_all()
+        self._call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc):
+        if self._released:
+            return
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            self._protocol = None
+            self._release()
+            server, self._server = self._server, None
+            if server is not None:
+                self._loop._detach_from_server(server, self)
+
+    # -- the fd's lifetime
+
+    def _cancel_all(self):
+        if self._live:
+            self._loop._ring.prep_cancel_fd(self._fd)
+
+    def _release(self):
+        """connection_lost ran: the socket reads as closed from now on; the
+        fd closes once no op on it can complete any more."""
+        self._released = True
+        self._cancel_all()
+        sock, self._sock = self._sock, None
+        sock.detach()
+        if self._live:
+            self._loop._releasing.add(self)
+        else:
+            self._close_fd()
+
+    def _release_if_idle(self):
+        """An op on the fd ended: close the fd if it was the last one."""
+        if self._released and not self._live and self._fd >= 0:
+            self._close_fd()
+
+    def _close_fd(self):
+        fd, self._fd = self._fd, -1
+        loop = self._loop
+        loop._releasing.discard(self)
+        if loop._transports.get(fd) is self:
+            del loop._transports[fd]
+        os.close(fd)
+
+
+def _address(getter):
+    try:
+        return getter()
+    except OSError:
+        return None
