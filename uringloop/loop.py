@@ -81,7 +81,7 @@ class _Wakeup:
 class Loop(TLSMethods, ServingMethods, SocketMethods, base_events.BaseEventLoop):
     """An asyncio event loop whose I/O runs through io_uring."""
 
-    # Slots, not dict entries: C (_callbacks.c) reads them by offset.
+    # Slots, not dict entries: C (_c/callbacks.c) reads them by offset.
     __slots__ = ("_ready", "_closed", "_debug", "_task_factory")
 
     def __init__(self):
@@ -119,17 +119,15 @@ class Loop(TLSMethods, ServingMethods, SocketMethods, base_events.BaseEventLoop)
         return StreamTransport(self, sock, protocol, waiter, extra, server)
 
     def _ensure_fd_no_transport(self, fd):
-        """asyncio's rule: an fd that a live transport owns is not for sock_*
-        or add_reader."""
-        fileno = fd
-        if not isinstance(fileno, int):
-            try:
-                fileno = int(fileno.fileno())
-            except (AttributeError, TypeError, ValueError):
-                raise ValueError(f"Invalid file object: {fd!r}") from None
-        transport = self._transports.get(fileno)
-        if transport is not None and not transport.is_closing():
-            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
+        """asyncio's rule, with its errors: an fd that a transport still open
+        owns is not for sock_* or add_reader."""
+        try:
+            fileno = fd if isinstance(fd, int) else int(fd.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fd!r}") from None
+        owner = self._transports.get(fileno)
+        if owner is not None and not owner.is_closing():
+            raise RuntimeError(f"File descriptor {fd!r} is used by transport {owner!r}")
 
     def _start_op(self, op, prep, *args):
         """Put `op` in the table and queue prep(user_data, *args); the

@@ -29,6 +29,9 @@ FIELD_TABLE(recv_fields, RECV_FIELDS);
 FIELD_TABLE(send_fields, SEND_FIELDS);
 
 static PyTypeObject *send_type;
+/* stream.py's MESSAGES */
+static PyObject *msg_data_received, *msg_buffer_updated, *msg_get_buffer, *msg_empty_buffer,
+                *msg_read;
 static PyObject *str_data_received, *str_write_slow, *str_maybe_pause, *str_get_buffer,
                 *str_buffer_updated, *str_fatal_error, *str_received_into, *str_start_reading,
                 *str_release_if_idle;
@@ -51,24 +54,21 @@ static int call0(PyObject *obj, PyObject *name)
 /* The exception being raised is the transport's fatal error, as in Python:
  * transport._fatal_error(exc, message).  SystemExit and KeyboardInterrupt go
  * on up.  1 (handled) or -1. */
-static int fatal(PyObject *tr, const char *message)
+static int fatal(PyObject *tr, PyObject *message)
 {
     PyObject *exc = take_exception();
     if (!exc)
         return -1;
-    PyObject *msg = PyUnicode_FromString(message);
-    PyObject *args[3] = {tr, exc, msg};
-    PyObject *r = msg ? PyObject_VectorcallMethod(str_fatal_error, args,
-                                                  3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
-                      : NULL;
-    Py_XDECREF(msg);
+    PyObject *args[3] = {tr, exc, message};
+    PyObject *r = PyObject_VectorcallMethod(str_fatal_error, args,
+                                            3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(exc);
     Py_XDECREF(r);
     return r ? 1 : -1;
 }
 
 /* protocol.<name>(arg), its failure the transport's fatal error.  1 or -1. */
-static int call_protocol(PyObject *tr, PyObject *name, PyObject *arg, const char *message)
+static int call_protocol(PyObject *tr, PyObject *name, PyObject *arg, PyObject *message)
 {
     PyObject *protocol = FIELD(tr, stream_fields._protocol);
     Py_INCREF(protocol);
@@ -94,8 +94,7 @@ static int recv_fast(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
     if (!data)
         return buf ? -1 : 0;
     Py_INCREF(tr);
-    int rc = call_protocol(tr, str_data_received, data,
-                           "Fatal error: protocol.data_received() call failed.");
+    int rc = call_protocol(tr, str_data_received, data, msg_data_received);
     Py_DECREF(data);
     Py_DECREF(tr);
     return rc;
@@ -212,7 +211,7 @@ static int brecv_start(BufferedRecv *op)
     OpTable *t = (OpTable *)table;
     if (ul_need_ring(t) < 0)
         return -1;
-    const char *message = "Fatal error: protocol.get_buffer() call failed.";
+    PyObject *message = msg_get_buffer;
     PyObject *protocol = FIELD(tr, stream_fields._protocol), *hint = PyLong_FromLong(-1), *buf = NULL;
     Py_INCREF(protocol);
     buf = hint ? call_method1(protocol, str_get_buffer, hint) : NULL;
@@ -222,12 +221,12 @@ static int brecv_start(BufferedRecv *op)
      * read-only buffer, which is a read error rather than get_buffer's */
     Py_ssize_t size = buf ? PyObject_Length(buf) : -1;
     if (size == 0)
-        PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
+        PyErr_SetObject(PyExc_RuntimeError, msg_empty_buffer);
     if (size > 0 && PyObject_GetBuffer(buf, &op->view, PyBUF_WRITABLE) < 0) {
         PyErr_Clear();
         PyErr_Format(PyExc_TypeError, "get_buffer() returned a read-only %.100s",
                      Py_TYPE(buf)->tp_name);
-        message = "Fatal read error on socket transport";
+        message = msg_read;
     }
     Py_XDECREF(buf);
     if (!op->view.obj)
@@ -265,8 +264,7 @@ static int brecv_receive(BufferedRecv *op, PyObject *tr, int32_t res)
     if (res > 0 && reads_normally(tr)) {
         PyBuffer_Release(&op->view);
         PyObject *n = PyLong_FromLong(res);
-        int rc = n ? call_protocol(tr, str_buffer_updated, n,
-                                   "Fatal error: protocol.buffer_updated() call failed.") : -1;
+        int rc = n ? call_protocol(tr, str_buffer_updated, n, msg_buffer_updated) : -1;
         Py_XDECREF(n);
         if (rc > 0 && may_read_again(tr))
             rc = is_set(FIELD(tr, stream_fields._buffered)) ? (brecv_start(op) < 0 ? -1 : 1)
@@ -380,16 +378,36 @@ static PyType_Spec brecv_spec = {
 
 /* ---- install ----------------------------------------------------------------- */
 
-/* install_stream(transport_cls, recv_cls, send_cls) */
+/* The messages the fast paths need, from stream.py's MESSAGES. */
+static int take_messages(PyObject *messages)
+{
+    struct { PyObject **where; const char *key; } wanted[] = {
+        {&msg_data_received, "data_received"}, {&msg_buffer_updated, "buffer_updated"},
+        {&msg_get_buffer, "get_buffer"}, {&msg_empty_buffer, "empty_buffer"},
+        {&msg_read, "read"}};
+    for (size_t i = 0; i < sizeof(wanted) / sizeof(*wanted); i++) {
+        PyObject *m = PyDict_Check(messages) ? PyDict_GetItemString(messages, wanted[i].key) : NULL;
+        if (!m || !PyUnicode_Check(m)) {
+            PyErr_Format(PyExc_TypeError, "install_stream(): no message %R", wanted[i].key);
+            return -1;
+        }
+        hold(wanted[i].where, m);
+    }
+    return 0;
+}
+
+/* install_stream(transport_cls, recv_cls, send_cls, messages) */
 static PyObject *install_stream(PyObject *module, PyObject *const *args, Py_ssize_t n)
 {
-    if (n != 3 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "install_stream(transport_cls, recv_cls, send_cls)");
+    if (n != 4 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "install_stream(transport_cls, recv_cls, send_cls, messages)");
         return NULL;
     }
     PyObject *tcls = args[0], *rcls = args[1], *scls = args[2];
     if (FIND_FIELDS(tcls, stream_fields) < 0 || FIND_FIELDS(rcls, recv_fields) < 0 ||
-        FIND_FIELDS(scls, send_fields) < 0 || set_method(tcls, &write_def) < 0 ||
+        FIND_FIELDS(scls, send_fields) < 0 || take_messages(args[3]) < 0 ||
+        set_method(tcls, &write_def) < 0 ||
         ul_register_kind((PyTypeObject *)rcls, recv_fast, recv_fields.context) < 0 ||
         ul_register_kind((PyTypeObject *)scls, send_fast, send_fields.context) < 0)
         return NULL;
@@ -399,8 +417,8 @@ static PyObject *install_stream(PyObject *module, PyObject *const *args, Py_ssiz
 
 static PyMethodDef defs[] = {
     {"install_stream", (PyCFunction)(void (*)(void))install_stream, METH_FASTCALL,
-     "install_stream(transport_cls, recv_cls, send_cls): the stream transport's\n"
-     "receive and send fast paths, and its write()."},
+     "install_stream(transport_cls, recv_cls, send_cls, messages): the stream\n"
+     "transport's receive and send fast paths, and its write()."},
     {NULL}};
 
 int ul_stream_install(PyObject *dict)

@@ -42,6 +42,16 @@ _EOF = object()        # in the held-data queue: EOF arrived while paused
 # Receive buffer per connection where the kernel has no provided-buffer rings.
 PRIVATE_BUFFER_SIZE = 64 * 1024
 
+# What the transport's errors say, as asyncio words them; the C fast paths
+# take them from here (_c.install_stream, below).
+MESSAGES = {
+    "data_received": "Fatal error: protocol.data_received() call failed.",
+    "buffer_updated": "Fatal error: protocol.buffer_updated() call failed.",
+    "get_buffer": "Fatal error: protocol.get_buffer() call failed.",
+    "empty_buffer": "get_buffer() returned an empty buffer",
+    "read": "Fatal read error on socket transport",
+}
+
 
 def _set_nodelay(sock):
     # Every TCP socket, including those made with proto 0 (which asyncio
@@ -235,8 +245,7 @@ class StreamTransport(RingTransport, transports.Transport):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            what = "buffer_updated" if self._buffered else "data_received"
-            self._fatal_error(exc, f"Fatal error: protocol.{what}() call failed.")
+            self._fatal_error(exc, MESSAGES["buffer_updated" if self._buffered else "data_received"])
 
     def _feed_buffer(self, data):
         """Bytes to a BufferedProtocol: as many get_buffer()/buffer_updated()
@@ -246,7 +255,7 @@ class StreamTransport(RingTransport, transports.Transport):
             buf = memoryview(self._protocol.get_buffer(len(rest))).cast("B")
             n = min(len(buf), len(rest))
             if not n:
-                raise RuntimeError("get_buffer() returned an empty buffer")
+                raise RuntimeError(MESSAGES["empty_buffer"])
             buf[:n] = rest[:n]
             self._protocol.buffer_updated(n)
             rest = rest[n:]
@@ -280,8 +289,7 @@ class StreamTransport(RingTransport, transports.Transport):
             self._loop._multishot_recv = False   # a kernel before 6.0: re-arm singly
             self._start_reading()
         elif not self._closing:
-            self._fatal_error(OSError(-res, os.strerror(-res)),
-                              "Fatal read error on socket transport")
+            self._fatal_error(OSError(-res, os.strerror(-res)), MESSAGES["read"])
 
     def _on_eof(self):
         self._read_eof = True
@@ -430,5 +438,5 @@ class StreamTransport(RingTransport, transports.Transport):
         super()._force_close(exc)
 
 
-_c.install_stream(StreamTransport, _Recv, _Send)
+_c.install_stream(StreamTransport, _Recv, _Send, MESSAGES)
 _c.register_kind(_RecvPrivate)
