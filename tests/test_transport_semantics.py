@@ -392,6 +392,21 @@ def test_server_close_after_serving_a_connection(run, family, tmp_path):
     run(main())
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_loop_closed_right_after_server_close_leaks_no_fd(new_loop, family, tmp_path):
+    """A loop closed at once after server.close(), before it ran again:
+    no fd of the server is left open (on io_uring the accept's last
+    completion never comes; the loop closes the fd when it closes)."""
+    fds = open_fds()
+    loop = new_loop()
+    server = loop.run_until_complete(open_server(family, asyncio.Protocol, tmp_path))
+    address = address_of(server)
+    server.close()
+    loop.close()
+    assert open_fds() == fds
+    assert_refused(family, address)
+
+
 # -- 3. A socket that belongs to a transport
 #
 # What asyncio (selector_events._ensure_fd_no_transport) and uvloop do with

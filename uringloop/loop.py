@@ -11,7 +11,6 @@ sockets.py, tls.py; each kind of transport a module in transports/.
 import heapq
 import math
 import os
-import weakref
 from asyncio import base_events, events, futures, tasks
 from asyncio.log import logger
 
@@ -97,7 +96,7 @@ class Loop(TLSMethods, ServingMethods, SocketMethods, base_events.BaseEventLoop)
         self._buffers_failed = not self._ring.features.has("pbuf_ring")
         self._multishot_recv = self._ring.features.has("multishot_recv")
         self._multishot_accept = self._ring.features.has("multishot_accept")
-        self._transports = weakref.WeakValueDictionary()   # fd -> the transport owning it
+        self._transports = {}            # fd -> weakref to the transport owning it
         self._releasing = set()          # fd owners closing once their ops end
         self._acceptors = {}             # listening socket -> its _Accept
         self._sock_recv_waited = set()   # fds whose last sock_recv waited
@@ -125,7 +124,8 @@ class Loop(TLSMethods, ServingMethods, SocketMethods, base_events.BaseEventLoop)
             fileno = fd if isinstance(fd, int) else int(fd.fileno())
         except (AttributeError, TypeError, ValueError):
             raise ValueError(f"Invalid file object: {fd!r}") from None
-        owner = self._transports.get(fileno)
+        ref = self._transports.get(fileno)
+        owner = ref() if ref is not None else None
         if owner is not None and not owner.is_closing():
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {owner!r}")
 

@@ -62,8 +62,8 @@ class _Accept:
     def arm(self):
         if self.ud or self.stopped or self.backing_off:
             return
-        loop = self.loop
-        prep = loop._ring.prep_accept_multishot if loop._multishot_accept else loop._ring.prep_accept
+        loop, ring = self.loop, self.loop._ring
+        prep = ring.prep_accept_multishot if loop._multishot_accept else ring.prep_accept
         self.ud = loop._start_op(self, prep, self.fd, _ACCEPT_FLAGS)
 
     def stop(self):

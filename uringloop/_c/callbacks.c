@@ -136,7 +136,8 @@ static PyObject *loop_call_soon(PyObject *self, PyObject *const *args, Py_ssize_
             return call_slow(slow_call_soon, self, args, nargs, kwnames);
         context = args[nargs];
     }
-    if (nargs < 1 || !ready || is_set(FIELD(self, loop_fields._closed)) || is_set(FIELD(self, loop_fields._debug)))
+    if (nargs < 1 || !ready || is_set(FIELD(self, loop_fields._closed)) ||
+        is_set(FIELD(self, loop_fields._debug)))
         return call_slow(slow_call_soon, self, args, nargs, kwnames);
     PyObject *cbargs = PyTuple_New(nargs - 1);
     if (!cbargs)

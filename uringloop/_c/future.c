@@ -92,5 +92,7 @@ int ul_future_install(PyObject *dict)
     static const struct ul_name names[] = {
         {&str_done, "done"}, {&str_set_result, "set_result"},
         {&str_set_exception, "set_exception"}};
-    return intern_names(names, sizeof(names) / sizeof(*names)) < 0 ? -1 : add_functions(dict, defs);
+    if (intern_names(names, sizeof(names) / sizeof(*names)) < 0)
+        return -1;
+    return add_functions(dict, defs);
 }

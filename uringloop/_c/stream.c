@@ -28,6 +28,10 @@ FIELD_TABLE(stream_fields, STREAM_FIELDS);
 FIELD_TABLE(recv_fields, RECV_FIELDS);
 FIELD_TABLE(send_fields, SEND_FIELDS);
 
+/* A transport's field by name, and whether a flag field of it is set. */
+#define TRANSPORT(tr, name) FIELD(tr, stream_fields.name)
+#define FLAG(tr, name) is_set(TRANSPORT(tr, name))
+
 static PyTypeObject *send_type;
 /* stream.py's MESSAGES */
 static PyObject *msg_data_received, *msg_buffer_updated, *msg_get_buffer, *msg_empty_buffer,
@@ -40,8 +44,8 @@ static PyObject *str_data_received, *str_write_slow, *str_maybe_pause, *str_get_
  * paused, nothing held back from earlier. */
 static int reads_normally(PyObject *tr)
 {
-    return !is_set(FIELD(tr, stream_fields._closing)) && !is_set(FIELD(tr, stream_fields._paused)) &&
-           !is_set(FIELD(tr, stream_fields._held)) && FIELD(tr, stream_fields._protocol);
+    return !FLAG(tr, _closing) && !FLAG(tr, _paused) &&
+           !FLAG(tr, _held) && TRANSPORT(tr, _protocol);
 }
 
 static int call0(PyObject *obj, PyObject *name)
@@ -70,7 +74,7 @@ static int fatal(PyObject *tr, PyObject *message)
 /* protocol.<name>(arg), its failure the transport's fatal error.  1 or -1. */
 static int call_protocol(PyObject *tr, PyObject *name, PyObject *arg, PyObject *message)
 {
-    PyObject *protocol = FIELD(tr, stream_fields._protocol);
+    PyObject *protocol = TRANSPORT(tr, _protocol);
     Py_INCREF(protocol);
     PyObject *r = call_method1(protocol, name, arg);
     Py_DECREF(protocol);
@@ -107,9 +111,9 @@ static int send_fast(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
     PyObject *tr = FIELD(op, send_fields.transport);
     if (res < 0 || (flags & UL_CQE_F_MORE) || !tr || get_long(op, send_fields.size) != res)
         return 0;
-    if (is_set(FIELD(tr, stream_fields._conn_lost)) || is_set(FIELD(tr, stream_fields._released)) ||
-        is_set(FIELD(tr, stream_fields._closing)) || is_set(FIELD(tr, stream_fields._eof)) ||
-        is_set(FIELD(tr, stream_fields._protocol_paused)) || !list_empty(FIELD(tr, stream_fields._pending)))
+    if (FLAG(tr, _conn_lost) || FLAG(tr, _released) ||
+        FLAG(tr, _closing) || FLAG(tr, _eof) ||
+        FLAG(tr, _protocol_paused) || !list_empty(TRANSPORT(tr, _pending)))
         return 0;
     long live = get_long(tr, stream_fields._live);
     if (live < 1)
@@ -117,7 +121,8 @@ static int send_fast(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
     put_borrowed(op, send_fields.chunks, Py_None);
     put_borrowed(op, send_fields.pinned, Py_None);
     put_borrowed(tr, stream_fields._sending, Py_False);
-    if (put_long(tr, stream_fields._inflight_size, 0) < 0 || put_long(tr, stream_fields._live, live - 1) < 0)
+    if (put_long(tr, stream_fields._inflight_size, 0) < 0 ||
+        put_long(tr, stream_fields._live, live - 1) < 0)
         return -1;
     return 1;
 }
@@ -131,10 +136,10 @@ static int write_fast(PyObject *self, PyObject *data)
     Py_ssize_t size = PyBytes_GET_SIZE(data);
     if (size == 0 || size > INT_MAX)
         return 0;
-    if (is_set(FIELD(self, stream_fields._eof)) || is_set(FIELD(self, stream_fields._conn_lost)) ||
-        is_set(FIELD(self, stream_fields._sending)) || !list_empty(FIELD(self, stream_fields._pending)))
+    if (FLAG(self, _eof) || FLAG(self, _conn_lost) ||
+        FLAG(self, _sending) || !list_empty(TRANSPORT(self, _pending)))
         return 0;
-    PyObject *table = FIELD(self, stream_fields._ops), *op = FIELD(self, stream_fields._send_op);
+    PyObject *table = TRANSPORT(self, _ops), *op = TRANSPORT(self, _send_op);
     long fd = get_long(self, stream_fields._fd), live = get_long(self, stream_fields._live);
     if (!ul_is_optable(table) || !op || !Py_IS_TYPE(op, send_type) || fd < 0 || live < 0)
         return 0;
@@ -162,7 +167,7 @@ static int write_fast(PyObject *self, PyObject *data)
     put_borrowed(self, stream_fields._sending, Py_True);
     if (put_long(self, stream_fields._live, live + 1) < 0)
         return -1;
-    PyObject *high = FIELD(self, stream_fields._high_water);
+    PyObject *high = TRANSPORT(self, _high_water);
     if (high && PyLong_Check(high) && size > PyLong_AsSsize_t(high))
         return call0(self, str_maybe_pause);
     return 1;
@@ -201,9 +206,10 @@ typedef struct {
  * get_buffer() is the transport's fatal error, as in asyncio. */
 static int brecv_start(BufferedRecv *op)
 {
-    PyObject *tr = op->transport, *table = tr ? FIELD(tr, stream_fields._ops) : NULL;
-    long fd = tr ? get_long(tr, stream_fields._fd) : -1, live = tr ? get_long(tr, stream_fields._live) : -1;
-    if (!ul_is_optable(table) || !FIELD(tr, stream_fields._protocol) || fd < 0 || live < 0 ||
+    PyObject *tr = op->transport, *table = tr ? TRANSPORT(tr, _ops) : NULL;
+    long fd = tr ? get_long(tr, stream_fields._fd) : -1;
+    long live = tr ? get_long(tr, stream_fields._live) : -1;
+    if (!ul_is_optable(table) || !TRANSPORT(tr, _protocol) || fd < 0 || live < 0 ||
         op->view.obj) {
         PyErr_SetString(PyExc_RuntimeError, "uringloop: receive started in a bad state");
         return -1;
@@ -211,8 +217,8 @@ static int brecv_start(BufferedRecv *op)
     OpTable *t = (OpTable *)table;
     if (ul_need_ring(t) < 0)
         return -1;
-    PyObject *message = msg_get_buffer;
-    PyObject *protocol = FIELD(tr, stream_fields._protocol), *hint = PyLong_FromLong(-1), *buf = NULL;
+    PyObject *message = msg_get_buffer, *protocol = TRANSPORT(tr, _protocol);
+    PyObject *hint = PyLong_FromLong(-1), *buf;
     Py_INCREF(protocol);
     buf = hint ? call_method1(protocol, str_get_buffer, hint) : NULL;
     Py_DECREF(protocol);
@@ -250,9 +256,9 @@ static int brecv_start(BufferedRecv *op)
 
 static int may_read_again(PyObject *tr)
 {
-    return !is_set(FIELD(tr, stream_fields._recv_ud)) && !is_set(FIELD(tr, stream_fields._closing)) &&
-           !is_set(FIELD(tr, stream_fields._paused)) && !is_set(FIELD(tr, stream_fields._read_eof)) &&
-           !is_set(FIELD(tr, stream_fields._conn_lost));
+    return !FLAG(tr, _recv_ud) && !FLAG(tr, _closing) &&
+           !FLAG(tr, _paused) && !FLAG(tr, _read_eof) &&
+           !FLAG(tr, _conn_lost);
 }
 
 /* The receive into the protocol's buffer completed.  Read normally, the
@@ -267,11 +273,11 @@ static int brecv_receive(BufferedRecv *op, PyObject *tr, int32_t res)
         int rc = n ? call_protocol(tr, str_buffer_updated, n, msg_buffer_updated) : -1;
         Py_XDECREF(n);
         if (rc > 0 && may_read_again(tr))
-            rc = is_set(FIELD(tr, stream_fields._buffered)) ? (brecv_start(op) < 0 ? -1 : 1)
+            rc = FLAG(tr, _buffered) ? (brecv_start(op) < 0 ? -1 : 1)
                                                      : call0(tr, str_start_reading);
         return rc;
     }
-    PyObject *data = res > 0 && !is_set(FIELD(tr, stream_fields._closing))
+    PyObject *data = res > 0 && !FLAG(tr, _closing)
                          ? PyBytes_FromStringAndSize(op->view.buf, res)
                          : (Py_INCREF(Py_None), Py_None);
     PyBuffer_Release(&op->view);
@@ -298,7 +304,7 @@ static int brecv_complete(OpTable *t, PyObject *self, int32_t res, uint32_t flag
     put_long(tr, stream_fields._recv_ud, 0);
     if (put_long(tr, stream_fields._live, get_long(tr, stream_fields._live) - 1) == 0)
         rc = brecv_receive(op, tr, res);
-    if (rc > 0 && is_set(FIELD(tr, stream_fields._released)))
+    if (rc > 0 && FLAG(tr, _released))
         rc = call0(tr, str_release_if_idle);
     Py_DECREF(tr);
     return rc;
@@ -386,7 +392,8 @@ static int take_messages(PyObject *messages)
         {&msg_get_buffer, "get_buffer"}, {&msg_empty_buffer, "empty_buffer"},
         {&msg_read, "read"}};
     for (size_t i = 0; i < sizeof(wanted) / sizeof(*wanted); i++) {
-        PyObject *m = PyDict_Check(messages) ? PyDict_GetItemString(messages, wanted[i].key) : NULL;
+        PyObject *m = PyDict_Check(messages) ? PyDict_GetItemString(messages, wanted[i].key)
+                                             : NULL;
         if (!m || !PyUnicode_Check(m)) {
             PyErr_Format(PyExc_TypeError, "install_stream(): no message %R", wanted[i].key);
             return -1;

@@ -18,13 +18,15 @@ or the server's creator).  The transport keeps a copy of it: its op
 records carry it for the dispatch to enter around their completions, and
 the callbacks it schedules run in it.
 
-The loop's registry (`loop._transports`, fd -> transport, as asyncio's)
-holds each transport while it owns its fd, so that sock_* and add_reader
-can refuse an fd a transport uses.
+The loop's registry (`loop._transports`: fd -> a weak reference to the
+transport, as asyncio's weak mapping but cheaper to look up on the sock_*
+wait path) names each transport while it owns its fd, so that sock_* and
+add_reader can refuse an fd a transport uses.
 """
 import contextvars
 import os
 import warnings
+import weakref
 from asyncio import transports, trsock
 from asyncio.log import logger
 
@@ -53,7 +55,7 @@ class RingTransport(transports._FlowControlMixin):
         self._released = False       # connection_lost ran: close the fd once idle
         self._protocol_connected = False
         self.set_protocol(protocol)
-        loop._transports[self._fd] = self
+        loop._transports[self._fd] = weakref.ref(self)
         if server is not None:
             loop._attach_to_server(server, self)
 
@@ -67,7 +69,7 @@ class RingTransport(transports._FlowControlMixin):
         if self._sock is not None and (not self._live or self._loop.is_closed()):
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             self._sock.close()
-            self._fd = -1
+            self._unregister()
 
     def _call_soon(self, callback, *args):
         """Schedule a callback in the transport's context."""
@@ -160,12 +162,19 @@ class RingTransport(transports._FlowControlMixin):
             self._close_fd()
 
     def _close_fd(self):
-        fd, self._fd = self._fd, -1
-        loop = self._loop
-        loop._releasing.discard(self)
-        if loop._transports.get(fd) is self:
-            del loop._transports[fd]
+        fd = self._fd
+        self._loop._releasing.discard(self)
+        self._unregister()
         os.close(fd)
+
+    def _unregister(self):
+        """Leave the loop's registry (where the entry is this transport's:
+        its own reference, or one the collector already cleared)."""
+        fd, self._fd = self._fd, -1
+        registry = self._loop._transports
+        ref = registry.get(fd)
+        if ref is not None and ref() in (self, None):
+            del registry[fd]
 
 
 def _address(getter):

@@ -245,7 +245,8 @@ class StreamTransport(RingTransport, transports.Transport):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._fatal_error(exc, MESSAGES["buffer_updated" if self._buffered else "data_received"])
+            what = "buffer_updated" if self._buffered else "data_received"
+            self._fatal_error(exc, MESSAGES[what])
 
     def _feed_buffer(self, data):
         """Bytes to a BufferedProtocol: as many get_buffer()/buffer_updated()
