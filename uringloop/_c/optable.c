@@ -38,11 +38,15 @@ int ul_register_kind(PyTypeObject *type, ul_complete_fn complete, Py_ssize_t con
     return 0;
 }
 
+/* Completions mostly come in runs of one kind: the last one is tried first. */
 static const struct kind *kind_of(PyTypeObject *type)
 {
+    static const struct kind *last;
+    if (last && last->type == type)
+        return last;
     for (int i = 0; i < nkinds; i++)
         if (kinds[i].type == type)
-            return &kinds[i];
+            return last = &kinds[i];
     return NULL;
 }
 
@@ -188,11 +192,14 @@ static int complete(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
     if (rc == 0)
         rc = call_complete(op, res, flags);
     if (ctx) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        if (PyContext_Exit(ctx) < 0)
+        if (rc < 0) {
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyContext_Exit(ctx);
+            PyErr_Restore(type, value, tb);     /* the handler's error is the one */
+        } else if (PyContext_Exit(ctx) < 0) {
             rc = -1;
-        PyErr_Restore(type, value, tb);
+        }
         Py_DECREF(ctx);
     }
     return rc;
