@@ -1,6 +1,7 @@
 """Edges of the paths uringloop runs in C (call_soon, the ready queue,
 create_task, transport.write, completion dispatch): each must hand the
 unusual case to asyncio's semantics, on every loop alike."""
+import array
 import asyncio
 import contextvars
 
@@ -129,6 +130,35 @@ def test_write_types_and_order(run):
         await until(lambda: len(client.data) >= len(want))
         assert bytes(client.data) == bytes(want)
         assert not client.violations
+        transport.close()
+        await wait(client.lost)
+        await close_server(server)
+
+    run(main())
+
+
+def test_write_copies_what_the_caller_may_reuse(run):
+    """A bytearray or memoryview written to an idle transport may be changed
+    as soon as write() returns: the peer gets what it held at the call.  A
+    memoryview of ints counts in bytes; a released one is a ValueError."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(EchoServer, HOST, 0)
+        transport, client = await loop.create_connection(Peer, HOST, port_of(server))
+        buf = bytearray(b"a" * 1000)
+        transport.write(buf)
+        buf[:] = b"b" * 1000
+        ints = array.array("i", [1, 2, 3])
+        transport.write(memoryview(ints))
+        ints[0] = 9
+        assert transport.get_write_buffer_size() in (0, 1000 + 12)
+        released = memoryview(b"gone")
+        released.release()
+        with pytest.raises(ValueError):
+            transport.write(released)
+        want = b"a" * 1000 + array.array("i", [1, 2, 3]).tobytes()
+        await until(lambda: len(client.data) >= len(want))
+        assert bytes(client.data) == want
         transport.close()
         await wait(client.lost)
         await close_server(server)

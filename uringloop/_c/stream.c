@@ -3,7 +3,7 @@
  *
  *   recv_fast        a multishot receive's bytes -> data_received()
  *   send_fast        a SEND that went out whole with nothing behind it
- *   write()          a lone bytes object on an idle transport -> a SEND
+ *   write()          a lone bytes-like object on an idle transport -> a SEND
  *   BufferedRecv     a BufferedProtocol's receive: get_buffer(), a RECV
  *                    into it, buffer_updated(), again
  *
@@ -173,16 +173,21 @@ static int write_fast(PyObject *self, PyObject *data)
     return 1;
 }
 
+/* A bytearray or memoryview is copied first, as _write() would: the caller
+ * may reuse its buffer as soon as write() returns. */
 static PyObject *transport_write(PyObject *self, PyObject *data)
 {
-    if (PyBytes_CheckExact(data)) {
-        int rc = write_fast(self, data);
-        if (rc < 0)
+    PyObject *copy = NULL;
+    if (PyByteArray_CheckExact(data) || PyMemoryView_Check(data)) {
+        if (!(copy = PyBytes_FromObject(data)))
             return NULL;
-        if (rc > 0)
-            Py_RETURN_NONE;
+        data = copy;
     }
-    return call_method1(self, str_write_slow, data);
+    int rc = PyBytes_CheckExact(data) ? write_fast(self, data) : 0;
+    PyObject *r = rc < 0 ? NULL : rc > 0 ? (Py_INCREF(Py_None), Py_None)
+                                         : call_method1(self, str_write_slow, data);
+    Py_XDECREF(copy);
+    return r;
 }
 
 static PyMethodDef write_def = {

@@ -309,8 +309,8 @@ class StreamTransport(RingTransport, transports.Transport):
     # -- writing
 
     # write() is C (_c.install_stream, below): a lone bytes object written
-    # to an idle transport goes straight into a SEND; everything else comes
-    # here.
+    # to an idle transport (a bytearray or memoryview copied to one first)
+    # goes straight into a SEND; everything else comes here.
     def _write(self, data):
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
