@@ -173,36 +173,44 @@ static int call_complete(PyObject *op, int32_t res, uint32_t flags)
     return 1;
 }
 
-/* One completion to its record: the kind's fast path, else complete(), in
- * the record's context where it has one. */
-static int complete(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
+PyObject *ul_enter(PyObject *ctx)
 {
-    const struct kind *k = kind_of(Py_TYPE(op));
-    PyObject *ctx = k && k->context != UL_NO_CONTEXT ? FIELD(op, k->context) : NULL;
-    if (ctx && PyContext_CheckExact(ctx)) {
-        Py_INCREF(ctx);
-        if (PyContext_Enter(ctx) < 0) {
-            Py_DECREF(ctx);
-            return -1;
-        }
-    } else {
-        ctx = NULL;
+    if (!ctx || !PyContext_CheckExact(ctx)) {
+        Py_INCREF(Py_None);
+        return Py_None;
     }
-    int rc = k && k->complete ? k->complete(t, op, res, flags) : 0;
-    if (rc == 0)
-        rc = call_complete(op, res, flags);
-    if (ctx) {
+    if (PyContext_Enter(ctx) < 0)
+        return NULL;
+    Py_INCREF(ctx);
+    return ctx;
+}
+
+int ul_leave(PyObject *entered, int rc)
+{
+    if (entered != Py_None) {
         if (rc < 0) {
             PyObject *type, *value, *tb;
             PyErr_Fetch(&type, &value, &tb);
-            PyContext_Exit(ctx);
+            PyContext_Exit(entered);
             PyErr_Restore(type, value, tb);     /* the handler's error is the one */
-        } else if (PyContext_Exit(ctx) < 0) {
+        } else if (PyContext_Exit(entered) < 0) {
             rc = -1;
         }
-        Py_DECREF(ctx);
     }
+    Py_DECREF(entered);
     return rc;
+}
+
+/* One completion to its record: the kind's fast path, else complete() in
+ * the record's context. */
+static int complete(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
+{
+    const struct kind *k = kind_of(Py_TYPE(op));
+    int rc = k && k->complete ? k->complete(t, op, res, flags) : 0;
+    if (rc != 0)
+        return rc;
+    PyObject *entered = ul_enter(k && k->context != UL_NO_CONTEXT ? FIELD(op, k->context) : NULL);
+    return entered ? ul_leave(entered, call_complete(op, res, flags)) : -1;
 }
 
 /* A handler raised: SystemExit and KeyboardInterrupt stop the dispatch,

@@ -9,7 +9,9 @@
  * (ul_register_kind): an optional C fast path, and where the record keeps
  * the contextvars.Context its completion runs in.  A record of a type with
  * no fast path, or one its fast path declines, gets its Python
- * complete(res, flags).
+ * complete(res, flags), in that context.  A fast path that calls Python
+ * code enters the context itself (ul_enter/ul_leave): one that calls none,
+ * such as a send's, costs no context switch.
  */
 #ifndef URINGLOOP_OPTABLE_H
 #define URINGLOOP_OPTABLE_H
@@ -35,6 +37,13 @@ typedef int (*ul_complete_fn)(OpTable *t, PyObject *op, int32_t res, uint32_t fl
 #define UL_NO_CONTEXT (-1)
 
 int ul_register_kind(PyTypeObject *type, ul_complete_fn complete, Py_ssize_t context_offset);
+
+/* Enter `ctx` where it is a Context; what ul_leave() takes (None where
+ * nothing was entered), or NULL with an exception set. */
+PyObject *ul_enter(PyObject *ctx);
+/* Leave what ul_enter() entered; returns rc, or -1 where leaving failed.
+ * A negative rc's exception is kept. */
+int ul_leave(PyObject *entered, int rc);
 int ul_is_optable(PyObject *obj);
 
 /* Store a new reference to op; its user_data, or 0 with MemoryError set. */

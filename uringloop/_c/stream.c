@@ -97,10 +97,14 @@ static int recv_fast(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
     PyObject *data = buf ? PyBytes_FromStringAndSize(buf, res) : NULL;
     if (!data)
         return buf ? -1 : 0;
-    Py_INCREF(tr);
-    int rc = call_protocol(tr, str_data_received, data, msg_data_received);
+    PyObject *entered = ul_enter(FIELD(op, recv_fields.context));
+    int rc = -1;
+    if (entered) {
+        Py_INCREF(tr);
+        rc = ul_leave(entered, call_protocol(tr, str_data_received, data, msg_data_received));
+        Py_DECREF(tr);
+    }
     Py_DECREF(data);
-    Py_DECREF(tr);
     return rc;
 }
 
@@ -299,11 +303,13 @@ static int brecv_receive(BufferedRecv *op, PyObject *tr, int32_t res)
 static int brecv_complete(OpTable *t, PyObject *self, int32_t res, uint32_t flags)
 {
     BufferedRecv *op = (BufferedRecv *)self;
-    PyObject *tr = op->transport;
+    PyObject *tr = op->transport, *entered;
     if (!tr) {
         PyBuffer_Release(&op->view);
         return 1;
     }
+    if (!(entered = ul_enter(op->context)))
+        return -1;
     Py_INCREF(tr);
     int rc = -1;
     put_long(tr, stream_fields._recv_ud, 0);
@@ -312,7 +318,7 @@ static int brecv_complete(OpTable *t, PyObject *self, int32_t res, uint32_t flag
     if (rc > 0 && FLAG(tr, _released))
         rc = call0(tr, str_release_if_idle);
     Py_DECREF(tr);
-    return rc;
+    return ul_leave(entered, rc);
 }
 
 static PyObject *brecv_new(PyTypeObject *type, PyObject *args, PyObject *kw)
