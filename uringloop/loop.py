@@ -96,7 +96,7 @@ class Loop(TLSMethods, ServingMethods, SocketMethods, base_events.BaseEventLoop)
         self._buffers_failed = not self._ring.features.has("pbuf_ring")
         self._multishot_recv = self._ring.features.has("multishot_recv")
         self._multishot_accept = self._ring.features.has("multishot_accept")
-        self._transports = {}            # fd -> weakref to the transport owning it
+        self._owned_fds = {}             # fd -> the socket of the open transport owning it
         self._releasing = set()          # fd owners closing once their ops end
         self._acceptors = {}             # listening socket -> its _Accept
         self._sock_recv_waited = set()   # fds whose last sock_recv waited
@@ -124,10 +124,9 @@ class Loop(TLSMethods, ServingMethods, SocketMethods, base_events.BaseEventLoop)
             fileno = fd if isinstance(fd, int) else int(fd.fileno())
         except (AttributeError, TypeError, ValueError):
             raise ValueError(f"Invalid file object: {fd!r}") from None
-        ref = self._transports.get(fileno)
-        owner = ref() if ref is not None else None
-        if owner is not None and not owner.is_closing():
-            raise RuntimeError(f"File descriptor {fd!r} is used by transport {owner!r}")
+        owned = self._owned_fds.get(fileno)
+        if owned is not None:
+            raise RuntimeError(f"File descriptor {fd!r} is used by transport {owned!r}")
 
     def _start_op(self, op, prep, *args):
         """Put `op` in the table and queue prep(user_data, *args); the

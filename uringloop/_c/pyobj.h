@@ -98,11 +98,6 @@ static inline int put_long(PyObject *obj, Py_ssize_t off, long value)
     return 0;
 }
 
-static inline int list_empty(PyObject *o)
-{
-    return o && PyList_CheckExact(o) && PyList_GET_SIZE(o) == 0;
-}
-
 /* Keep a new reference to `what` in *where, dropping the old one. */
 static inline void hold(PyObject **where, PyObject *what)
 {

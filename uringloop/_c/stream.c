@@ -48,6 +48,15 @@ static int reads_normally(PyObject *tr)
            !FLAG(tr, _held) && TRANSPORT(tr, _protocol);
 }
 
+/* No write queued behind the one in flight (the list is made by the first
+ * write that must queue). */
+static int nothing_queued(PyObject *tr)
+{
+    PyObject *pending = TRANSPORT(tr, _pending);
+    return pending && (pending == Py_None ||
+                       (PyList_CheckExact(pending) && PyList_GET_SIZE(pending) == 0));
+}
+
 static int call0(PyObject *obj, PyObject *name)
 {
     PyObject *r = PyObject_CallMethodNoArgs(obj, name);
@@ -117,7 +126,7 @@ static int send_fast(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
         return 0;
     if (FLAG(tr, _conn_lost) || FLAG(tr, _released) ||
         FLAG(tr, _closing) || FLAG(tr, _eof) ||
-        FLAG(tr, _protocol_paused) || !list_empty(TRANSPORT(tr, _pending)))
+        FLAG(tr, _protocol_paused) || !nothing_queued(tr))
         return 0;
     long live = get_long(tr, stream_fields._live);
     if (live < 1)
@@ -141,7 +150,7 @@ static int write_fast(PyObject *self, PyObject *data)
     if (size == 0 || size > INT_MAX)
         return 0;
     if (FLAG(self, _eof) || FLAG(self, _conn_lost) ||
-        FLAG(self, _sending) || !list_empty(TRANSPORT(self, _pending)))
+        FLAG(self, _sending) || !nothing_queued(self))
         return 0;
     PyObject *table = TRANSPORT(self, _ops), *op = TRANSPORT(self, _send_op);
     long fd = get_long(self, stream_fields._fd), live = get_long(self, stream_fields._live);

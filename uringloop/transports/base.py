@@ -18,15 +18,16 @@ or the server's creator).  The transport keeps a copy of it: its op
 records carry it for the dispatch to enter around their completions, and
 the callbacks it schedules run in it.
 
-The loop's registry (`loop._transports`: fd -> a weak reference to the
-transport, as asyncio's weak mapping but cheaper to look up on the sock_*
-wait path) names each transport while it owns its fd, so that sock_* and
-add_reader can refuse an fd a transport uses.
+The loop's registry of owned fds (`loop._owned_fds`) names, for each
+transport that is open (not closing), its fd and its socket (the
+TransportSocket of get_extra_info("socket")), so that sock_* and add_reader
+refuse an fd a transport uses, as asyncio's do.  It holds nothing that
+holds the transport: a transport dropped unclosed is still collected (and
+its socket closed, with a ResourceWarning), as on asyncio's loop.
 """
 import contextvars
 import os
 import warnings
-import weakref
 from asyncio import transports, trsock
 from asyncio.log import logger
 
@@ -40,7 +41,7 @@ class RingTransport(transports._FlowControlMixin):
 
     def __init__(self, loop, sock, protocol, extra=None, server=None):
         super().__init__(extra, loop)
-        self._extra["socket"] = trsock.TransportSocket(sock)
+        self._extra["socket"] = owned = trsock.TransportSocket(sock)
         self._extra["sockname"] = _address(sock.getsockname)
         if "peername" not in self._extra:
             self._extra["peername"] = _address(sock.getpeername)
@@ -55,7 +56,7 @@ class RingTransport(transports._FlowControlMixin):
         self._released = False       # connection_lost ran: close the fd once idle
         self._protocol_connected = False
         self.set_protocol(protocol)
-        loop._transports[self._fd] = weakref.ref(self)
+        loop._owned_fds[self._fd] = owned
         if server is not None:
             loop._attach_to_server(server, self)
 
@@ -68,8 +69,9 @@ class RingTransport(transports._FlowControlMixin):
         # without dispatch (or their ring is gone): the socket is ours again.
         if self._sock is not None and (not self._live or self._loop.is_closed()):
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._disown()
             self._sock.close()
-            self._unregister()
+            self._fd = -1
 
     def _call_soon(self, callback, *args):
         """Schedule a callback in the transport's context."""
@@ -92,7 +94,7 @@ class RingTransport(transports._FlowControlMixin):
     def close(self):
         if self._closing:
             return
-        self._closing = True
+        self._start_closing()
         self._stop_reading()
         if not self.get_write_buffer_size():
             self._conn_lost += 1
@@ -100,6 +102,17 @@ class RingTransport(transports._FlowControlMixin):
 
     def abort(self):
         self._force_close(None)
+
+    def _start_closing(self):
+        """From now on the fd is no longer the transport's to lend: sock_*
+        may use it (asyncio's rule looks at is_closing())."""
+        self._closing = True
+        self._disown()
+
+    def _disown(self):
+        owned = self._loop._owned_fds
+        if owned.get(self._fd) is self._extra["socket"]:
+            del owned[self._fd]
 
     def _stop_reading(self):
         """Cancel the receive in flight, if any (a subclass that reads)."""
@@ -120,7 +133,7 @@ class RingTransport(transports._FlowControlMixin):
     def _force_close(self, exc):
         if self._conn_lost:
             return
-        self._closing = True
+        self._start_closing()
         self._conn_lost += 1
         self._cancel_all()
         self._call_soon(self._call_connection_lost, exc)
@@ -162,19 +175,9 @@ class RingTransport(transports._FlowControlMixin):
             self._close_fd()
 
     def _close_fd(self):
-        fd = self._fd
-        self._loop._releasing.discard(self)
-        self._unregister()
-        os.close(fd)
-
-    def _unregister(self):
-        """Leave the loop's registry (where the entry is this transport's:
-        its own reference, or one the collector already cleared)."""
         fd, self._fd = self._fd, -1
-        registry = self._loop._transports
-        ref = registry.get(fd)
-        if ref is not None and ref() in (self, None):
-            del registry[fd]
+        self._loop._releasing.discard(self)
+        os.close(fd)
 
 
 def _address(getter):

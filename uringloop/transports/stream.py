@@ -154,7 +154,7 @@ class StreamTransport(RingTransport, transports.Transport):
         self._send_op = _Send(self)
         self._sending = False
         self._inflight_size = 0      # bytes of the send in flight
-        self._pending = []           # queued, not yet handed to the kernel
+        self._pending = None         # list: queued, not yet handed to the kernel
         self._pending_size = 0
         _set_nodelay(sock)
         self._call_soon(self._protocol.connection_made, self)
@@ -326,6 +326,8 @@ class StreamTransport(RingTransport, transports.Transport):
             return
         if type(data) is not bytes:
             data = bytes(data)       # the caller may reuse its buffer at once
+        if self._pending is None:
+            self._pending = []       # (idle connections keep no list)
         self._pending.append(data)
         self._pending_size += len(data)
         if not self._sending:
@@ -383,14 +385,14 @@ class StreamTransport(RingTransport, transports.Transport):
             return
         if res < 0:
             if res != -errno.ECANCELED:
-                self._pending.clear()
+                self._pending = None
                 self._pending_size = 0
                 self._fatal_error(OSError(-res, os.strerror(-res)),
                                   "Fatal write error on socket transport")
             return
         if res < self._send_op.size:
             rest = self._unsent(chunks, res)
-            self._pending[:0] = rest
+            self._pending = rest + (self._pending or [])
             self._pending_size += sum(map(len, rest))
         if self._pending:
             self._send_pending()
@@ -434,7 +436,7 @@ class StreamTransport(RingTransport, transports.Transport):
     # -- closing
 
     def _force_close(self, exc):
-        self._pending.clear()
+        self._pending = None
         self._pending_size = 0
         super()._force_close(exc)
 
