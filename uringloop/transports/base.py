@@ -104,8 +104,8 @@ class RingTransport(transports._FlowControlMixin):
         self._force_close(None)
 
     def _start_closing(self):
-        """From now on the fd is no longer the transport's to lend: sock_*
-        may use it (asyncio's rule looks at is_closing())."""
+        """Closing: asyncio's rule refuses sock_* only the fds of transports
+        that are not closing, so this one leaves the registry now."""
         self._closing = True
         self._disown()
 
