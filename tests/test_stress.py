@@ -5,6 +5,7 @@ runs them; STRESS_SCALE=10 makes them ten times longer."""
 import asyncio
 import os
 import random
+import sys
 
 import pytest
 
@@ -59,7 +60,16 @@ class Client(Received, asyncio.Protocol):
         self.got += data
 
 
-def test_many_connections_every_path(run):
+# asyncio's selector transport has its own writelines() from 3.12 on
+# (sendmsg); on 3.12.1 and 3.13.0, the versions checked here, this test
+# stalls in it on asyncio's loop and passes with write() in its place: an
+# asyncio bug, not a semantic to match.
+ASYNCIO_WRITELINES_STALLS = sys.version_info[:3] in {(3, 12, 1), (3, 13, 0)}
+
+
+def test_many_connections_every_path(run, loop_kind):
+    if loop_kind == "asyncio" and ASYNCIO_WRITELINES_STALLS:
+        pytest.skip("asyncio's writelines() stalls here on this Python (see above)")
     async def one(loop, port, rng, index):
         cls = BufferedClient if index % 2 else Client
         transport, client = await loop.create_connection(cls, HOST, port)
