@@ -24,3 +24,7 @@ class FutureOp:
 
 
 _c.install_future_op(FutureOp)
+
+# poll_future(table, fd, events, future) -> user_data: a FutureOp and its
+# POLL in one call from C, for the sock_* methods' waits.
+poll_future = _c.poll_future

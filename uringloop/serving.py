@@ -83,7 +83,9 @@ class _Accept:
     def _close_fd(self):
         self.loop._releasing.discard(self)
         os.close(self.fd)
-        if not self.closed.done():
+        # A closed loop (this runs from its close()) can no longer wake
+        # wait_closed(), and would raise trying to schedule it.
+        if not self.closed.done() and not self.loop.is_closed():
             self.closed.set_result(None)
 
     def complete(self, res, flags):

@@ -14,7 +14,8 @@ import select
 import socket
 from asyncio import base_events, exceptions
 
-from . import _c, ops  # noqa: F401  (ops installs the FutureOp that poll_future makes)
+from . import _c
+from .ops import poll_future
 
 
 def _check_socket(loop, sock):
@@ -32,7 +33,7 @@ class SocketMethods:
         """Wait until `fd` reports one of `events` (POLLIN/POLLOUT)."""
         self._ensure_fd_no_transport(fd)
         fut = self.create_future()
-        ud = _c.poll_future(self._ops, fd, events, fut)
+        ud = poll_future(self._ops, fd, events, fut)
         try:
             await fut
         except exceptions.CancelledError:
