@@ -8,9 +8,11 @@ import threading
 
 import pytest
 
+import uringloop
 from uringloop import ring as ringmod
 from uringloop._uring import lib
-from uringloop.ring import CQE_F_32, CQE_F_BUFFER, CQE_F_MORE, CQE_BUFFER_SHIFT, Mask, Ring
+from uringloop.ring import (CQE_F_32, CQE_F_BUFFER, CQE_F_MORE, CQE_BUFFER_SHIFT, Mask, Ring,
+                            Sizes)
 
 NO_MASK = Mask()
 
@@ -199,6 +201,29 @@ def test_timeout_without_ext_arg():
 def test_unknown_mask_name_is_an_error():
     with pytest.raises(ValueError, match="unknown name 'cqe_mixd'"):
         Mask.from_env("cqe_mixd")
+
+
+def test_ring_sizes_come_from_the_environment(monkeypatch):
+    """URINGLOOP_RING sizes each new loop's io_uring and buffer ring."""
+    monkeypatch.setenv("URINGLOOP_RING", "entries=8, cq_entries=64,buffers=8,buffer_size=1024")
+    loop = uringloop.new_event_loop()
+    try:
+        assert (loop.features.sq_entries, loop.features.cq_entries) == (8, 64)
+        assert Sizes.from_env() == Sizes(8, 64, 8, 1024)
+    finally:
+        loop.close()
+    assert Sizes.from_env("") == Sizes()
+
+
+@pytest.mark.parametrize("value, words", [
+    ("cq=64", "unknown name 'cq'"),
+    ("entries=0", "entries must be a positive integer, not '0'"),
+    ("buffer_size=4k", "buffer_size must be a positive integer, not '4k'"),
+    ("buffers=48", "buffers must be a power of two up to 32768, not 48"),
+])
+def test_bad_ring_sizes_are_an_error(value, words):
+    with pytest.raises(ValueError, match=words):
+        Sizes.from_env(value)
 
 
 @pytest.mark.parametrize("value, code, words", [

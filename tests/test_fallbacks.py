@@ -217,8 +217,7 @@ def test_buffer_ring_exhaustion_loses_nothing(monkeypatch):
     """With only 4 provided buffers, 40 connections sending at once run the
     ring dry: multishot receives end with ENOBUFS and are re-armed, and
     every byte still arrives, in order, on the right connection."""
-    monkeypatch.setattr(loopmod, "BUFFER_COUNT", 4)
-    monkeypatch.setattr(loopmod, "BUFFER_SIZE", 4096)
+    monkeypatch.setenv("URINGLOOP_RING", "buffers=4,buffer_size=4096")
     loop = uringloop.new_event_loop()
 
     async def main():

@@ -339,12 +339,10 @@ def assert_refused(family, address):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_server_close_closes_listening_sockets(run, family, tmp_path):
-    """close() closes every listening socket before returning; after
-    wait_closed() the address refuses connections and the fd count is what
-    it was before the server was made.
-
-    asyncio and uvloop both already refuse right after close(), but only
-    the state after wait_closed() is asserted for that."""
+    """close() closes every listening socket before returning: right after
+    it the address refuses connections (a pre-forked worker's peers would
+    otherwise queue on a listener nobody serves) and the fd count is what
+    it was before the server was made; wait_closed() then returns."""
 
     async def main():
         # libuv opens a spare fd the first time a loop listens (to recover
@@ -361,9 +359,9 @@ def test_server_close_closes_listening_sockets(run, family, tmp_path):
         assert open_fds() > fds
         server.close()
         assert [sock.fileno() for sock in socks] == [-1] * len(socks)
-        await wait(server.wait_closed())
         assert_refused(family, address)
         assert open_fds() == fds
+        await wait(server.wait_closed())
 
     run(main())
 
@@ -371,8 +369,7 @@ def test_server_close_closes_listening_sockets(run, family, tmp_path):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_server_close_after_serving_a_connection(run, family, tmp_path):
     """Once the server has accepted (and finished) a connection, too:
-    fileno() is -1 right after close(), and after wait_closed() the address
-    refuses connections."""
+    right after close() fileno() is -1 and the address refuses connections."""
 
     async def main():
         servers = Collect(ContextProtocol)
@@ -386,8 +383,8 @@ def test_server_close_after_serving_a_connection(run, family, tmp_path):
         await wait(client.lost)
         server.close()
         assert [sock.fileno() for sock in socks] == [-1] * len(socks)
-        await wait(server.wait_closed())
         assert_refused(family, address)
+        await wait(server.wait_closed())
 
     run(main())
 

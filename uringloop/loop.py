@@ -16,7 +16,7 @@ from asyncio.log import logger
 
 from . import _c
 from .handle import Handle, callback_failed
-from .ring import CQE_F_MORE, FORKED_MESSAGE, Mask, Ring
+from .ring import CQE_F_MORE, FORKED_MESSAGE, Mask, Ring, Sizes
 from .serving import ServingMethods
 from .sockets import SocketMethods
 from .tls import TLSMethods
@@ -38,11 +38,10 @@ _ABANDONED = []
 
 POLLIN = 0x001
 
-# The loop-wide provided-buffer ring that multishot receives pick from.
+# The loop-wide provided-buffer ring that multishot receives pick from
+# (by default 128 x 64 KiB: 8 MiB of address space, resident only as far
+# as used; URINGLOOP_RING sizes it, see ring.Sizes).
 BUFFER_GROUP = 0
-# 128 x 64 KiB: 8 MiB of address space, resident only as far as used.
-BUFFER_COUNT = 128
-BUFFER_SIZE = 64 * 1024
 
 
 def _format_handle(handle):
@@ -86,8 +85,9 @@ class Loop(TLSMethods, ServingMethods, SocketMethods, base_events.BaseEventLoop)
     def __init__(self):
         super().__init__()
         self._mask = Mask.from_env()
+        self._sizes = Sizes.from_env()
         try:
-            self._ring = Ring(mask=self._mask)
+            self._ring = self._new_ring()
         except BaseException:
             self._closed = True             # nothing for __del__ to close
             raise
@@ -104,6 +104,9 @@ class Loop(TLSMethods, ServingMethods, SocketMethods, base_events.BaseEventLoop)
         self._wakeup_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._wakeup_pending = False
         self._arm_wakeup()
+
+    def _new_ring(self):
+        return Ring(self._sizes.entries, self._sizes.cq_entries, mask=self._mask)
 
     # -- public extras
 
@@ -146,7 +149,8 @@ class Loop(TLSMethods, ServingMethods, SocketMethods, base_events.BaseEventLoop)
             if self._buffers_failed:
                 return None
             try:
-                self._buffers = self._ring.buffer_ring(BUFFER_GROUP, BUFFER_COUNT, BUFFER_SIZE)
+                self._buffers = self._ring.buffer_ring(BUFFER_GROUP, self._sizes.buffers,
+                                                       self._sizes.buffer_size)
             except OSError:
                 self._buffers_failed = True
                 return None
@@ -169,6 +173,12 @@ class Loop(TLSMethods, ServingMethods, SocketMethods, base_events.BaseEventLoop)
         self._close_ring()
         fd, self._wakeup_fd = self._wakeup_fd, -1
         os.close(fd)
+        # The sockets of servers never closed are their Servers' again, as
+        # on asyncio's loop: they close (with a ResourceWarning) when those
+        # are collected, not when this closed loop is.
+        self._acceptors.clear()
+        self._owned_fds.clear()
+        self._unix_server_sockets.clear()
 
     def _adopt_thread(self):
         """Make the ring drivable from the thread about to run the loop.
@@ -191,7 +201,7 @@ class Loop(TLSMethods, ServingMethods, SocketMethods, base_events.BaseEventLoop)
                 f"{ring.thread}; only that thread can run it until that I/O is closed")
         self._release_buffers()
         ring.close()                        # the kernel drops the wakeup poll
-        self._ring = Ring(mask=self._mask)
+        self._ring = self._new_ring()
         self._ops.reset(self._ring.address)
         self._arm_wakeup()
         self._ring.enable()

@@ -132,6 +132,39 @@ class Features:
 
 
 @dataclasses.dataclass(frozen=True)
+class Sizes:
+    """URINGLOOP_RING, parsed: how big each loop's rings are.  `entries`
+    and `cq_entries` size the io_uring (the kernel rounds them up to
+    powers of two); `buffers` (a power of two) of `buffer_size` bytes
+    each make the provided-buffer ring that receives pick from."""
+
+    entries: int = DEFAULT_ENTRIES
+    cq_entries: int = DEFAULT_CQ_ENTRIES
+    buffers: int = 128
+    buffer_size: int = 64 * 1024
+
+    @classmethod
+    def from_env(cls, value=None):
+        if value is None:
+            value = os.environ.get("URINGLOOP_RING", "")
+        sizes = {}
+        for item in filter(None, (part.strip().lower() for part in value.split(","))):
+            name, _, number = item.partition("=")
+            if name not in cls.__dataclass_fields__:
+                known = ", ".join(cls.__dataclass_fields__)
+                raise ValueError(f"URINGLOOP_RING: unknown name {name!r}; known: {known}")
+            if not number.isdigit() or int(number) < 1:
+                raise ValueError(f"URINGLOOP_RING: {name} must be a positive integer, "
+                                 f"not {number!r}")
+            sizes[name] = int(number)
+        made = cls(**sizes)
+        if made.buffers & (made.buffers - 1) or made.buffers > 32768:
+            raise ValueError(f"URINGLOOP_RING: buffers must be a power of two up to 32768, "
+                             f"not {made.buffers}")
+        return made
+
+
+@dataclasses.dataclass(frozen=True)
 class Mask:
     """URINGLOOP_DISABLE, parsed."""
 
@@ -362,6 +395,11 @@ class Ring:
             self.check(n)
             return 0
         return n
+
+    def flush(self):
+        """Submit what is queued and run the kernel's deferred work for this
+        thread now, outside the loop's wait; False if the ring refused."""
+        return lib.ul_flush(self._r) == 0
 
     def buffer_ring(self, bgid, count, size):
         return BufferRing(self, bgid, count, size)

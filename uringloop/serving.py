@@ -5,10 +5,10 @@ base_events.Server do the address handling and bookkeeping; they call the
 loop's _start_serving and _stop_serving hooks for each listening socket,
 implemented here.
 
-Closing a listening socket follows the transports' fd-lifetime rule: the
-socket object is detached at once (server.sockets read as closed, as on
-asyncio's loop), the accept is cancelled, and the fd closes at its final
-completion.  The server's wait_closed() waits for that too.
+Closing a listening socket closes it at once, as on asyncio's loop (see
+_Accept.stop for how that keeps the fd-lifetime rule); the server's
+wait_closed() also waits for any listener whose close had to wait for its
+accept's final completion.
 """
 import contextvars
 import errno
@@ -67,22 +67,31 @@ class _Accept:
         self.ud = loop._start_op(self, prep, self.fd, _ACCEPT_FLAGS)
 
     def stop(self):
-        """Stop accepting: the socket object reads as closed now, the fd
-        closes after the accept's final completion."""
+        """Stop accepting at once, as asyncio's loop does: the socket object
+        reads as closed now, and the listener is closed (connects are
+        refused) before this returns.  The cancel is submitted and the
+        kernel's deferred work run first, so no request still holds the
+        socket or will look up its fd number; if the ring refuses that, the
+        fd closes after the accept's final completion instead."""
         self.stopped = True
         self.sock.detach()
         self.closed = self.loop.create_future()
         if isinstance(self.server, Server):
             self.server._listeners_closing.append(self.closed)
         if self.ud:
-            self.loop._ring.prep_cancel(self.ud)
-            self.loop._releasing.add(self)
-        else:
-            self._close_fd()
+            ring = self.loop._ring
+            ring.prep_cancel(self.ud)
+            if not ring.flush():
+                self.loop._releasing.add(self)
+                return
+        self._close_fd()
 
     def _close_fd(self):
         self.loop._releasing.discard(self)
+        if self.fd < 0:
+            return
         os.close(self.fd)
+        self.fd = -1
         # A closed loop (this runs from its close()) can no longer wake
         # wait_closed(), and would raise trying to schedule it.
         if not self.closed.done() and not self.loop.is_closed():

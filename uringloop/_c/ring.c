@@ -380,6 +380,18 @@ int ul_wait(struct ul_ring *r, long long timeout_ns)
     return reap(r);
 }
 
+/* Submit everything queued and let the kernel run the work it deferred
+ * for this task (DEFER_TASKRUN), so a cancelled request is finished and
+ * has let go of its file; its completion stays in the CQ for ul_wait.
+ * Returns 0 or -errno. */
+int ul_flush(struct ul_ring *r)
+{
+    if (!r->enabled)
+        return -EBADFD;
+    int ret = submit(r, UL_ENTER_GETEVENTS, 0, NULL, 0);
+    return ret < 0 ? ret : 0;
+}
+
 /* ---- provided-buffer rings --------------------------------------------- */
 
 static void *map_anon(size_t len)

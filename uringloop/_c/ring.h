@@ -77,6 +77,7 @@ int ul_ring_enable(struct ul_ring *r);
 void ul_ring_exit(struct ul_ring *r);
 void ul_ring_forget(struct ul_ring *r);
 int ul_wait(struct ul_ring *r, long long timeout_ns);
+int ul_flush(struct ul_ring *r);
 
 int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
                     unsigned count, unsigned size, void *memory);

@@ -25,6 +25,7 @@ lifetime is the base transport's (base.py).
 import collections
 import errno
 import os
+import select
 import socket
 from asyncio import constants, futures, protocols, transports
 from asyncio.log import logger
@@ -131,6 +132,26 @@ class _Send:
         self.transport._sent(res, chunks)
 
 
+class _Writable:
+    """A POLLOUT wait standing in for the send in flight: after the kernel
+    handed a send's EAGAIN back, the queue goes out once there is room."""
+
+    __slots__ = ("transport", "context")
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.context = transport._context
+
+    def complete(self, res, flags):
+        t = self.transport
+        t._live -= 1
+        t._sending = False
+        if t._conn_lost or t._released:
+            t._release_if_idle()
+        elif t._pending:
+            t._send_pending()
+
+
 class StreamTransport(RingTransport, transports.Transport):
     """asyncio.Transport for a connected stream socket."""
 
@@ -217,6 +238,15 @@ class StreamTransport(RingTransport, transports.Transport):
     def _stop_reading(self):
         if self._recv_ud:
             self._loop._ring.prep_cancel(self._recv_ud)
+
+    def _cancel_all(self):
+        """The receive is cancelled by its user_data, which the kernel finds
+        by hash; only a send in flight needs the cancel by fd, which scans
+        every request in the ring (closing thousands of transports at once
+        would otherwise cost time quadratic in their number)."""
+        self._stop_reading()
+        if self._sending:
+            super()._cancel_all()
 
     def _received_into(self, res, data):
         """A single receive ended: `res` bytes arrived (in `data`; None
@@ -383,6 +413,9 @@ class StreamTransport(RingTransport, transports.Transport):
         if self._conn_lost or self._released:
             self._release_if_idle()
             return
+        if res == -errno.EAGAIN:
+            self._send_when_writable(chunks)
+            return
         if res < 0:
             if res != -errno.ECANCELED:
                 self._pending = None
@@ -404,6 +437,18 @@ class StreamTransport(RingTransport, transports.Transport):
                 self._call_connection_lost(None)
             elif self._eof:
                 self._shutdown_write()
+
+    def _send_when_writable(self, chunks):
+        """Nothing went out: the kernel gives a non-blocking socket's EAGAIN
+        back where it stops polling for room itself (seen when the peer
+        half-closes while a send waits).  The chunks return to the front of
+        the queue, which a POLLOUT wait sends on."""
+        self._pending = [*chunks, *(self._pending or ())]
+        self._pending_size += sum(map(len, chunks))
+        loop = self._loop
+        loop._start_op(_Writable(self), loop._ring.prep_poll, self._fd, select.POLLOUT)
+        self._sending = True
+        self._live += 1
 
     @staticmethod
     def _unsent(chunks, sent):
@@ -443,3 +488,4 @@ class StreamTransport(RingTransport, transports.Transport):
 
 _c.install_stream(StreamTransport, _Recv, _Send, MESSAGES)
 _c.register_kind(_RecvPrivate)
+_c.register_kind(_Writable)

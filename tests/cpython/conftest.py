@@ -1,0 +1,43 @@
+"""Runs CPython's asyncio tests with the policy of the loop under test
+installed, each test under its own timeout, and marks the reviewed
+expected failures (uringloop only) as strict xfail."""
+import asyncio
+import fnmatch
+import gc
+
+import pytest
+
+from . import expected_failures
+from .suite_loops import KIND, POLICY
+
+# A hang costs this much and no more: the rest of the suite goes on.
+TEST_TIMEOUT = 30
+
+
+@pytest.fixture(autouse=True)
+def loop_policy():
+    asyncio.set_event_loop_policy(POLICY())
+    yield
+    asyncio.set_event_loop_policy(None)
+    # What a failed test left behind is collected (and warned about) now,
+    # not inside the next test, which may count ResourceWarnings.
+    gc.collect()
+
+
+def _expected(test_id):
+    for pattern, reason in expected_failures.EXPECTED.items():
+        if fnmatch.fnmatchcase(test_id, pattern):
+            return reason
+    return None
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        cls = getattr(item, "cls", None)
+        if cls is None or not hasattr(cls, "cpython_id"):
+            continue
+        item.add_marker(pytest.mark.timeout(TEST_TIMEOUT))
+        reason = _expected(f"{cls.cpython_id}.{item.name}") if KIND == "uringloop" else None
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(reason=str(reason), strict=True,
+                                              run=not reason.hangs))

@@ -1,0 +1,176 @@
+"""The reviewed list of CPython asyncio tests that do not pass on uringloop
+yet, each with its reason.  Keys are CPython's `module.Class.test` names:
+the class whose tests the runner takes (its loop replaced by uringloop's).
+
+conftest.py marks each entry strict xfail, so a test that starts passing
+fails the run until its entry is removed: every feature issue deletes its
+reason's entries.  HANGS_ entries wait for a peer that never comes; they
+are reported as expected failures without being run, to spare the timeout.
+
+Reviewed on CPython 3.11 (the Python CI runs).
+"""
+
+
+class Reason(str):
+    """Why a test is expected to fail."""
+    hangs = False
+
+
+class Hangs(Reason):
+    """Why a test is expected to hang: it is reported, not run."""
+    hangs = True
+
+
+TLS = Reason("feature not built yet (issue 11: TLS)")
+HANGS_TLS = Hangs("feature not built yet (issue 11: TLS); hangs: the peer thread waits for a "
+                  "handshake that never starts")
+SENDFILE = Reason("feature not built yet (issue 11: sendfile)")
+UDP = Reason("feature not built yet (issue 12: UDP)")
+FD_WATCHERS = Reason("feature not built yet (issue 12: fd watchers)")
+SIGNALS = Reason("feature not built yet (issue 13: signals)")
+SUBPROCESS = Reason("feature not built yet (issue 13: subprocesses)")
+PIPES = Reason("feature not built yet (issue 13: pipes)")
+SELECTOR = Reason("inspects selector internals (loop._selector, "
+                  "_sock_sendfile_native_impl, asyncio.unix_events.os)")
+
+EXPECTED = {
+    # FD_WATCHERS: add_reader / add_writer
+    "test_events.EPollEventLoopTests.test_reader_callback": FD_WATCHERS,
+    "test_events.EPollEventLoopTests.test_remove_fds_after_closing": FD_WATCHERS,
+    "test_events.EPollEventLoopTests.test_writer_callback": FD_WATCHERS,
+    "test_unix_events.TestFunctional.test_add_reader_invalid_argument": FD_WATCHERS,
+    "test_unix_events.TestFunctional.test_add_reader_or_writer_transport_fd": FD_WATCHERS,
+
+    # PIPES: connect_read_pipe / connect_write_pipe (pipes and ptys)
+    "test_events.EPollEventLoopTests.test_bidirectional_pty": PIPES,
+    "test_events.EPollEventLoopTests.test_read_pipe": PIPES,
+    "test_events.EPollEventLoopTests.test_read_pty_output": PIPES,
+    "test_events.EPollEventLoopTests.test_unclosed_pipe_transport": PIPES,
+    "test_events.EPollEventLoopTests.test_write_pipe": PIPES,
+    "test_events.EPollEventLoopTests.test_write_pipe_disconnect_on_close": PIPES,
+    "test_events.EPollEventLoopTests.test_write_pty": PIPES,
+    "test_streams.StreamTests.test_read_all_from_pipe_reader": PIPES,
+
+    # SELECTOR: the selector loop's own internals
+    "test_events.EPollEventLoopTests.test_timeout_rounding": SELECTOR,
+    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_blocking_error": SELECTOR,
+    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_cancel1": SELECTOR,
+    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_cancel2": SELECTOR,
+    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_exception": SELECTOR,
+    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_not_available": SELECTOR,
+    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_os_error_first_call": SELECTOR,
+    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_os_error_next_call": SELECTOR,
+
+    # SENDFILE: loop.sendfile / sock_sendfile on the ring
+    "test_sendfile.EPollEventLoopTests.test_sendfile_force_unsupported_native": SENDFILE,
+    "test_sendfile.EPollEventLoopTests.test_sendfile_prevents_bare_write": SENDFILE,
+    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_iobuffer": SENDFILE,
+    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_not_a_file": SENDFILE,
+    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_not_regular_file": SENDFILE,
+
+    # SIGNALS: add_signal_handler
+    "test_events.EPollEventLoopTests.test_add_signal_handler": SIGNALS,
+    "test_events.EPollEventLoopTests.test_signal_handling_args": SIGNALS,
+    "test_events.EPollEventLoopTests.test_signal_handling_while_selecting": SIGNALS,
+
+    # SUBPROCESS: subprocess_exec / subprocess_shell
+    "test_events.EPollEventLoopTests.test_subprocess_close_after_finish": SUBPROCESS,
+    "test_events.EPollEventLoopTests.test_subprocess_close_client_stream": SUBPROCESS,
+    "test_events.EPollEventLoopTests.test_subprocess_exec": SUBPROCESS,
+    "test_events.EPollEventLoopTests.test_subprocess_exitcode": SUBPROCESS,
+    "test_events.EPollEventLoopTests.test_subprocess_interactive": SUBPROCESS,
+    "test_events.EPollEventLoopTests.test_subprocess_kill": SUBPROCESS,
+    "test_events.EPollEventLoopTests.test_subprocess_send_signal": SUBPROCESS,
+    "test_events.EPollEventLoopTests.test_subprocess_shell": SUBPROCESS,
+    "test_events.EPollEventLoopTests.test_subprocess_stderr": SUBPROCESS,
+    "test_events.EPollEventLoopTests.test_subprocess_stderr_redirect_to_stdout": SUBPROCESS,
+    "test_events.EPollEventLoopTests.test_subprocess_terminate": SUBPROCESS,
+    "test_events.EPollEventLoopTests.test_subprocess_wait_no_same_group": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_cancel_make_subprocess_transport_exec": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_cancel_post_init": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_cancel_process_wait": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_close_dont_kill_finished": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_close_kill_running": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_communicate": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_communicate_ignore_broken_pipe": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_create_subprocess_exec_with_path": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_devnull_error": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_devnull_input": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_devnull_output": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_devstdin_input": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_empty_input": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_kill": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_kill_issue43884": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_pause_reading": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_popen_error": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_popen_error_with_stdin_pipe": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_read_stdout_after_process_exit": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_send_signal": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_shell": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_start_new_session": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_stdin_broken_pipe": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_stdin_not_inheritable": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_stdin_stdout": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_subprocess_communicate_stdout": SUBPROCESS,
+    "test_subprocess.SubprocessThreadedWatcherTests.test_terminate": SUBPROCESS,
+
+    # TLS: ssl=, start_tls
+    "test_events.EPollEventLoopTests.test_create_server_ssl": TLS,
+    "test_events.EPollEventLoopTests.test_create_server_ssl_match_failed": TLS,
+    "test_events.EPollEventLoopTests.test_create_server_ssl_verified": TLS,
+    "test_events.EPollEventLoopTests.test_create_server_ssl_verify_failed": TLS,
+    "test_events.EPollEventLoopTests.test_create_ssl_connection": TLS,
+    "test_events.EPollEventLoopTests.test_create_ssl_unix_connection": TLS,
+    "test_events.EPollEventLoopTests.test_create_unix_server_ssl": TLS,
+    "test_events.EPollEventLoopTests.test_create_unix_server_ssl_verified": TLS,
+    "test_events.EPollEventLoopTests.test_create_unix_server_ssl_verify_failed": TLS,
+    "test_events.EPollEventLoopTests.test_ssl_connect_accepted_socket": TLS,
+    "test_sendfile.EPollEventLoopTests.test_sendfile_ssl": TLS,
+    "test_sendfile.EPollEventLoopTests.test_sendfile_ssl_close_peer_after_receiving": TLS,
+    "test_sendfile.EPollEventLoopTests.test_sendfile_ssl_partial": TLS,
+    "test_sendfile.EPollEventLoopTests.test_sendfile_ssl_pre_and_post_data": TLS,
+    "test_ssl.TestSSL.test_connect_timeout_warning": TLS,
+    "test_ssl.TestSSL.test_create_connection_memory_leak": TLS,
+    "test_ssl.TestSSL.test_create_connection_ssl_1": TLS,
+    "test_ssl.TestSSL.test_create_connection_ssl_failed_certificate": TLS,
+    "test_ssl.TestSSL.test_create_connection_ssl_slow_handshake": TLS,
+    "test_ssl.TestSSL.test_create_server_ssl_1": TLS,
+    "test_ssl.TestSSL.test_create_server_ssl_over_ssl": TLS,
+    "test_ssl.TestSSL.test_flush_before_shutdown": TLS,
+    "test_ssl.TestSSL.test_handshake_timeout_handler_leak": TLS,
+    "test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data": TLS,
+    "test_ssl.TestSSL.test_shutdown_cleanly": TLS,
+    "test_ssl.TestSSL.test_shutdown_timeout_handler_leak": TLS,
+    "test_ssl.TestSSL.test_shutdown_timeout_handler_not_set": TLS,
+    "test_ssl.TestSSL.test_ssl_handshake_connection_lost": TLS,
+    "test_ssl.TestSSL.test_ssl_handshake_timeout": TLS,
+    "test_ssl.TestSSL.test_start_tls_client_buf_proto_1": HANGS_TLS,
+    "test_ssl.TestSSL.test_start_tls_client_corrupted_ssl": TLS,
+    "test_ssl.TestSSL.test_start_tls_client_reg_proto_1": HANGS_TLS,
+    "test_ssl.TestSSL.test_start_tls_server_1": HANGS_TLS,
+    "test_ssl.TestSSL.test_start_tls_slow_client_cancel": HANGS_TLS,
+    "test_sslproto.SelectorStartTLSTests.test_create_connection_memory_leak": TLS,
+    "test_sslproto.SelectorStartTLSTests.test_create_connection_ssl_failed_certificate": TLS,
+    "test_sslproto.SelectorStartTLSTests.test_create_connection_ssl_slow_handshake": TLS,
+    "test_sslproto.SelectorStartTLSTests.test_handshake_timeout": TLS,
+    "test_sslproto.SelectorStartTLSTests.test_start_tls_client_buf_proto_1": TLS,
+    "test_sslproto.SelectorStartTLSTests.test_start_tls_client_corrupted_ssl": TLS,
+    "test_sslproto.SelectorStartTLSTests.test_start_tls_client_reg_proto_1": HANGS_TLS,
+    "test_sslproto.SelectorStartTLSTests.test_start_tls_server_1": HANGS_TLS,
+    "test_sslproto.SelectorStartTLSTests.test_start_tls_slow_client_cancel": HANGS_TLS,
+    "test_sslproto.SelectorStartTLSTests.test_start_tls_wrong_args": TLS,
+    "test_streams.StreamTests.test_open_connection_no_loop_ssl": TLS,
+    "test_streams.StreamTests.test_open_unix_connection_no_loop_ssl": TLS,
+    "test_streams.StreamTests.test_start_tls": TLS,
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_ssl_noserverhost": TLS,
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_ssl_bool": TLS,
+
+    # UDP: create_datagram_endpoint, sock_recvfrom / sock_sendto
+    "test_events.EPollEventLoopTests.test_create_datagram_endpoint": UDP,
+    "test_events.EPollEventLoopTests.test_create_datagram_endpoint_ipv6": UDP,
+    "test_events.EPollEventLoopTests.test_create_datagram_endpoint_sock": UDP,
+    "test_sendfile.EPollEventLoopTests.test_sendfile_not_supported": UDP,
+    "test_sock_lowlevel.EPollEventLoopTests.test_recvfrom": UDP,
+    "test_sock_lowlevel.EPollEventLoopTests.test_recvfrom_into": UDP,
+    "test_sock_lowlevel.EPollEventLoopTests.test_sendto_blocking": UDP,
+}
