@@ -1,6 +1,6 @@
 """The reviewed list of CPython asyncio tests that do not pass on uringloop
-yet, each with its reason.  Keys are CPython's `module.Class.test` names:
-the class whose tests the runner takes (its loop replaced by uringloop's).
+yet, each with its reason.  Keys are CPython's `module.Class.test` names
+(the class whose tests the runner takes, its loop replaced by uringloop's).
 
 conftest.py marks each entry strict xfail, so a test that starts passing
 fails the run until its entry is removed: every feature issue deletes its

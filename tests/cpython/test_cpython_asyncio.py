@@ -19,6 +19,7 @@ import pytest
 from test.test_asyncio import test_events
 from test.test_asyncio import utils as test_utils
 
+from . import expected_failures
 from .suite_loops import make_loop
 
 # Run at CPython's own warning settings: some tests provoke ResourceWarnings
@@ -51,10 +52,22 @@ def _new_loop(self):
     return make_loop()
 
 
-def _test_loop_setUp(self):
+def _events_setUp(self):
+    test_events.EventLoopTestsMixin.setUp(self)
+
+
+def _events_tearDown(self):
+    test_events.EventLoopTestsMixin.tearDown(self)
+
+
+def _subprocess_setUp(self):
     test_utils.TestCase.setUp(self)
     self.loop = make_loop()
     self.set_event_loop(self.loop)
+
+
+def _subprocess_tearDown(self):
+    test_utils.TestCase.tearDown(self)
 
 
 # The selector loop's classes attach a child watcher to their loop in setUp
@@ -62,10 +75,8 @@ def _test_loop_setUp(self):
 # uringloop reap their own, and 3.14 has no watchers): these set up the
 # loop alone, as the mixin beneath does.
 WITHOUT_CHILD_WATCHER = {
-    "test_events": {"setUp": lambda self: test_events.EventLoopTestsMixin.setUp(self),
-                    "tearDown": lambda self: test_events.EventLoopTestsMixin.tearDown(self)},
-    "test_subprocess": {"setUp": _test_loop_setUp,
-                        "tearDown": lambda self: test_utils.TestCase.tearDown(self)},
+    "test_events": {"setUp": _events_setUp, "tearDown": _events_tearDown},
+    "test_subprocess": {"setUp": _subprocess_setUp, "tearDown": _subprocess_tearDown},
 }
 
 
@@ -105,3 +116,12 @@ for _module_name, _names in LOOP_LEVEL.items():
 
 # pytest collects every TestCase in the namespace, whatever its name.
 del _module_name, _module, _name, _names, _cls
+
+
+def test_every_expected_failure_names_a_test():
+    """An entry whose test was renamed or removed would never be checked."""
+    loader = unittest.TestLoader()
+    ids = {f"{cls.cpython_id}.{name}"
+           for cls in globals().values() if hasattr(cls, "cpython_id")
+           for name in loader.getTestCaseNames(cls)}
+    assert sorted(set(expected_failures.EXPECTED) - ids) == []
