@@ -782,6 +782,27 @@ def test_no_slow_callback_warning_without_debug(loop, run, caplog):
     assert _slow_records(caplog) == []
 
 
+@pytest.mark.parametrize("debug", [False, True], ids=["normal", "debug"])
+def test_a_failed_task_nobody_holds_is_reported_at_once(loop, run, debug):
+    """A task that raised, which nothing refers to, is freed as soon as its
+    step has run, and its "exception was never retrieved" reaches the
+    exception handler then, in debug mode too: the loop's own frames keep
+    no handle alive (a traceback made in the callback links to them)."""
+    loop.set_debug(debug)
+    reported = []
+    loop.set_exception_handler(lambda loop, context: reported.append(context["message"]))
+
+    async def fails():
+        raise ZeroDivisionError
+
+    async def main():
+        asyncio.ensure_future(fails())
+        await asyncio.sleep(0)
+        return list(reported)
+
+    assert run(main()) == ["Task exception was never retrieved"]
+
+
 # -- 10. threads
 
 

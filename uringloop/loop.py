@@ -339,6 +339,9 @@ class Loop(TLSMethods, ServingMethods, SocketMethods, base_events.BaseEventLoop)
             handle = ready.popleft()
             if not handle._cancelled:
                 self._run_timed(handle)
+            # A traceback made inside the callback links to these frames: it
+            # must not keep the handle, and so the callback's task, alive.
+            handle = None
 
     def _run_timed(self, handle):
         try:
@@ -349,7 +352,7 @@ class Loop(TLSMethods, ServingMethods, SocketMethods, base_events.BaseEventLoop)
             if took >= self.slow_callback_duration:
                 logger.warning("Executing %s took %.3f seconds", _format_handle(handle), took)
         finally:
-            self._current_handle = None
+            self._current_handle = handle = None
 
 
 # call_soon, _run_ready, create_future, create_task, time and get_debug in
