@@ -599,11 +599,14 @@ CTRL_C_CHILD = textwrap.dedent(r"""
         reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
         writer.write(b"ping")
         assert await reader.readexactly(4) == b"ping"
+        # (From 3.12 on, a cancelled serve_forever() waits for its open
+        # connections to close: asyncio.run would hang on this one.)
+        writer.close()
+        await writer.wait_closed()
         print("serving", flush=True)
         try:
             await server.serve_forever()
         finally:
-            writer.close()
             print("cleanup ran", flush=True)
 
     kind = sys.argv[1]
