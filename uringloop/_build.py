@@ -1,7 +1,11 @@
 """cffi builder for uringloop's C core (API mode, compiled at install time).
 
 setup.py names `ffibuilder` in `cffi_modules`; `pip install -e .` rebuilds it.
+
+URINGLOOP_SANITIZE=address,undefined (any of gcc's -fsanitize= names) at build
+time compiles the core with those sanitizers; scripts/sanitize.sh uses it.
 """
+import os
 import pathlib
 import re
 
@@ -53,6 +57,18 @@ struct msghdr {
 };
 """ + _PROTOTYPES
 
+COMPILE_ARGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+LINK_ARGS = []
+SANITIZE = os.environ.get("URINGLOOP_SANITIZE", "").strip()
+if SANITIZE:
+    # -O1 -g and frame pointers give exact stack traces; a finding of any
+    # sanitizer aborts rather than printing and carrying on, so it fails the
+    # run.  CPython's CFLAGS add -fwrapv, which would make signed overflow
+    # defined and hide it from UBSan: our code must not rely on it.
+    SANITIZE_ARGS = [f"-fsanitize={SANITIZE}", "-fno-sanitize-recover=all"]
+    COMPILE_ARGS += SANITIZE_ARGS + ["-O1", "-g", "-fno-omit-frame-pointer", "-fno-wrapv"]
+    LINK_ARGS += SANITIZE_ARGS
+
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
@@ -60,7 +76,8 @@ ffibuilder.set_source(
     '#include <sys/socket.h>\n#include <sys/uio.h>\n#include "ring.h"',
     sources=[str(C_DIR.relative_to(HERE.parent) / name) for name in SOURCES],
     include_dirs=[str(C_DIR.relative_to(HERE.parent))],
-    extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+    extra_compile_args=COMPILE_ARGS,
+    extra_link_args=LINK_ARGS,
     # The op table, stream and callbacks use CPython's full C API: the
     # module is built per Python version, not as one abi3 module.
     py_limited_api=False,

@@ -1,0 +1,45 @@
+"""pytest plugin for scripts/sanitize.sh (-p sanitize_select): which tests run.
+
+Only uringloop's own loop kinds: the memory-safety runs check our C code,
+and the asyncio and uvloop copies of each behavioural test never reach it.
+Tests without a loop kind (the ring's own tests) are kept.
+
+Under valgrind, also not the tests below.  Valgrind 3.19 (Debian 12) does
+not treat io_uring_enter as a call that may block: it keeps its global lock
+through the wait, so no other thread runs and no signal is delivered until
+a completion arrives (fixed in valgrind 3.23, bug 428364).  A test in which
+another thread must act while the loop waits hangs for good.
+"""
+import os
+import re
+
+VALGRIND_SKIP = [
+    # The loop waits for a thread: getaddrinfo(None) in the executor, a
+    # loop driven from a second thread, a thread sending signals.
+    r"test_create_server_hosts\[.*none\]",
+    r"test_loop_run_from_two_threads\[",
+    r"test_signal_storm_while_serving\[",
+    # /proc/self/fd also lists valgrind's own fds, above the limit it sets.
+    r"test_emfile_while_connecting\[",
+    # Too slow under valgrind: 1 MiB echoed through 100-byte buffers (2
+    # minutes each with --track-origins), the half-close test (15 s), and
+    # 500 connections echoing 32 KiB each against a 10 s deadline.
+    r"test_buffered_protocol_echo\[.*-100-1048576B\]",
+    r"test_peer_half_closing_while_data_is_queued",
+    r"test_500_connections_at_once_overrun_the_buffer_ring\[",
+]
+UNDER_VALGRIND = "vgpreload" in os.environ.get("LD_PRELOAD", "")   # valgrind preloads its own
+
+
+def skipped(item):
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if params.get("loop_kind") in ("asyncio", "uvloop"):
+        return True
+    return UNDER_VALGRIND and any(re.match(pattern, item.name) for pattern in VALGRIND_SKIP)
+
+
+def pytest_collection_modifyitems(config, items):
+    drop = [item for item in items if skipped(item)]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [item for item in items if not skipped(item)]
