@@ -53,6 +53,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+import servers  # noqa: E402  (each role imports only its own loop: servers.new_loop)
 HOST = "127.0.0.1"
 LOOPS = ["uringloop", "asyncio", "uvloop"]
 KINDS = LOOPS + ["uringloop-compat"]
@@ -77,18 +79,13 @@ STEP_TIMEOUT = 300.0
 
 
 def new_loop(kind):
-    """A fresh loop of `kind`; each role imports only its own loop."""
-    if kind in ("uringloop", "uringloop-compat"):
-        if kind == "uringloop-compat" and not os.environ.get("URINGLOOP_DISABLE"):
+    """A fresh loop of `kind` (servers.py's, plus uringloop-compat, which is
+    uringloop with the caller's URINGLOOP_DISABLE)."""
+    if kind == "uringloop-compat":
+        if not os.environ.get("URINGLOOP_DISABLE"):
             raise SystemExit("uringloop-compat: the caller must set URINGLOOP_DISABLE")
-        import uringloop
-        return uringloop.new_event_loop()
-    if kind == "asyncio":
-        return asyncio.SelectorEventLoop()
-    if kind == "uvloop":
-        import uvloop
-        return uvloop.new_event_loop()
-    raise ValueError(f"unknown loop {kind!r}")
+        kind = "uringloop"
+    return servers.new_loop(kind)
 
 
 def client_loop():
