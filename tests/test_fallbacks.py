@@ -252,27 +252,6 @@ def test_buffer_ring_exhaustion_loses_nothing(monkeypatch):
         loop.close()
 
 
-@pytest.mark.parametrize("call", ["create_connection", "create_server", "start_tls"])
-def test_tls_is_refused_clearly(call):
-    import ssl
-    loop = uringloop.new_event_loop()
-    context = ssl.create_default_context()
-
-    async def main():
-        if call == "create_connection":
-            await loop.create_connection(asyncio.Protocol, "127.0.0.1", 1, ssl=context)
-        elif call == "create_server":
-            await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, ssl=context)
-        else:
-            await loop.start_tls(None, None, context)
-
-    try:
-        with pytest.raises(NotImplementedError, match="TLS"):
-            loop.run_until_complete(main())
-    finally:
-        loop.close()
-
-
 def test_nodelay_on_tcp_sockets_made_with_proto_0():
     """Sockets made as socket.socket() have proto 0; uringloop (like uvloop,
     unlike asyncio) still disables Nagle on them, since a large message

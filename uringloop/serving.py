@@ -45,14 +45,19 @@ class _Accept:
     it), run in the context of whoever started the server."""
 
     __slots__ = ("loop", "sock", "fd", "protocol_factory", "server", "context", "ud",
-                 "stopped", "backing_off", "closed")
+                 "stopped", "backing_off", "closed", "sslcontext", "ssl_handshake_timeout",
+                 "ssl_shutdown_timeout")
 
-    def __init__(self, loop, sock, protocol_factory, server):
+    def __init__(self, loop, sock, protocol_factory, server, sslcontext=None,
+                 ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
         self.protocol_factory = protocol_factory
         self.server = server
+        self.sslcontext = sslcontext             # a TLS server's; None for plain TCP
+        self.ssl_handshake_timeout = ssl_handshake_timeout
+        self.ssl_shutdown_timeout = ssl_shutdown_timeout
         self.context = contextvars.copy_context()
         self.ud = 0
         self.stopped = False
@@ -136,12 +141,11 @@ class ServingMethods:
 
     def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None,
                        backlog=100, ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
-        if sslcontext:
-            self._refuse_tls()
         if type(server) is base_events.Server:
             server.__class__ = Server
             server._listeners_closing = []
-        acceptor = _Accept(self, sock, protocol_factory, server)
+        acceptor = _Accept(self, sock, protocol_factory, server, sslcontext,
+                           ssl_handshake_timeout, ssl_shutdown_timeout)
         self._acceptors[sock] = acceptor
         acceptor.arm()
 
@@ -176,6 +180,12 @@ class ServingMethods:
         listener = acceptor.sock
         conn = socket.socket(listener.family, listener.type, listener.proto, fileno=fd)
         conn.setblocking(False)
+        if acceptor.sslcontext:
+            # the handshake runs in the server creator's context, as the
+            # plain path's callbacks do
+            self.create_task(self._accept_tls(conn, acceptor.protocol_factory, acceptor),
+                             context=acceptor.context)
+            return
         protocol = transport = None
         try:
             protocol = acceptor.protocol_factory()

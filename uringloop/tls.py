@@ -1,38 +1,112 @@
-"""TLS: not built yet (issue 11).  Until it is, every way in refuses ssl=
-with NotImplementedError before any socket is made, so no program runs
-unencrypted by mistake."""
-from asyncio import base_events, unix_events
+"""TLS: asyncio's SSLProtocol (a BufferedProtocol: the record layer, the
+handshake and shutdown state machines, their timeouts and errors) over the
+loop's stream transport.  So ssl=, server_hostname, ssl_handshake_timeout,
+ssl_shutdown_timeout and start_tls behave exactly as on asyncio's loop,
+with their validation done by asyncio's own create_connection,
+create_server and start_tls; this mixin supplies the two hooks those call.
 
-TLS_MESSAGE = "uringloop does not support TLS (ssl=) yet"
+The ciphertext rides the stream transport's BufferedProtocol receive (the C
+path: one RECV straight into SSLProtocol's buffer) and its SEND queue;
+start_tls swaps the protocol while reading is paused, and the transport
+hands whatever arrived meanwhile to the new protocol (transports/stream.py).
+"""
+import ssl
+from asyncio import base_events, constants, protocols, sslproto, unix_events
+
+from .transports.stream import StreamTransport
 
 
-def _refusing_tls(method):
-    """asyncio's `method`, raising NotImplementedError for ssl=."""
-    async def wrapper(self, *args, ssl=None, **kwargs):
-        if ssl:
-            self._refuse_tls()
-        return await method(self, *args, **kwargs)
-    wrapper.__name__ = method.__name__
-    wrapper.__qualname__ = f"Loop.{method.__name__}"
-    wrapper.__doc__ = method.__doc__
-    return wrapper
+class _UntilWritable(protocols.Protocol):
+    """Stands in for a protocol whose writing is paused, until the transport
+    resumes it.  The stream transport counts bytes in flight towards the
+    high-water mark, so a large write() right before start_tls() leaves the
+    protocol paused where an epoll loop's kernel may have taken it all; the
+    SSLProtocol that start_tls() swaps in must not receive the resume that
+    pause is owed (it asserts that it was paused)."""
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.protocol = transport.get_protocol()
+        self.resumed = transport._loop.create_future()
+        transport.set_protocol(self)
+
+    def restore(self):
+        if self.transport.get_protocol() is self:
+            self.transport.set_protocol(self.protocol)
+
+    def resume_writing(self):
+        self.restore()
+        self.protocol.resume_writing()
+        if not self.resumed.done():
+            self.resumed.set_result(None)
+
+    def connection_lost(self, exc):
+        self.restore()
+        self.protocol.connection_lost(exc)
+        if not self.resumed.done():
+            self.resumed.set_result(None)   # start_tls then fails as asyncio's does
 
 
 class TLSMethods:
-    """Loop methods that take ssl=, and the hooks asyncio calls for TLS."""
+    """Loop methods: the hooks asyncio's API methods call for ssl=."""
 
-    create_connection = _refusing_tls(base_events.BaseEventLoop.create_connection)
-    create_server = _refusing_tls(base_events.BaseEventLoop.create_server)
-    connect_accepted_socket = _refusing_tls(base_events.BaseEventLoop.connect_accepted_socket)
-    create_unix_connection = _refusing_tls(
-        unix_events._UnixSelectorEventLoop.create_unix_connection)
-    create_unix_server = _refusing_tls(unix_events._UnixSelectorEventLoop.create_unix_server)
+    # BaseEventLoop leaves these two abstract; the Unix selector loop's take
+    # ssl= through to the hooks below as its create_connection does.
+    create_unix_connection = unix_events._UnixSelectorEventLoop.create_unix_connection
+    create_unix_server = unix_events._UnixSelectorEventLoop.create_unix_server
 
-    def _refuse_tls(self):
-        raise NotImplementedError(TLS_MESSAGE)
+    async def start_tls(self, transport, protocol, sslcontext, **kwargs):
+        if (isinstance(transport, StreamTransport) and transport._protocol_paused
+                and isinstance(sslcontext, ssl.SSLContext) and not transport.is_closing()):
+            transport.pause_reading()       # what arrives now is the new protocol's
+            waiting = _UntilWritable(transport)
+            try:
+                await waiting.resumed
+            finally:
+                waiting.restore()
+        return await super().start_tls(transport, protocol, sslcontext, **kwargs)
+    start_tls.__doc__ = base_events.BaseEventLoop.start_tls.__doc__
 
-    def _make_ssl_transport(self, *args, **kwargs):
-        self._refuse_tls()
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
+                            server_side=False, server_hostname=None, extra=None,
+                            server=None,
+                            ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+                            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        StreamTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
 
-    async def start_tls(self, *args, **kwargs):
-        self._refuse_tls()
+    async def _accept_tls(self, conn, protocol_factory, acceptor):
+        """An accepted connection on a TLS server: its handshake, and what
+        asyncio does when that fails (close; report only in debug mode)."""
+        protocol = transport = None
+        try:
+            protocol = protocol_factory()
+            waiter = self.create_future()
+            transport = self._make_ssl_transport(
+                conn, protocol, acceptor.sslcontext, waiter, server_side=True,
+                server=acceptor.server,
+                ssl_handshake_timeout=acceptor.ssl_handshake_timeout,
+                ssl_shutdown_timeout=acceptor.ssl_shutdown_timeout)
+            try:
+                await waiter
+            except BaseException:
+                transport.close()
+                raise
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            if transport is None:
+                conn.close()
+            if self._debug:
+                context = {"message": "Error on transport creation for incoming connection",
+                           "exception": exc}
+                if protocol is not None:
+                    context["protocol"] = protocol
+                if transport is not None:
+                    context["transport"] = transport
+                self.call_exception_handler(context)
+

@@ -155,7 +155,7 @@ class _Writable:
 class StreamTransport(RingTransport, transports.Transport):
     """asyncio.Transport for a connected stream socket."""
 
-    _start_tls_compatible = False
+    _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.FALLBACK
     # No per-instance dict: a server may hold tens of thousands of these.
     __slots__ = ("_buffered", "_paused", "_read_eof", "_eof", "_held", "_recv_op", "_recv_ud",
