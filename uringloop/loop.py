@@ -6,7 +6,7 @@ run-once step around one io_uring_enter per iteration, the cross-thread
 wake-up, closing (cancel, drain, then close), the registry of fds that
 transports own, and the _make_*_transport hooks asyncio's API methods
 call.  Each family of API methods is a mixin of its own: serving.py,
-sockets.py, tls.py; each kind of transport a module in transports/.
+sockets.py, sendfile.py, tls.py; each kind of transport a module in transports/.
 """
 import heapq
 import math
@@ -17,6 +17,7 @@ from asyncio.log import logger
 from . import _c
 from .handle import Handle, callback_failed
 from .ring import CQE_F_MORE, FORKED_MESSAGE, Mask, Ring, Sizes
+from .sendfile import SendfileMethods
 from .serving import ServingMethods
 from .sockets import SocketMethods
 from .tls import TLSMethods
@@ -76,7 +77,8 @@ class _Wakeup:
         return "<uringloop wakeup poll>"
 
 
-class Loop(TLSMethods, ServingMethods, SocketMethods, base_events.BaseEventLoop):
+class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods,
+           base_events.BaseEventLoop):
     """An asyncio event loop whose I/O runs through io_uring."""
 
     # Slots, not dict entries: C (_c/callbacks.c) reads them by offset.

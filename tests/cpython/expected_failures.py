@@ -23,10 +23,6 @@ class Hangs(Reason):
     hangs = True
 
 
-TLS = Reason("feature not built yet (issue 11: TLS)")
-HANGS_TLS = Hangs("feature not built yet (issue 11: TLS); hangs: the peer thread waits for a "
-                  "handshake that never starts")
-SENDFILE = Reason("feature not built yet (issue 11: sendfile)")
 UDP = Reason("feature not built yet (issue 12: UDP)")
 FD_WATCHERS = Reason("feature not built yet (issue 12: fd watchers)")
 SIGNALS = Reason("feature not built yet (issue 13: signals)")
@@ -62,13 +58,6 @@ EXPECTED = {
     "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_not_available": SELECTOR,
     "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_os_error_first_call": SELECTOR,
     "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_os_error_next_call": SELECTOR,
-
-    # SENDFILE: loop.sendfile / sock_sendfile on the ring
-    "test_sendfile.EPollEventLoopTests.test_sendfile_force_unsupported_native": SENDFILE,
-    "test_sendfile.EPollEventLoopTests.test_sendfile_prevents_bare_write": SENDFILE,
-    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_iobuffer": SENDFILE,
-    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_not_a_file": SENDFILE,
-    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_not_regular_file": SENDFILE,
 
     # SIGNALS: add_signal_handler
     "test_events.EPollEventLoopTests.test_add_signal_handler": SIGNALS,

@@ -20,7 +20,8 @@
 #define STREAM_FIELDS(X)                                                        \
     X(_fd) X(_protocol) X(_closing) X(_paused) X(_held) X(_eof) X(_conn_lost)   \
     X(_sending) X(_pending) X(_inflight_size) X(_live) X(_send_op) X(_released) \
-    X(_protocol_paused) X(_high_water) X(_ops) X(_read_eof) X(_recv_ud) X(_buffered)
+    X(_protocol_paused) X(_high_water) X(_ops) X(_read_eof) X(_recv_ud) X(_buffered)  \
+    X(_sendfile)
 #define RECV_FIELDS(X) X(transport) X(context)
 #define SEND_FIELDS(X) X(transport) X(context) X(chunks) X(size) X(pinned)
 
@@ -118,14 +119,14 @@ static int recv_fast(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
 }
 
 /* A send that went out whole, with nothing queued behind it and nothing
- * waiting for it (close, write_eof, a paused protocol). */
+ * waiting for it (close, write_eof, a paused protocol, a sendfile). */
 static int send_fast(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
 {
     PyObject *tr = FIELD(op, send_fields.transport);
     if (res < 0 || (flags & UL_CQE_F_MORE) || !tr || get_long(op, send_fields.size) != res)
         return 0;
     if (FLAG(tr, _conn_lost) || FLAG(tr, _released) ||
-        FLAG(tr, _closing) || FLAG(tr, _eof) ||
+        FLAG(tr, _closing) || FLAG(tr, _eof) || FLAG(tr, _sendfile) ||
         FLAG(tr, _protocol_paused) || !nothing_queued(tr))
         return 0;
     long live = get_long(tr, stream_fields._live);
@@ -149,7 +150,7 @@ static int write_fast(PyObject *self, PyObject *data)
     Py_ssize_t size = PyBytes_GET_SIZE(data);
     if (size == 0 || size > INT_MAX)
         return 0;
-    if (FLAG(self, _eof) || FLAG(self, _conn_lost) ||
+    if (FLAG(self, _eof) || FLAG(self, _conn_lost) || FLAG(self, _sendfile) ||
         FLAG(self, _sending) || !nothing_queued(self))
         return 0;
     PyObject *table = TRANSPORT(self, _ops), *op = TRANSPORT(self, _send_op);

@@ -40,6 +40,7 @@ from .base import RingTransport
 _JOIN_LIMIT = 16 * 1024
 _IOV_MAX = 1024
 _EOF = object()        # in the held-data queue: EOF arrived while paused
+_SENDFILE_OWNS_FD = object()   # in _sendfile: loop.sendfile() is writing to the socket
 # Receive buffer per connection where the kernel has no provided-buffer rings.
 PRIVATE_BUFFER_SIZE = 64 * 1024
 
@@ -156,11 +157,11 @@ class StreamTransport(RingTransport, transports.Transport):
     """asyncio.Transport for a connected stream socket."""
 
     _start_tls_compatible = True
-    _sendfile_compatible = constants._SendfileMode.FALLBACK
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
     # No per-instance dict: a server may hold tens of thousands of these.
     __slots__ = ("_buffered", "_paused", "_read_eof", "_eof", "_held", "_recv_op", "_recv_ud",
                  "_recv_into", "_private", "_send_op", "_sending", "_inflight_size",
-                 "_pending", "_pending_size")
+                 "_pending", "_pending_size", "_sendfile")
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
         super().__init__(loop, sock, protocol, extra, server)
@@ -177,6 +178,7 @@ class StreamTransport(RingTransport, transports.Transport):
         self._inflight_size = 0      # bytes of the send in flight
         self._pending = None         # list: queued, not yet handed to the kernel
         self._pending_size = 0
+        self._sendfile = None        # a future while loop.sendfile() owns the socket
         _set_nodelay(sock)
         self._call_soon(self._protocol.connection_made, self)
         self._call_soon(self._start_reading)
@@ -347,6 +349,8 @@ class StreamTransport(RingTransport, transports.Transport):
                             f"not {type(data).__name__!r}")
         if self._eof:
             raise RuntimeError("Cannot call write() after write_eof()")
+        if self._sendfile is not None:
+            raise RuntimeError("unable to write; sendfile is in progress")
         if not data:
             return
         if self._conn_lost:
@@ -437,6 +441,8 @@ class StreamTransport(RingTransport, transports.Transport):
                 self._call_connection_lost(None)
             elif self._eof:
                 self._shutdown_write()
+            elif isinstance(self._sendfile, futures.Future) and not self._sendfile.done():
+                self._sendfile.set_result(None)
 
     def _send_when_writable(self, chunks):
         """Nothing went out: the kernel gives a non-blocking socket's EAGAIN
@@ -477,6 +483,43 @@ class StreamTransport(RingTransport, transports.Transport):
 
     def can_write_eof(self):
         return True
+
+    # -- sendfile (the loop's half is in sendfile.py)
+
+    async def _begin_sendfile(self):
+        """Wait until everything written has gone, then hand the socket to
+        sendfile: until _end_sendfile(), write() raises (the C paths leave a
+        transport with _sendfile set to Python) and the sendfile counts as a
+        send in flight on the fd (so a close meanwhile keeps the fd number
+        reserved until the sendfile stops touching it)."""
+        if self._sending or self._pending:
+            self._sendfile = self._loop.create_future()
+            await self._sendfile               # resolved by _sent(), once drained
+        self._check_sendfile_open()
+        self._sendfile = _SENDFILE_OWNS_FD
+        self._sending = True
+        self._live += 1
+
+    def _end_sendfile(self):
+        owned, self._sendfile = self._sendfile, None
+        if owned is _SENDFILE_OWNS_FD:
+            self._sending = False
+            self._live -= 1
+            self._release_if_idle()
+
+    async def _sendfile_wait(self, fd, events):
+        await self._loop._poll(fd, events)
+        self._check_sendfile_open()
+
+    def _check_sendfile_open(self):
+        if self._conn_lost or self._closing:
+            raise ConnectionError("Connection closed by peer")
+
+    def _call_connection_lost(self, exc):
+        waiter = self._sendfile
+        if isinstance(waiter, futures.Future) and not waiter.done():
+            waiter.set_exception(ConnectionError("Connection is closed by peer"))
+        super()._call_connection_lost(exc)
 
     # -- closing
 
