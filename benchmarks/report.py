@@ -117,6 +117,15 @@ def markdown(data):
             "CPU/request.",
             "",
         ]
+        if settings.get("tls"):
+            out += [
+                f"TLS rows (echo tls: the protocol echo behind create_server(ssl=); http "
+                f"aiohttp-https: the aiohttp server with an ssl_context): {settings['tls']}.  "
+                f"Every connection's handshake happens before the warm-up, outside the "
+                f"measured window; each request is then encrypted and decrypted once each "
+                f"way, and the generator checks the decrypted echo byte for byte.",
+                "",
+            ]
         out += summary_table(rows, loops, base)
     internals = data.get("internals")
     if internals:

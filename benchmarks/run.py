@@ -4,6 +4,7 @@
     python benchmarks/run.py --full          # every echo style at 1/100/1000 connections
                                              # and 64 B/4 KiB/64 KiB, HTTP at 1/100/1000
     python benchmarks/run.py --workloads protocol httptools --connections 1000 --rounds 5
+    python benchmarks/run.py --workloads encrypted   # only the TLS rows
 
 Every run starts a fresh server process (benchmarks/servers.py) for one
 workload on one loop, pinned to one CPU, and drives it from the C load
@@ -12,6 +13,15 @@ one request in flight: an echo message whose bytes must all come back
 unchanged, or an HTTP/1.1 keep-alive GET.  After connecting and a warm-up,
 the server's own CPU time (getrusage, user + sys) is taken over the
 measured window.
+
+Two workloads speak TLS 1.3: "tls", the protocol echo behind
+create_server(ssl=) (4 KiB messages unless --sizes or --full say
+otherwise), and "aiohttp-https", the aiohttp server with an ssl_context
+(the group "encrypted" names both).  The generator's TLS build uses OpenSSL
+(libssl-dev; without its headers the default run skips these rows with a
+note), completes every handshake while connecting, outside the window, and
+checks the decrypted echo byte for byte.  The server's certificate is made
+once per run with trustme and handed to each server on its command line.
 
 The loops alternate: every round runs every case on every loop, each round
 starting with a different loop, so slow drift on a shared machine hits all
@@ -33,6 +43,7 @@ import json
 import os
 import platform
 import select
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -43,16 +54,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import loadgen  # noqa: E402
 import report  # noqa: E402
-from servers import HELLO  # noqa: E402
+from servers import HELLO, make_certificate  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 LOOPS = ["uringloop", "asyncio", "uvloop"]
 ECHO = ["sock", "streams", "protocol", "buffered"]
 HTTP = ["httptools", "aiohttp"]
+TLS = ["tls", "aiohttp-https"]          # the echo and HTTP rows that speak TLS
+TLS_HTTP = ["aiohttp-https"]
 INTERNALS = "internals"
-GROUPS = {"echo": ECHO, "http": HTTP, "all": ECHO + HTTP + [INTERNALS]}
-NEEDS = {"uvloop": "uvloop", "httptools": "httptools", "aiohttp": "aiohttp"}
+WORKLOADS = ECHO + HTTP + TLS + [INTERNALS]
+GROUPS = {"echo": ECHO, "http": HTTP, "encrypted": TLS, "all": WORKLOADS}
+DEFAULT = ["protocol", "streams", "buffered", "sock", "httptools", "aiohttp", "tls",
+           "aiohttp-https", INTERNALS]
+NEEDS = {"uvloop": ["uvloop"], "httptools": ["httptools"], "aiohttp": ["aiohttp"],
+         "tls": ["trustme"], "aiohttp-https": ["aiohttp", "trustme"]}
+# The TLS rows' echo size when neither --sizes nor --full says otherwise.
+TLS_SIZES = [4096]
+# What the TLS rows measure, for the report (loadgen.c pins the suite).
+TLS_SETTINGS = "TLS 1.3, TLS_AES_256_GCM_SHA384, ECDSA P-256 certificate (trustme)"
 
 READY_TIMEOUT = 30.0
 REPLY_TIMEOUT = 10.0
@@ -71,7 +92,11 @@ class Case:
 
     @property
     def http(self):
-        return self.workload in HTTP
+        return self.workload in HTTP + TLS_HTTP
+
+    @property
+    def tls(self):
+        return self.workload in TLS
 
     @property
     def label(self):
@@ -182,8 +207,10 @@ def run_one(case, loop, args, scratch):
     server = generator = None
     with open(server_err, "wb") as serr, open(gen_err, "wb") as gerr:
         try:
+            certificate = ["--certfile", args.certfile, "--keyfile", args.keyfile] \
+                if case.tls else []
             server = spawn([sys.executable, str(HERE / "servers.py"), "--loop", loop,
-                            "--workload", case.workload], args.server_cpu, serr)
+                            "--workload", case.workload, *certificate], args.server_cpu, serr)
             server_out = Lines(server, "server")
             ready = server_out.next(READY_TIMEOUT, "READY line")
             if not ready.startswith("READY "):
@@ -193,9 +220,10 @@ def run_one(case, loop, args, scratch):
             generator = spawn(loadgen.command(
                 "http" if case.http else "echo", port, case.connections, case.size or 1,
                 args.warmup, args.duration, args.stall_timeout,
-                HELLO.decode() if case.http else None), args.client_cpu, gerr)
+                HELLO.decode() if case.http else None, tls=case.tls), args.client_cpu, gerr)
             gen_out = Lines(generator, "load generator")
-            # Connecting may take up to one stall timeout, so may warming up.
+            # Connecting (with TLS, handshaking) may take up to one stall
+            # timeout, so may warming up.
             line = gen_out.next(args.warmup + 2 * args.stall_timeout + 10, "GO")
             if line != "GO":
                 raise RunFailed(f"load generator said {line!r} instead of GO")
@@ -333,11 +361,12 @@ def build_cases(args):
     for workload in args.workloads:
         if workload == INTERNALS:
             continue
+        sizes = args.tls_sizes if workload in TLS else args.sizes
         for connections in args.connections:
-            if workload in HTTP:
+            if workload in HTTP + TLS_HTTP:
                 cases.append(Case(workload, connections))
             else:
-                cases.extend(Case(workload, connections, size) for size in args.sizes)
+                cases.extend(Case(workload, connections, size) for size in sizes)
     return cases
 
 
@@ -345,18 +374,19 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", nargs="+", metavar="W",
-                        default=["protocol", "streams", "buffered", "sock", "httptools",
-                                 "aiohttp", INTERNALS],
-                        help=f"any of {', '.join(ECHO + HTTP + [INTERNALS])}, or the groups "
-                             f"{', '.join(GROUPS)} (default: all of them)")
+                        help=f"any of {', '.join(WORKLOADS)}, or the groups "
+                             + ", ".join(f"{g} ({' '.join(ws)})" for g, ws in GROUPS.items()
+                                         if g != "all")
+                             + ", all (default: all of them)")
     parser.add_argument("--loops", nargs="+", choices=LOOPS, default=LOOPS)
     parser.add_argument("--connections", nargs="+", type=int, metavar="N", default=[100],
                         help="concurrent connections (default: 100)")
     parser.add_argument("--sizes", nargs="+", type=parse_size, metavar="BYTES",
-                        default=[64, 4096], help="echo message sizes, e.g. 64 4k 64k "
-                                                 "(default: 64 4k)")
+                        help="echo message sizes, e.g. 64 4k 64k (default: 64 4k, "
+                             "and 4k for the TLS echo)")
     parser.add_argument("--full", action="store_true",
-                        help="connections 1 100 1000 and sizes 64 4k 64k (overrides both)")
+                        help="connections 1 100 1000 and sizes 64 4k 64k (overrides both), "
+                             "for the TLS rows too")
     parser.add_argument("--duration", type=float, default=2.0,
                         help="measured seconds per run (default: 2)")
     parser.add_argument("--warmup", type=float, default=0.5,
@@ -379,16 +409,24 @@ def parse_args(argv):
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     args = parser.parse_args(argv)
 
+    # TLS rows the caller named (not only got by default) must run or fail
+    # loudly; the default set skips them, with a note, where they cannot.
+    args.tls_asked = args.workloads is not None
     workloads = []
-    for name in args.workloads:
+    for name in args.workloads or DEFAULT:
         for w in GROUPS.get(name, [name]):
-            if w not in ECHO + HTTP + [INTERNALS]:
+            if w not in WORKLOADS:
                 parser.error(f"unknown workload {w!r}")
             if w not in workloads:
                 workloads.append(w)
     args.workloads = workloads
     if args.full:
         args.connections, args.sizes = [1, 100, 1000], [64, 4096, 65536]
+        args.tls_sizes = args.sizes
+    elif args.sizes is None:
+        args.sizes, args.tls_sizes = [64, 4096], TLS_SIZES
+    else:
+        args.tls_sizes = args.sizes
     if args.baseline not in args.loops:
         args.baseline = args.loops[0]
     if min(args.connections) < 1 or min(args.sizes) < 1 or args.rounds < 1 or args.duration <= 0:
@@ -398,8 +436,8 @@ def parse_args(argv):
     cpus = os.sched_getaffinity(0)
     if args.server_cpu == args.client_cpu or not {args.server_cpu, args.client_cpu} <= cpus:
         parser.error(f"--server-cpu and --client-cpu must be two different CPUs of {sorted(cpus)}")
-    missing = sorted({NEEDS[n] for n in args.loops + args.workloads if n in NEEDS
-                      if importlib.util.find_spec(NEEDS[n]) is None})
+    missing = sorted({p for n in args.loops + args.workloads for p in NEEDS.get(n, [])
+                      if importlib.util.find_spec(p) is None})
     if not args.no_chart and importlib.util.find_spec("matplotlib") is None:
         missing.append("matplotlib")
     if missing:
@@ -410,12 +448,14 @@ def parse_args(argv):
 
 def environment(args):
     versions = {"python": platform.python_version()}
-    for name in args.loops + [w for w in args.workloads if w in NEEDS]:
-        if name != "asyncio":
+    for name in args.loops + [p for w in args.workloads for p in NEEDS.get(w, [])]:
+        if name != "asyncio" and name not in versions:
             try:
                 versions[name] = importlib.metadata.version(name)
             except importlib.metadata.PackageNotFoundError:
                 versions[name] = "?"
+    if any(w in TLS for w in args.workloads):
+        versions["OpenSSL"] = ssl.OPENSSL_VERSION.removeprefix("OpenSSL ").split()[0]
     model = "?"
     try:
         for line in open("/proc/cpuinfo"):
@@ -442,6 +482,17 @@ def main(argv=None):
         loadgen.binary()
     except loadgen.BuildError as exc:
         sys.exit(str(exc))
+    tls = [w for w in args.workloads if w in TLS]
+    if tls:
+        try:
+            loadgen.binary(tls=True)
+        except loadgen.BuildError as exc:
+            if args.tls_asked:
+                sys.exit(str(exc))
+            print(f"note: leaving out the TLS rows ({', '.join(tls)}): "
+                  f"{str(exc).splitlines()[0]}", file=sys.stderr, flush=True)
+            args.workloads = [w for w in args.workloads if w not in TLS]
+            tls = []
     # The parent stays off the server's CPU; spawn() pins each child.
     os.sched_setaffinity(0, {args.client_cpu})
 
@@ -453,6 +504,8 @@ def main(argv=None):
     interrupted = False
     try:
         with tempfile.TemporaryDirectory(prefix="uringloop-bench-") as scratch:
+            if tls:
+                args.certfile, args.keyfile = make_certificate(scratch)
             for rnd in range(args.rounds):
                 order = args.loops[rnd % len(args.loops):] + args.loops[:rnd % len(args.loops)]
                 for case in cases:
@@ -478,7 +531,8 @@ def main(argv=None):
                      "retries": args.retries,
                      "duration": args.duration, "warmup": args.warmup,
                      "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
-                     "internals_scale": args.internals_scale},
+                     "internals_scale": args.internals_scale,
+                     "tls": TLS_SETTINGS if tls else None},
         "environment": env,
         "cases": [{"case": c.label, "workload": c.workload, "connections": c.connections,
                    "size": c.size, "loop": loop, "runs": runs[c.label, loop]}

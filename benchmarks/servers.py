@@ -1,6 +1,13 @@
 """The servers under test: one workload on one event loop, in this process.
 
     python benchmarks/servers.py --loop uringloop --workload protocol
+    python benchmarks/servers.py --loop uvloop --workload tls \
+        --certfile server.pem --keyfile server.key
+
+The TLS workloads ("tls", the protocol echo over TLS, and "aiohttp-https")
+serve the certificate chain and key given by --certfile and --keyfile
+(run.py makes them once per run with trustme); without those they make a
+throwaway one themselves.
 
 Prints "READY <port>" on stdout once listening on 127.0.0.1, then obeys
 lines on stdin: "start" and "stop" bracket the measured window, and "stop"
@@ -19,7 +26,9 @@ import json
 import os
 import resource
 import socket
+import ssl
 import sys
+import tempfile
 import threading
 import time
 
@@ -155,7 +164,7 @@ async def serve_httptools(loop, sock):
     return await loop.create_server(HttptoolsProtocol, sock=sock, backlog=BACKLOG)
 
 
-async def serve_aiohttp(loop, sock):
+async def serve_aiohttp(loop, sock, ssl_context=None):
     from aiohttp import web
 
     async def hello(request):
@@ -165,8 +174,36 @@ async def serve_aiohttp(loop, sock):
     app.router.add_get("/", hello)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.SockSite(runner, sock, backlog=BACKLOG).start()
+    await web.SockSite(runner, sock, ssl_context=ssl_context, backlog=BACKLOG).start()
     return runner
+
+
+# -- TLS: the same servers behind ssl=
+
+async def serve_tls(loop, sock, ssl_context):
+    return await loop.create_server(EchoProtocol, sock=sock, ssl=ssl_context, backlog=BACKLOG)
+
+
+async def serve_aiohttp_https(loop, sock, ssl_context):
+    return await serve_aiohttp(loop, sock, ssl_context)
+
+
+def make_certificate(folder):
+    """(certfile, keyfile) for 127.0.0.1 and localhost, from a throwaway CA
+    (trustme: an ECDSA P-256 key)."""
+    import trustme
+    leaf = trustme.CA().issue_cert("127.0.0.1", "localhost")
+    certfile, keyfile = os.path.join(folder, "server.pem"), os.path.join(folder, "server.key")
+    for i, blob in enumerate(leaf.cert_chain_pems):
+        blob.write_to_path(certfile, append=i > 0)
+    leaf.private_key_pem.write_to_path(keyfile)
+    return certfile, keyfile
+
+
+def server_context(certfile, keyfile):
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    return context
 
 
 WORKLOADS = {
@@ -176,6 +213,10 @@ WORKLOADS = {
     "buffered": serve_buffered,
     "httptools": serve_httptools,
     "aiohttp": serve_aiohttp,
+}
+TLS_WORKLOADS = {
+    "tls": serve_tls,
+    "aiohttp-https": serve_aiohttp_https,
 }
 
 
@@ -244,8 +285,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--loop", required=True, choices=["uringloop", "asyncio", "uvloop"])
-    parser.add_argument("--workload", required=True, choices=list(WORKLOADS))
+    parser.add_argument("--workload", required=True, choices=list(WORKLOADS) + list(TLS_WORKLOADS))
+    parser.add_argument("--certfile", help="TLS workloads: the certificate chain (PEM)")
+    parser.add_argument("--keyfile", help="TLS workloads: its private key (PEM)")
     args = parser.parse_args(argv)
+    if (args.certfile is None) != (args.keyfile is None):
+        parser.error("--certfile and --keyfile go together")
+
+    ssl_context = None
+    if args.workload in TLS_WORKLOADS:
+        if args.certfile is None:
+            with tempfile.TemporaryDirectory(prefix="uringloop-bench-cert-") as folder:
+                ssl_context = server_context(*make_certificate(folder))
+        else:
+            ssl_context = server_context(args.certfile, args.keyfile)
 
     raise_fd_limit()
     # The control thread must get the GIL promptly when a marker arrives,
@@ -256,7 +309,10 @@ def main(argv=None):
     errors = Errors()
     loop.set_exception_handler(errors)
     sock = listening_socket()
-    loop.run_until_complete(WORKLOADS[args.workload](loop, sock))
+    if ssl_context is None:
+        loop.run_until_complete(WORKLOADS[args.workload](loop, sock))
+    else:
+        loop.run_until_complete(TLS_WORKLOADS[args.workload](loop, sock, ssl_context))
     threading.Thread(target=control, args=(errors, threading.get_native_id()),
                      daemon=True).start()
     print(f"READY {sock.getsockname()[1]}", flush=True)
