@@ -47,6 +47,9 @@ class SendfileMethods:
             raise exceptions.SendfileNotAvailableError(
                 f"sendfile is not supported for transport {transp!r}")
         self._check_sendfile_params(transp._sock, file, offset, count)
+        if transp._sendfile is not None:
+            # (asyncio's loop fails this case with a KeyError)
+            raise RuntimeError("sendfile is already in progress on this transport")
         fileno, size = _file_size(file)
         reading = transp.is_reading()
         transp.pause_reading()

@@ -502,10 +502,14 @@ class StreamTransport(RingTransport, transports.Transport):
 
     def _end_sendfile(self):
         owned, self._sendfile = self._sendfile, None
-        if owned is _SENDFILE_OWNS_FD:
-            self._sending = False
-            self._live -= 1
+        if owned is not _SENDFILE_OWNS_FD:
+            return
+        self._sending = False
+        self._live -= 1
+        if self._released:
             self._release_if_idle()
+        elif self._eof and not self._closing:
+            self._shutdown_write()           # write_eof() waited for the sendfile
 
     async def _sendfile_wait(self, fd, events):
         await self._loop._poll(fd, events)
