@@ -10,10 +10,27 @@ path: one RECV straight into SSLProtocol's buffer) and its SEND queue;
 start_tls swaps the protocol while reading is paused, and the transport
 hands whatever arrived meanwhile to the new protocol (transports/stream.py).
 """
+import mmap
 import ssl
 from asyncio import base_events, constants, protocols, sslproto, unix_events
 
 from .transports.stream import StreamTransport
+
+
+class _SSLProtocol(sslproto.SSLProtocol):
+    """asyncio's SSLProtocol, receiving into anonymous memory.
+
+    asyncio gives each connection a zero-filled 256 KiB bytearray to
+    receive ciphertext into: 256 KiB resident per connection, idle or not
+    (1,000 connections: 310 MiB; uvloop's: 63 MiB).  An anonymous mapping
+    of the same size gets pages only as receives reach into them, so a
+    connection holds what its largest receive needed.  The receive in
+    flight keeps the mapping exported, and so mapped, until its completion."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._ssl_buffer = mmap.mmap(-1, self.max_size)
+        self._ssl_buffer_view = memoryview(self._ssl_buffer)
 
 
 class _UntilWritable(protocols.Protocol):
@@ -72,10 +89,16 @@ class TLSMethods:
                             server=None,
                             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
                             ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
-        ssl_protocol = sslproto.SSLProtocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        try:
+            ssl_protocol = _SSLProtocol(
+                self, protocol, sslcontext, waiter, server_side, server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout)
+        except BaseException:
+            # (ssl= something that is no SSLContext: asyncio's error, without
+            # the socket asyncio leaves unclosed)
+            rawsock.close()
+            raise
         StreamTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
