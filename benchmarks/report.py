@@ -130,6 +130,9 @@ def markdown(data):
     internals = data.get("internals")
     if internals:
         out += internals_table(internals, loops, base)
+    sendfile = data.get("sendfile")
+    if sendfile:
+        out += sendfile_tables(sendfile, loops)
     out += notes(data)
     return "\n".join(out) + "\n"
 
@@ -173,6 +176,81 @@ def internals_table(internals, loops, base):
         lines += ["", f"uringloop NOP round trip (prep, enter, reap, dispatch): "
                       f"{statistics.median(nops) * 1e9:,.0f} ns CPU."]
     return lines + [""]
+
+
+# sendfile.py's parts as run.py runs them: (part, heading, columns), each
+# column (summary key, header, decimals, header of its ratio column).
+SENDFILE_PARTS = [
+    ("loops", "loop.sendfile()",
+     [("mib_s", "MiB/s", 0, "MiB/s"), ("cpu_ms_per_mib", "CPU ms/MiB", 3, "CPU/MiB")]),
+    ("http", "aiohttp web.FileResponse",
+     [("ms_per_download", "ms per download", 1, "time"),
+      ("server_cpu_ms", "server CPU ms per download", 2, "CPU/download")]),
+]
+
+
+def sendfile_tables(sendfile, loops):
+    """benchmarks/sendfile.py --json (parts loops and http): a table each."""
+    if "error" in sendfile:
+        return ["### Sending a file (benchmarks/sendfile.py)", "", "**failed**:", "", "```", sendfile["error"], "```", ""]
+    settings, base = sendfile["settings"], sendfile["baseline"]
+    lines = ["### Sending a file (benchmarks/sendfile.py)", ""]
+    if sendfile.get("interrupted"):
+        lines += ["**sendfile.py was interrupted: only the runs it completed are shown.**", ""]
+    for name, heading, columns in SENDFILE_PARTS:
+        part = sendfile["parts"].get(name)
+        if part is None:
+            continue
+        lines += [f"#### {part['title']}", ""]
+        if name == "loops":
+            lines += [
+                "The loop sends the file with loop.sendfile() on a plain TCP transport "
+                "(create_connection) to a C reader in another process, which checks every byte "
+                "and acknowledges the last.  MiB/s: wall time from the first sendfile to that "
+                "acknowledgement.  CPU: the sending process's getrusage (all its threads: the "
+                "default executor's and io_uring's io-wq workers included) over the same window.  "
+                "path: native = the loop's own sendfile; loop fallback = asyncio's generic "
+                "_sendfile_fallback (16 KiB executor reads); app fallback = the loop raised "
+                "NotImplementedError (uvloop) and the benchmark did what that fallback does.",
+                ""]
+        else:
+            lines += [
+                "The aiohttp server (on the loop) serves the file; a C client in another process "
+                "downloads it over a new connection each time and checks every body byte.  ms per "
+                "download: the client's wall time; server CPU: the server process's getrusage "
+                "(all threads) over the downloads, per download.",
+                ""]
+        header = ["loop", "path"] + [h for _, h, _, _ in columns] \
+            + [f"{r} vs {base}" for *_, r in columns]
+        lines += ["| " + " | ".join(header) + " |",
+                  "|---|---|" + "--:|" * (2 * len(columns))]
+        by_loop = {s["loop"]: s for s in part["summary"]}
+        for loop in loops:
+            s = by_loop.get(loop)
+            if s is None or not s["runs"]:
+                status = "**failed**" if s is not None else "not run"
+                lines.append(f"| {loop} | {status} |" + " |" * (2 * len(columns)))
+                continue
+            cells = [f"{s[key]:,.{digits}f} ±{s[key + '_spread']:.0%}"
+                     for key, _, digits, _ in columns]
+            ratios = ["—" if loop == base or s[f"{key}_vs_{base}"] is None
+                      else ratio(s[f"{key}_vs_{base}"]) for key, *_ in columns]
+            runs = f" ({s['runs']} of {settings['rounds']} rounds)" \
+                if s["runs"] < settings["rounds"] else ""
+            lines.append(f"| {loop}{runs} | {s['path']} | " + " | ".join(cells + ratios) + " |")
+        lines += [""] + [f"- {note}" for note in part["notes"]]
+        if part["failures"]:
+            lines += ["- **failed** runs:", "", "  ```"]
+            for failure in part["failures"]:
+                lines += ["  " + x for x in failure.splitlines()]
+            lines += ["  ```"]
+        lines.append("")
+    lines += [
+        f"Medians over {settings['rounds']} round(s), ± half the range; ratios are of medians "
+        f"(vs {base}: uvloop has no loop.sendfile()).  sendfile.py saw: "
+        f"{sendfile['environment']}.",
+        ""]
+    return lines
 
 
 def notes(data):
@@ -240,6 +318,7 @@ def notes(data):
 
 
 def chart(data, path):
+    """The PNG chart; False (nothing written) when there is nothing to draw."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -252,6 +331,23 @@ def chart(data, path):
     for item in internals.get("cases", []):
         per_internal.setdefault(item["case"], {})[item["loop"]] = item["seconds_per_op"]
 
+    # Both sendfile parts as sender CPU per MiB sent, so they share a panel.
+    sendfile = data.get("sendfile") or {}
+    per_sendfile = {}
+    for name, heading, _ in SENDFILE_PARTS:
+        part = sendfile.get("parts", {}).get(name)
+        if not part:
+            continue
+        if name == "loops":
+            label = f"{heading}, {sendfile['settings']['size'] / (1 << 20):g} MiB"
+            per_sendfile[label] = {s["loop"]: s.get("cpu_ms_per_mib_all", [])
+                                   for s in part["summary"]}
+        else:
+            mib = sendfile["settings"]["http_size"] / (1 << 20)
+            label = f"{heading}, {mib:g} MiB"
+            per_sendfile[label] = {s["loop"]: [v / mib for v in s.get("server_cpu_ms_all", [])]
+                                   for s in part["summary"]}
+
     panels = []
     if rows:
         panels.append(("requests/s (higher is better)", [c for c, _ in rows],
@@ -263,8 +359,13 @@ def chart(data, path):
         panels.append(("loop internals: CPU ns per operation (lower is better)", names,
                        lambda i, k: per_internal[names[i]].get(k, []), 1e9))
 
+    if per_sendfile:
+        names_sf = list(per_sendfile)
+        panels.append(("sending a file: sender CPU µs per MiB (lower is better)", names_sf,
+                       lambda i, k: per_sendfile[names_sf[i]].get(k, []), 1e3))
+
     if not panels:
-        return
+        return False
     height = sum(max(2.0, 0.28 * len(labels) * len(loops) + 1.0) for _, labels, _, _ in panels)
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, height + 0.4), squeeze=False,
                              layout="constrained")
@@ -296,3 +397,4 @@ def chart(data, path):
                  fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True

@@ -5,6 +5,7 @@
                                              # and 64 B/4 KiB/64 KiB, HTTP at 1/100/1000
     python benchmarks/run.py --workloads protocol httptools --connections 1000 --rounds 5
     python benchmarks/run.py --workloads encrypted   # only the TLS rows
+    python benchmarks/run.py --workloads sendfile    # only loop.sendfile/FileResponse
 
 Every run starts a fresh server process (benchmarks/servers.py) for one
 workload on one loop, pinned to one CPU, and drives it from the C load
@@ -23,6 +24,20 @@ note), completes every handshake while connecting, outside the window, and
 checks the decrypted echo byte for byte.  The server's certificate is made
 once per run with trustme and handed to each server on its command line.
 
+Two workloads run a benchmark script of their own in a child process, after
+the rest, and each gets its own section of the report (and a key of the
+JSON): "internals", benchmarks/loop_internals.py --json (CPU time per loop
+operation, counts scaled by --internals-scale), and "sendfile",
+benchmarks/sendfile.py --json --parts loops http: loop.sendfile() of a
+100 MiB file on a TCP transport, and aiohttp's FileResponse of a 20 MiB
+file downloaded 10 times a round, each to a C reader that checks every
+byte.  It gets --rounds, --retries and --loops; the server's CPU is the
+sender's, the client's the reader's.  Its table gives MiB/s (or ms per
+download), the sending process's CPU per MiB (or per download), the path
+each loop took (uvloop has no loop.sendfile(): a fallback reads the file in
+the executor), and ratios to asyncio.  It adds about 5 s a round.  The raw
+kernel mechanisms (sendfile.py's part "mechanisms") run only on their own.
+
 The loops alternate: every round runs every case on every loop, each round
 starting with a different loop, so slow drift on a shared machine hits all
 three alike.  The table gives medians over rounds with their spread, and
@@ -37,16 +52,19 @@ well as runs whose pace the generator rather than the server may have set.
 Requests/s suffers most from such noise; CPU time per request less so.
 """
 import argparse
+import collections
 import importlib.metadata
 import importlib.util
 import json
 import os
 import platform
 import select
+import signal
 import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -64,12 +82,15 @@ HTTP = ["httptools", "aiohttp"]
 TLS = ["tls", "aiohttp-https"]          # the echo and HTTP rows that speak TLS
 TLS_HTTP = ["aiohttp-https"]
 INTERNALS = "internals"
-WORKLOADS = ECHO + HTTP + TLS + [INTERNALS]
+SENDFILE = "sendfile"
+SCRIPTS = [INTERNALS, SENDFILE]         # workloads that run a script of their own
+WORKLOADS = ECHO + HTTP + TLS + SCRIPTS
 GROUPS = {"echo": ECHO, "http": HTTP, "encrypted": TLS, "all": WORKLOADS}
 DEFAULT = ["protocol", "streams", "buffered", "sock", "httptools", "aiohttp", "tls",
-           "aiohttp-https", INTERNALS]
+           "aiohttp-https", INTERNALS, SENDFILE]
 NEEDS = {"uvloop": ["uvloop"], "httptools": ["httptools"], "aiohttp": ["aiohttp"],
-         "tls": ["trustme"], "aiohttp-https": ["aiohttp", "trustme"]}
+         "tls": ["trustme"], "aiohttp-https": ["aiohttp", "trustme"],
+         SENDFILE: ["aiohttp"]}
 # The TLS rows' echo size when neither --sizes nor --full says otherwise.
 TLS_SIZES = [4096]
 # What the TLS rows measure, for the report (loadgen.c pins the suite).
@@ -303,6 +324,76 @@ def run_internals(args, loops):
     return json.loads(proc.stdout)
 
 
+def run_sendfile(args, loops):
+    """sendfile.py's loop.sendfile() and aiohttp FileResponse parts, in a
+    child process: its JSON, or {"error": ...}.  Its progress lines are
+    relayed to stderr as they come."""
+    command = [sys.executable, str(HERE / "sendfile.py"), "--json", "--parts", "loops", "http",
+               "--rounds", str(args.rounds), "--retries", str(args.retries),
+               "--sender-cpu", str(args.server_cpu), "--reader-cpu", str(args.client_cpu),
+               "--loops", *loops]
+    # About 5 s a round at the defaults; far beyond that, something hangs.
+    timeout = 120 + 60 * args.rounds * (1 + args.retries)
+    tty = sys.stderr.isatty()
+    last = collections.deque(maxlen=40)
+    with tempfile.TemporaryFile() as out:
+        # sendfile.py pins itself to the reader's CPU and its children to
+        # the sender's: let it have both (this process keeps only one).  Its
+        # own process group, so that a timeout ends its children too.
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, cwd=REPO,
+            process_group=0,
+            preexec_fn=lambda: os.sched_setaffinity(0, {args.server_cpu, args.client_cpu}))
+
+        def kill():
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            proc.wait()
+
+        def relay():
+            for raw in proc.stderr:
+                line = raw.decode(errors="replace").rstrip()
+                last.append(line)
+                if tty:
+                    print(f"\r  {line[:108]:<108}", end="", file=sys.stderr, flush=True)
+                elif line:
+                    print(f"  {line}", file=sys.stderr, flush=True)
+
+        relaying = threading.Thread(target=relay, daemon=True)
+        relaying.start()
+        stopped = False
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            kill()
+            return {"error": f"sendfile.py timed out after {timeout:.0f} s"}
+        except KeyboardInterrupt:
+            # Pass Ctrl-C on: sendfile.py then prints what it has.
+            stopped = True
+            try:
+                os.killpg(proc.pid, signal.SIGINT)
+                proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired, KeyboardInterrupt):
+                kill()
+        finally:
+            relaying.join(5)
+            proc.stderr.close()
+            if tty:
+                print("\r" + " " * 110 + "\r", end="", file=sys.stderr, flush=True)
+        out.seek(0)
+        text = out.read()
+    try:
+        # Runs that failed are in the JSON (status 1): the report shows them.
+        return json.loads(text)
+    except ValueError:
+        if stopped:
+            return {"error": "interrupted", "interrupted": True}
+        return {"error": f"sendfile.py failed (status {proc.returncode}):\n"
+                         + "\n".join(list(last)[-15:])}
+
+
 def measured(case, loop, rnd, args, scratch, progress):
     """One round of one case on one loop, repeated while other work disturbs it."""
     label = f"round {rnd + 1}/{args.rounds}: {case.label} on {loop}"
@@ -359,7 +450,7 @@ class Progress:
 def build_cases(args):
     cases = []
     for workload in args.workloads:
-        if workload == INTERNALS:
+        if workload in SCRIPTS:
             continue
         sizes = args.tls_sizes if workload in TLS else args.sizes
         for connections in args.connections:
@@ -522,6 +613,12 @@ def main(argv=None):
     if INTERNALS in args.workloads and not interrupted:
         print("loop internals (benchmarks/loop_internals.py) ...", file=sys.stderr, flush=True)
         internals = run_internals(args, args.loops)
+    sendfile = None
+    if SENDFILE in args.workloads and not interrupted:
+        print("sending a file (benchmarks/sendfile.py --parts loops http) ...",
+              file=sys.stderr, flush=True)
+        sendfile = run_sendfile(args, args.loops)
+        interrupted = bool(sendfile.get("interrupted"))
 
     data = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
@@ -538,6 +635,7 @@ def main(argv=None):
                    "size": c.size, "loop": loop, "runs": runs[c.label, loop]}
                   for c in cases for loop in args.loops],
         "internals": internals,
+        "sendfile": sendfile,
     }
     text = report.markdown(data)
     print(text)
@@ -549,11 +647,13 @@ def main(argv=None):
     written = [stem.with_suffix(".md"), stem.with_suffix(".json")]
     if not args.no_chart:
         png = stem.with_suffix(".png")
-        report.chart(data, png)
-        written.append(png)
+        if report.chart(data, png):
+            written.append(png)
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     failed = sum(not r["ok"] for rs in runs.values() for r in rs)
-    return 1 if failed or (internals and "error" in internals) else 0
+    sendfile_failed = sendfile and ("error" in sendfile or any(
+        part["failures"] for part in sendfile["parts"].values()))
+    return 1 if failed or (internals and "error" in internals) or sendfile_failed else 0
 
 
 if __name__ == "__main__":

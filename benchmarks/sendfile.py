@@ -5,8 +5,12 @@ loop.sendfile() and aiohttp's FileResponse on uringloop, asyncio and uvloop.
     python benchmarks/sendfile.py --quick          # a smoke run: 1 round, small files
     python benchmarks/sendfile.py --parts mechanisms --rounds 9 --read-buf 64k
     python benchmarks/sendfile.py --parts loops http --size 50m
+    python benchmarks/sendfile.py --parts loops http --loops uringloop asyncio --json
 
-Three parts, each a Markdown table on stdout (progress goes to stderr).
+Three parts, each a Markdown table on stdout (progress goes to stderr); with
+--json, one JSON object instead: per part its runs, notes and failures, and
+for parts 2 and 3 each loop's medians, spreads and ratios to asyncio
+(benchmarks/run.py's workload "sendfile" runs parts 2 and 3 this way).
 
 1. Mechanisms (benchmarks/sendfile_paths.c, built on first use into
    benchmarks/.build/ with gcc -O2 and uringloop's ABI header; raw io_uring
@@ -267,6 +271,32 @@ def fmt(values, digits=None):
     if len(values) > 1:
         text += f" ±{spread(values) * 100:.0f}%"
     return text
+
+
+def summarize(runs, *keys):
+    """Per loop: {loop, runs, path, and for each key its median, spread, the
+    per-round values (key_all) and the ratio of medians to BASELINE (None
+    without baseline runs)}; the rows of the loops and http tables, and
+    what --json prints."""
+    base = runs.get(BASELINE)
+    out = []
+    for loop, rs in runs.items():
+        s = {"loop": loop, "runs": len(rs)}
+        if rs:
+            s["path"] = "/".join(sorted({r["path"] for r in rs}))
+            for key in keys:
+                values = [r[key] for r in rs]
+                s[key] = statistics.median(values)
+                s[f"{key}_spread"] = spread(values)
+                s[f"{key}_all"] = values
+                s[f"{key}_vs_{BASELINE}"] = \
+                    s[key] / statistics.median(r[key] for r in base) if base else None
+        out.append(s)
+    return out
+
+
+def ratio_text(value):
+    return "-" if value is None else f"{value:.2f}x"
 
 
 def table(header, rows):
@@ -686,23 +716,13 @@ def loops_part(args, path):
                 runs[loop].append(r)
             except RunFailed as exc:
                 failures.append(str(exc))
-    base = runs.get(BASELINE)
     rows = []
-    for loop, rs in runs.items():
-        if not rs:
-            rows.append([loop, "failed", "", "", "", ""])
+    for s in summarize(runs, "mib_s", "cpu_ms_per_mib"):
+        if not s["runs"]:
+            rows.append([s["loop"], "failed", "", "", "", ""])
             continue
-        mibs = [r["mib_s"] for r in rs]
-        cpu = [r["cpu_ms_per_mib"] for r in rs]
-        paths = sorted({r["path"] for r in rs})
-        rows.append([
-            loop, "/".join(paths), fmt(mibs),
-            f"{statistics.median(mibs) / statistics.median(r['mib_s'] for r in base):.2f}x"
-            if base else "-",
-            fmt(cpu, 3),
-            f"{statistics.median(cpu) / statistics.median(r['cpu_ms_per_mib'] for r in base):.2f}x"
-            if base else "-",
-        ])
+        rows.append([s["loop"], s["path"], fmt(s["mib_s_all"]), ratio_text(s["mib_s_vs_asyncio"]),
+                     fmt(s["cpu_ms_per_mib_all"], 3), ratio_text(s["cpu_ms_per_mib_vs_asyncio"])])
     header = ["loop", "path", "MiB/s", "MiB/s vs asyncio", "CPU ms/MiB", "CPU vs asyncio"]
     title = (f"### loop.sendfile(): {format_size(args.size)} x {args.passes} on a TCP transport"
              f" ({args.rounds} round{'s' * (args.rounds != 1)})")
@@ -767,27 +787,21 @@ def http_part(args, path):
         for loop in rotate(args.loops, rnd):
             progress(f"aiohttp FileResponse: round {rnd + 1}/{args.rounds}, {loop}")
             try:
-                runs[loop].append(attempts(
-                    args, lambda: run_http(args, path, loop),
-                    lambda r: max(r["wait"], r["reader_wait"]) / r["wall"]))
+                r = attempts(args, lambda: run_http(args, path, loop),
+                             lambda r: max(r["wait"], r["reader_wait"]) / r["wall"])
+                r["ms_per_download"] = r["per"] * 1000
+                r["server_cpu_ms"] = r["cpu"] * 1000
+                runs[loop].append(r)
             except RunFailed as exc:
                 failures.append(str(exc))
-    base = runs.get(BASELINE)
     rows = []
-    for loop, rs in runs.items():
-        if not rs:
-            rows.append([loop, "failed", "", "", "", ""])
+    for s in summarize(runs, "ms_per_download", "server_cpu_ms"):
+        if not s["runs"]:
+            rows.append([s["loop"], "failed", "", "", "", ""])
             continue
-        per = [r["per"] * 1000 for r in rs]
-        cpu = [r["cpu"] * 1000 for r in rs]
-        rows.append([
-            loop, "/".join(sorted({r["path"] for r in rs})), fmt(per),
-            f"{statistics.median(per) / statistics.median(r['per'] * 1000 for r in base):.2f}x"
-            if base else "-",
-            fmt(cpu),
-            f"{statistics.median(cpu) / statistics.median(r['cpu'] * 1000 for r in base):.2f}x"
-            if base else "-",
-        ])
+        rows.append([s["loop"], s["path"], fmt(s["ms_per_download_all"]),
+                     ratio_text(s["ms_per_download_vs_asyncio"]), fmt(s["server_cpu_ms_all"]),
+                     ratio_text(s["server_cpu_ms_vs_asyncio"])])
     header = ["loop", "path", "ms per download", "time vs asyncio", "server CPU ms per download",
               "CPU vs asyncio"]
     title = (f"### aiohttp web.FileResponse: {format_size(args.http_size)}, "
@@ -863,6 +877,9 @@ def parse_args(argv):
     parser.add_argument("--reader-cpu", type=int)
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 1 round, 16 MiB and 4 MiB files, 3 downloads")
+    parser.add_argument("--json", action="store_true",
+                        help="print the results as one JSON object instead of Markdown "
+                             "(benchmarks/run.py's workload sendfile uses this)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.size, args.http_size, args.http_count = 1, 16 * MIB, 4 * MIB, 3
@@ -903,34 +920,68 @@ def main(argv=None):
     env = environment(args)
     sections = []
     started = time.monotonic()
+    interrupted = False
     try:
         if "mechanisms" in args.parts or "loops" in args.parts:
             path = test_file(args.size, "data")
         if "mechanisms" in args.parts:
-            sections.append(mechanisms(args, path, 0))
+            sections.append(("mechanisms", *mechanisms(args, path, 0)))
             if args.slow_reader:
-                sections.append(mechanisms(args, path, args.slow_reader))
+                sections.append(("mechanisms-slow-reader",
+                                 *mechanisms(args, path, args.slow_reader)))
         if "loops" in args.parts:
-            sections.append(loops_part(args, path))
+            sections.append(("loops", *loops_part(args, path)))
         if "http" in args.parts:
-            sections.append(http_part(args, test_file(args.http_size, "http")))
+            sections.append(("http", *http_part(args, test_file(args.http_size, "http"))))
     except KeyboardInterrupt:
+        interrupted = True
         progress("interrupted: the tables hold the runs finished so far")
-    failed = False
+    failed = any(failures for *_, failures, _ in sections)
+    for *_, failures, _ in sections:
+        for failure in failures:
+            progress(failure)
+    if args.json:
+        print(json.dumps(as_json(args, env, sections, time.monotonic() - started, interrupted)))
+        return 1 if failed else 0
     print(f"## Sending a file: {env}\n")
-    for title, text, notes, failures, _ in sections:
+    for _, title, text, notes, failures, _ in sections:
         print(title + "\n")
         print(text + "\n")
         for note in notes:
             print(f"- {note.format(retries=args.retries)}")
         for failure in failures:
-            failed = True
             print(f"- FAILED: {failure.splitlines()[0]}")
-            progress(failure)
         print()
     print("Medians over rounds; ±: half the range over rounds, relative to the median. "
           f"{time.monotonic() - started:.0f} s in all.")
     return 1 if failed else 0
+
+
+def as_json(args, env, sections, seconds, interrupted):
+    """--json: the settings, and per part its title, notes, failures (full
+    text), every run, and for the loops and http parts the per-loop
+    summary (see summarize()); the mechanisms parts carry their Markdown
+    table instead."""
+    parts = {}
+    for name, title, text, notes, failures, runs in sections:
+        part = {"title": title.removeprefix("### "),
+                "notes": [note.format(retries=args.retries) for note in notes],
+                "failures": failures}
+        if name == "loops":
+            part["summary"] = summarize(runs, "mib_s", "cpu_ms_per_mib")
+        elif name == "http":
+            part["summary"] = summarize(runs, "ms_per_download", "server_cpu_ms")
+        else:
+            part["table"] = text
+        part["runs"] = {key if isinstance(key, str)
+                        else f"{key[0]} {format_size(key[1]) if key[1] else '-'}": rs
+                        for key, rs in runs.items()}
+        parts[name] = part
+    settings = {key: getattr(args, key) for key in (
+        "parts", "loops", "rounds", "retries", "size", "passes", "read_buf", "http_size",
+        "http_count", "sender_cpu", "reader_cpu")}
+    return {"environment": env, "baseline": BASELINE, "settings": settings,
+            "seconds": round(seconds, 1), "interrupted": interrupted, "parts": parts}
 
 
 if __name__ == "__main__":
