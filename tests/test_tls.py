@@ -1206,7 +1206,9 @@ def test_write_flow_control(loop, tls):
         app = served.transport
         low, high = app.get_write_buffer_limits()
         assert 0 <= low <= high
-        assert app.get_write_buffer_size() == 0
+        # (a TLS 1.3 server's session tickets may still be on their way out:
+        # seen on uvloop with Python 3.12)
+        await until(lambda: app.get_write_buffer_size() == 0, 5)
         resumed = asyncio.Event()
         resumed.set()
         served.pause_writing = lambda: (Sink.pause_writing(served), resumed.clear())

@@ -27,6 +27,7 @@ import errno
 import os
 import select
 import socket
+import sys
 from asyncio import constants, futures, protocols, transports
 from asyncio.log import logger
 
@@ -41,6 +42,9 @@ _JOIN_LIMIT = 16 * 1024
 _IOV_MAX = 1024
 _EOF = object()        # in the held-data queue: EOF arrived while paused
 _SENDFILE_OWNS_FD = object()   # in _sendfile: loop.sendfile() is writing to the socket
+# From 3.12 asyncio's socket transport checks writelines() itself, and its
+# errors name writelines(); before, they are write()'s.
+_OWN_WRITELINES_CHECKS = sys.version_info >= (3, 12)
 # Receive buffer per connection where the kernel has no provided-buffer rings.
 PRIVATE_BUFFER_SIZE = 64 * 1024
 
@@ -370,6 +374,11 @@ class StreamTransport(RingTransport, transports.Transport):
             self._maybe_pause_protocol()
 
     def writelines(self, list_of_data):
+        if _OWN_WRITELINES_CHECKS:
+            if self._eof:
+                raise RuntimeError("Cannot call writelines() after write_eof()")
+            if self._sendfile is not None:
+                raise RuntimeError("unable to writelines; sendfile is in progress")
         for data in list_of_data:
             self.write(data)
 
