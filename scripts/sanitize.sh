@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Memory-safety runs of the core, stream and fault tests, on uringloop's own
+# Memory-safety runs of the core, stream, fault, TLS and sendfile tests, on uringloop's own
 # loop kinds only (uringloop, uringloop-compat):
 #
 #   bash scripts/sanitize.sh [asan|valgrind|all] [extra pytest args]
@@ -19,8 +19,8 @@ MODE=${1:-all}
 shift $(( $# > 0 ? 1 : 0 ))
 EXTRA=("$@")
 
-TESTS=(tests/test_core.py tests/test_streams.py tests/test_transport_semantics.py)
-[ -f tests/test_faults.py ] && TESTS+=(tests/test_faults.py)
+TESTS=(tests/test_core.py tests/test_streams.py tests/test_transport_semantics.py
+       tests/test_faults.py tests/test_tls.py tests/test_sendfile.py)
 
 # install DIR: a fresh copy of the tree (setuptools builds inside the tree it
 # installs from) installed non-editable, with the test extras, into DIR/venv.

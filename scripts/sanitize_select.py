@@ -27,6 +27,14 @@ VALGRIND_SKIP = [
     r"test_buffered_protocol_echo\[.*-100-1048576B\]",
     r"test_peer_half_closing_while_data_is_queued",
     r"test_500_connections_at_once_overrun_the_buffer_ring\[",
+    # sendfile's fallback reads the file in the executor (a thread), as do
+    # aiohttp's FileResponse and the TLS fallback; and what moves MiBs
+    # through Python or OpenSSL takes minutes under valgrind.  Their small
+    # cases, and the rest of both files, run.
+    r"test_not_a_regular_file\[", r"test_sendfile_over_tls_falls_back\[",
+    r"test_aiohttp_file_response\[", r"test_sendfile_sizes_offsets_counts\[.*100MiB",
+    r"test_sendfile_slow_reader\[", r"test_streams_echo\[.*16MiB\]",
+    r"test_write_flow_control\[", r"test_aiohttp_https\[", r"test_concurrent_connections\[",
 ]
 UNDER_VALGRIND = "vgpreload" in os.environ.get("LD_PRELOAD", "")   # valgrind preloads its own
 
