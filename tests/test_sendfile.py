@@ -45,15 +45,13 @@ import pytest
 import trustme
 from aiohttp import web
 
+from support import open_fds, settle_fds, wait, until, record_exceptions, KiB, MiB, HOST
+
 pytestmark = pytest.mark.timeout(30)
 
-KiB = 1024
-MiB = 1024 * KiB
 BIG = 100 * MiB
 SMALL_BUFFER = 64 * KiB      # SO_SNDBUF / SO_RCVBUF where the sender must wait
 PACE = 0.002                 # a slow reader's pause after each chunk
-DEADLINE = 20.0
-HOST = "127.0.0.1"
 IN_PROGRESS = "unable to write; sendfile is in progress"
 WRITELINES_IN_PROGRESS = ("unable to writelines; sendfile is in progress"
                           if sys.version_info >= (3, 12) else IN_PROGRESS)
@@ -100,44 +98,11 @@ def sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def open_fds():
-    return len(os.listdir("/proc/self/fd"))
-
-
 def unread(transport):
     """Bytes waiting in the receive buffer of a transport's socket."""
     buf = array.array("i", [0])
     fcntl.ioctl(transport.get_extra_info("socket").fileno(), termios.FIONREAD, buf)
     return buf[0]
-
-
-async def wait(aw, timeout=DEADLINE):
-    return await asyncio.wait_for(aw, timeout)
-
-
-async def until(predicate, timeout=DEADLINE, step=0.005):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(step)
-
-
-async def settle_fds(expected, timeout=5.0):
-    """Wait until the process's fd count is back to `expected` (transports
-    close their sockets a loop iteration or two after close())."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while open_fds() != expected and loop.time() < deadline:
-        await asyncio.sleep(0.01)
-    assert open_fds() == expected, "leaked (or closed foreign) file descriptors"
-
-
-def record_exceptions(loop):
-    seen = []
-    loop.set_exception_handler(lambda _loop, context: seen.append(context))
-    return seen
 
 
 class Sink(asyncio.Protocol):
