@@ -195,12 +195,19 @@ class ServingMethods:
         except BaseException as exc:
             if transport is None:
                 conn.close()
-            if self._debug:
-                context = {"message": "Error on transport creation for incoming connection",
-                           "exception": exc}
-                if protocol is not None:
-                    context["protocol"] = protocol
-                self.call_exception_handler(context)
+            self._accept_failed(exc, protocol, transport)
+
+    def _accept_failed(self, exc, protocol, transport):
+        """An accepted connection could not be set up: as asyncio, reported
+        only in debug mode."""
+        if self._debug:
+            context = {"message": "Error on transport creation for incoming connection",
+                       "exception": exc}
+            if protocol is not None:
+                context["protocol"] = protocol
+            if transport is not None:
+                context["transport"] = transport
+            self.call_exception_handler(context)
 
     def _attach_to_server(self, server, transport):
         if _ATTACH_TAKES_TRANSPORT:

@@ -30,13 +30,8 @@ class SocketMethods:
     sock_accept."""
 
     async def _await_readiness(self, fd, events):
-        """Wait until `fd` reports one of `events` (POLLIN/POLLOUT); refused
-        where a transport owns the fd."""
+        """Wait until `fd` reports one of `events` (POLLIN/POLLOUT)."""
         self._ensure_fd_no_transport(fd)
-        await self._poll(fd, events)
-
-    async def _poll(self, fd, events):
-        """Wait until `fd` reports one of `events`."""
         fut = self.create_future()
         ud = poll_future(self._ops, fd, events, fut)
         try:

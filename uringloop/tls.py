@@ -124,12 +124,5 @@ class TLSMethods:
         except BaseException as exc:
             if transport is None:
                 conn.close()
-            if self._debug:
-                context = {"message": "Error on transport creation for incoming connection",
-                           "exception": exc}
-                if protocol is not None:
-                    context["protocol"] = protocol
-                if transport is not None:
-                    context["transport"] = transport
-                self.call_exception_handler(context)
+            self._accept_failed(exc, protocol, transport)
 

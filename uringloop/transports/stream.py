@@ -28,7 +28,7 @@ import os
 import select
 import socket
 import sys
-from asyncio import constants, futures, protocols, transports
+from asyncio import constants, exceptions, futures, protocols, transports
 from asyncio.log import logger
 
 from .. import _c
@@ -155,6 +155,24 @@ class _Writable:
             t._release_if_idle()
         elif t._pending:
             t._send_pending()
+
+
+class _SendfileWritable:
+    """loop.sendfile()'s wait for room in the socket: a POLLOUT on the fd."""
+
+    __slots__ = ("transport", "context", "future")
+
+    def __init__(self, transport, future):
+        self.transport = transport
+        self.context = transport._context
+        self.future = future
+
+    def complete(self, res, flags):
+        t = self.transport
+        t._live -= 1
+        if not self.future.done():
+            self.future.set_result(res)
+        t._release_if_idle()
 
 
 class StreamTransport(RingTransport, transports.Transport):
@@ -521,7 +539,18 @@ class StreamTransport(RingTransport, transports.Transport):
             self._shutdown_write()           # write_eof() waited for the sendfile
 
     async def _sendfile_wait(self, fd, events):
-        await self._loop._poll(fd, events)
+        """Wait for room; the poll counts in _live until its final
+        completion, so even a cancelled wait keeps the fd number reserved."""
+        loop = self._loop
+        fut = loop.create_future()
+        ud = loop._start_op(_SendfileWritable(self, fut), loop._ring.prep_poll, fd, events)
+        self._live += 1
+        try:
+            await fut
+        except exceptions.CancelledError:
+            if fut.cancelled():         # (else the poll is over, its slot maybe reused)
+                loop._ring.prep_cancel(ud)
+            raise
         self._check_sendfile_open()
 
     def _check_sendfile_open(self):
@@ -545,3 +574,4 @@ class StreamTransport(RingTransport, transports.Transport):
 _c.install_stream(StreamTransport, _Recv, _Send, MESSAGES)
 _c.register_kind(_RecvPrivate)
 _c.register_kind(_Writable)
+_c.register_kind(_SendfileWritable)
