@@ -109,9 +109,9 @@ def test_undispatched_completions_are_kept(ring):
 
 def test_multishot_recv_with_provided_buffers(ring):
     a, b = socket.socketpair()
-    bufs = ring.buffer_ring(bgid=7, count=4, size=64)
+    bufs = ring.buffer_ring(bgid=3, count=4, size=64)
     try:
-        ring.prep_recv_multishot(5, a.fileno(), 7)
+        ring.prep_recv_multishot(5, a.fileno(), 3)
         received = b""
         for chunk in (b"hello", b"world" * 20, b"!"):
             b.sendall(chunk)

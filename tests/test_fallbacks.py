@@ -4,6 +4,7 @@ follows the loop across threads.  (Semantics shared with asyncio and uvloop
 are tested in test_loop.py on all three loops.)"""
 import asyncio
 import os
+import socket
 import threading
 import time
 
@@ -28,9 +29,10 @@ MASKS = [
     "multishot_accept",
     "multishot_recv",
     "pbuf_ring",
+    "epoll_wait",
     # an old kernel: every fallback at once
     "defer_taskrun,coop_taskrun,cqe_mixed,no_sqarray,taskrun_flag,submit_all,ext_arg,"
-    "no_iowait,multishot_poll,multishot_accept,multishot_recv,pbuf_ring",
+    "no_iowait,multishot_poll,multishot_accept,multishot_recv,pbuf_ring,epoll_wait",
 ]
 
 
@@ -84,6 +86,41 @@ async def workload():
         await writer.wait_closed()
     server.close()
     await server.wait_closed()
+
+    # datagrams, and an fd watcher, under this mask
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            self.transport.sendto(data, addr)
+
+    class Client(asyncio.DatagramProtocol):
+        def __init__(self):
+            self.received = asyncio.Queue()
+
+        def datagram_received(self, data, addr):
+            self.received.put_nowait(data)
+
+    echo_end, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+    client_end, client = await loop.create_datagram_endpoint(
+        Client, remote_addr=echo_end.get_extra_info("sockname"))
+    for size in (1, 1400, 65507):
+        datagram = os.urandom(size)
+        client_end.sendto(datagram)
+        assert await asyncio.wait_for(client.received.get(), 5) == datagram
+    client_end.close()
+    echo_end.close()
+
+    a, b = socket.socketpair()
+    with a, b:
+        readable = loop.create_future()
+        loop.add_reader(a, lambda: readable.done() or readable.set_result(a.recv(10)))
+        b.send(b"ping")
+        assert await asyncio.wait_for(readable, 5) == b"ping"
+        assert loop.remove_reader(a)
+        for _ in range(3):
+            await asyncio.sleep(0)       # the cancelled wait on the watchers completes
     return "ok"
 
 

@@ -6,7 +6,8 @@ run-once step around one io_uring_enter per iteration, the cross-thread
 wake-up, closing (cancel, drain, then close), the registry of fds that
 transports own, and the _make_*_transport hooks asyncio's API methods
 call.  Each family of API methods is a mixin of its own: serving.py,
-sockets.py, sendfile.py, tls.py; each kind of transport a module in transports/.
+sockets.py, readiness.py, sendfile.py, tls.py; each kind of transport a
+module in transports/.
 """
 import heapq
 import math
@@ -16,11 +17,13 @@ from asyncio.log import logger
 
 from . import _c
 from .handle import Handle, callback_failed
+from .readiness import ReadinessMethods
 from .ring import CQE_F_MORE, FORKED_MESSAGE, Mask, Ring, Sizes
 from .sendfile import SendfileMethods
 from .serving import ServingMethods
 from .sockets import SocketMethods
 from .tls import TLSMethods
+from .transports.datagram import DatagramTransport
 from .transports.stream import StreamTransport
 
 _MAX_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
@@ -77,7 +80,7 @@ class _Wakeup:
         return "<uringloop wakeup poll>"
 
 
-class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods,
+class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, ReadinessMethods,
            base_events.BaseEventLoop):
     """An asyncio event loop whose I/O runs through io_uring."""
 
@@ -94,8 +97,10 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods,
             self._closed = True             # nothing for __del__ to close
             raise
         self._ops = _c.OpTable(self._ring.address, self._completion_failed, self._prep_failed)
-        self._buffers = None
+        self._buffers = None             # the streams' BufferRing (BUFFER_GROUP)
         self._buffers_failed = not self._ring.features.has("pbuf_ring")
+        self._other_buffers = {}         # bgid -> BufferRing, for datagrams
+        self._to_flush = []              # datagram transports with sends queued
         self._multishot_recv = self._ring.features.has("multishot_recv")
         self._multishot_accept = self._ring.features.has("multishot_accept")
         self._owned_fds = {}             # fd -> the socket of the open transport owning it
@@ -106,6 +111,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods,
         self._wakeup_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._wakeup_pending = False
         self._arm_wakeup()
+        self._init_readiness()
 
     def _new_ring(self):
         return Ring(self._sizes.entries, self._sizes.cq_entries, mask=self._mask)
@@ -121,6 +127,9 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods,
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return StreamTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     def _ensure_fd_no_transport(self, fd):
         """asyncio's rule, with its errors: an fd that a transport still open
@@ -158,6 +167,17 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods,
                 return None
         return BUFFER_GROUP
 
+    def _buffer_ring(self, bgid, count, size):
+        """Another provided-buffer group (datagrams'), made on first use;
+        None where the kernel has no provided-buffer rings."""
+        ring = self._other_buffers.get(bgid)
+        if ring is None and not self._buffers_failed:
+            try:
+                ring = self._other_buffers[bgid] = self._ring.buffer_ring(bgid, count, size)
+            except OSError:
+                return None
+        return ring
+
     # -- lifetime
 
     def run_forever(self):
@@ -173,6 +193,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods,
             return
         super().close()
         self._close_ring()
+        self._close_readiness()
         fd, self._wakeup_fd = self._wakeup_fd, -1
         os.close(fd)
         # The sockets of servers never closed are their Servers' again, as
@@ -224,6 +245,8 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods,
             if self._buffers is not None:
                 _ABANDONED.append(self._buffers)
                 self._buffers = None
+            _ABANDONED.extend(self._other_buffers.values())
+            self._other_buffers.clear()
         self._release_buffers()
         ring.close()
         self._ops.reset(0)
@@ -236,6 +259,9 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods,
         if self._buffers is not None:
             self._buffers.close()
             self._buffers = None
+        for ring in self._other_buffers.values():
+            ring.close()
+        self._other_buffers.clear()
 
     def _drain(self):
         """Cancel every op in flight and consume their final completions,
@@ -277,6 +303,8 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods,
     # -- the run-once step
 
     def _run_once(self):
+        if self._to_flush:
+            self._flush_datagrams()
         if self._scheduled:
             self._purge_cancelled_timers()
         if self._ready or self._stopping:
@@ -293,6 +321,13 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods,
         if self._scheduled:
             self._schedule_due_timers()
         self._run_ready()
+
+    def _flush_datagrams(self):
+        """Hand the kernel the sends datagram transports queued since the
+        last enter, each transport's as one chain."""
+        queued, self._to_flush = self._to_flush, []
+        for transport in queued:
+            transport._flush()
 
     def _prep_failed(self, err):
         """A prep in C failed: raise its error, or return None to retry (the

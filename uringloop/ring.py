@@ -67,6 +67,8 @@ CAPABILITIES = ("multishot_poll", "multishot_accept", "multishot_recv", "pbuf_ri
 # Features whose absence changes a code path of the core, so masking them
 # is meaningful; the rest are reported, not masked.
 MASKABLE_FEATURES = ("single_mmap", "ext_arg", "no_iowait")
+# Opcodes the loop has a fallback for.
+MASKABLE_OPCODES = ("epoll_wait",)
 
 OPTIONAL_SETUP = ("cqe_mixed", "no_sqarray", "taskrun_flag", "submit_all", "cqsize")
 
@@ -89,6 +91,10 @@ PREPS = {
     "recv_multishot": "recv",
     "send": "send",
     "sendmsg": "sendmsg",
+    "sendmsg_link": "sendmsg",
+    "recvmsg": "recvmsg",
+    "recvmsg_multishot": "recvmsg",
+    "epoll_wait": "epoll_wait",
     "accept": "accept",
     "accept_multishot": "accept",
 }
@@ -180,10 +186,11 @@ class Mask:
             name, _, arg = item.partition("=")
             if name == "io_uring":
                 refuse = _errno_by_name(arg) if arg else errno.ENOSYS
-            elif name in SETUP_FLAGS or name in MASKABLE_FEATURES or name in CAPABILITIES:
+            elif name in (*SETUP_FLAGS, *MASKABLE_FEATURES, *MASKABLE_OPCODES, *CAPABILITIES):
                 names.add(name)
             else:
-                known = sorted([*SETUP_FLAGS, *MASKABLE_FEATURES, *CAPABILITIES, "io_uring"])
+                known = sorted([*SETUP_FLAGS, *MASKABLE_FEATURES, *MASKABLE_OPCODES,
+                                *CAPABILITIES, "io_uring"])
                 raise ValueError(f"URINGLOOP_DISABLE: unknown name {name!r}; known: {', '.join(known)}")
         return cls(frozenset(names), refuse)
 
@@ -400,6 +407,10 @@ class Ring:
         """Submit what is queued and run the kernel's deferred work for this
         thread now, outside the loop's wait; False if the ring refused."""
         return lib.ul_flush(self._r) == 0
+
+    def sq_space(self):
+        """How many SQEs fit before queueing one more would submit the rest."""
+        return lib.ul_sq_space(self._r)
 
     def buffer_ring(self, bgid, count, size):
         return BufferRing(self, bgid, count, size)

@@ -26,8 +26,8 @@ def _check_socket(loop, sock):
 
 
 class SocketMethods:
-    """Loop methods: sock_recv, sock_recv_into, sock_sendall, sock_connect,
-    sock_accept."""
+    """Loop methods: sock_recv, sock_recv_into, sock_recvfrom,
+    sock_recvfrom_into, sock_sendall, sock_sendto, sock_connect, sock_accept."""
 
     async def _await_readiness(self, fd, events):
         """Wait until `fd` reports one of `events` (POLLIN/POLLOUT)."""
@@ -43,19 +43,21 @@ class SocketMethods:
                 self._ring.prep_cancel(ud)
             raise
 
-    async def _when_ready(self, sock, events, call, *args):
-        """call(*args) once it does not block, polling for `events` between tries."""
+    async def _when_ready(self, sock, events, method, *args):
+        """sock.<method>(*args) once it does not block, polling for `events`
+        between tries (the method is looked up for each try, as asyncio's
+        callbacks do)."""
         _check_socket(self, sock)
         while True:
             try:
-                return call(*args)
+                return getattr(sock, method)(*args)
             except (BlockingIOError, InterruptedError):
                 await self._await_readiness(sock.fileno(), events)
 
     async def sock_recv(self, sock, n):
         _check_socket(self, sock)
         if sock.gettimeout() != 0:           # a blocking socket blocks, as in asyncio
-            return await self._when_ready(sock, select.POLLIN, sock.recv, n)
+            return await self._when_ready(sock, select.POLLIN, "recv", n)
         fd = sock.fileno()
         waited = self._sock_recv_waited
         # Where the last receive found nothing, this one asks for readiness
@@ -70,7 +72,17 @@ class SocketMethods:
             await self._await_readiness(fd, select.POLLIN)
 
     async def sock_recv_into(self, sock, buf):
-        return await self._when_ready(sock, select.POLLIN, sock.recv_into, buf)
+        return await self._when_ready(sock, select.POLLIN, "recv_into", buf)
+
+    async def sock_recvfrom(self, sock, bufsize):
+        return await self._when_ready(sock, select.POLLIN, "recvfrom", bufsize)
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        return await self._when_ready(sock, select.POLLIN, "recvfrom_into", buf,
+                                      nbytes or len(buf))
+
+    async def sock_sendto(self, sock, data, address):
+        return await self._when_ready(sock, select.POLLOUT, "sendto", data, address)
 
     async def sock_sendall(self, sock, data):
         _check_socket(self, sock)
@@ -78,7 +90,7 @@ class SocketMethods:
         sent = 0
         if sock.gettimeout() != 0:
             while sent < len(view):
-                sent += await self._when_ready(sock, select.POLLOUT, sock.send, view[sent:])
+                sent += await self._when_ready(sock, select.POLLOUT, "send", view[sent:])
             return
         fd = sock.fileno()
         while sent < len(view):
@@ -106,6 +118,6 @@ class SocketMethods:
             raise OSError(err, f"Connect call failed {address}")
 
     async def sock_accept(self, sock):
-        conn, address = await self._when_ready(sock, select.POLLIN, sock.accept)
+        conn, address = await self._when_ready(sock, select.POLLIN, "accept")
         conn.setblocking(False)
         return conn, address

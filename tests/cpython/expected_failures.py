@@ -23,8 +23,6 @@ class Hangs(Reason):
     hangs = True
 
 
-UDP = Reason("feature not built yet (issue 12: UDP)")
-FD_WATCHERS = Reason("feature not built yet (issue 12: fd watchers)")
 SIGNALS = Reason("feature not built yet (issue 13: signals)")
 SUBPROCESS = Reason("feature not built yet (issue 13: subprocesses)")
 PIPES = Reason("feature not built yet (issue 13: pipes)")
@@ -32,13 +30,6 @@ SELECTOR = Reason("inspects selector internals (loop._selector, "
                   "_sock_sendfile_native_impl, asyncio.unix_events.os)")
 
 EXPECTED = {
-    # FD_WATCHERS: add_reader / add_writer
-    "test_events.EPollEventLoopTests.test_reader_callback": FD_WATCHERS,
-    "test_events.EPollEventLoopTests.test_remove_fds_after_closing": FD_WATCHERS,
-    "test_events.EPollEventLoopTests.test_writer_callback": FD_WATCHERS,
-    "test_unix_events.TestFunctional.test_add_reader_invalid_argument": FD_WATCHERS,
-    "test_unix_events.TestFunctional.test_add_reader_or_writer_transport_fd": FD_WATCHERS,
-
     # PIPES: connect_read_pipe / connect_write_pipe (pipes and ptys)
     "test_events.EPollEventLoopTests.test_bidirectional_pty": PIPES,
     "test_events.EPollEventLoopTests.test_read_pipe": PIPES,
@@ -105,14 +96,6 @@ EXPECTED = {
     "test_subprocess.SubprocessThreadedWatcherTests.test_subprocess_communicate_stdout": SUBPROCESS,
     "test_subprocess.SubprocessThreadedWatcherTests.test_terminate": SUBPROCESS,
 
-    # UDP: create_datagram_endpoint, sock_recvfrom / sock_sendto
-    "test_events.EPollEventLoopTests.test_create_datagram_endpoint": UDP,
-    "test_events.EPollEventLoopTests.test_create_datagram_endpoint_ipv6": UDP,
-    "test_events.EPollEventLoopTests.test_create_datagram_endpoint_sock": UDP,
-    "test_sendfile.EPollEventLoopTests.test_sendfile_not_supported": UDP,
-    "test_sock_lowlevel.EPollEventLoopTests.test_recvfrom": UDP,
-    "test_sock_lowlevel.EPollEventLoopTests.test_recvfrom_into": UDP,
-    "test_sock_lowlevel.EPollEventLoopTests.test_sendto_blocking": UDP,
 }
 
 # Tests that newer Pythons add, merged in where they run (CI's 3.11 has none
@@ -130,7 +113,6 @@ NEWER = {
             SUBPROCESS,
     },
     (3, 13): {
-        "test_events.EPollEventLoopTests.test_datagram_send_to_non_listening_address": UDP,
         "test_subprocess.SubprocessThreadedWatcherTests.test_subprocess_send_signal_race":
             SUBPROCESS,
     },

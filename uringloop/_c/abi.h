@@ -37,6 +37,7 @@
 #define UL_SQ_TASKRUN            (1u << 2)
 
 /* sqe->flags */
+#define UL_SQE_IO_LINK           (1u << 2)
 #define UL_SQE_BUFFER_SELECT     (1u << 5)
 
 /* cqe->flags */
@@ -50,11 +51,13 @@
 #define UL_OP_NOP                0
 #define UL_OP_POLL_ADD           6
 #define UL_OP_SENDMSG            9
+#define UL_OP_RECVMSG            10
 #define UL_OP_TIMEOUT            11
 #define UL_OP_ACCEPT             13
 #define UL_OP_ASYNC_CANCEL       14
 #define UL_OP_SEND               26
 #define UL_OP_RECV               27
+#define UL_OP_EPOLL_WAIT         59
 
 /* op-specific flags */
 #define UL_POLL_ADD_MULTI        (1u << 0)   /* sqe->len of POLL_ADD */
@@ -64,6 +67,16 @@
 #define UL_CANCEL_ALL            (1u << 0)
 #define UL_CANCEL_FD             (1u << 1)
 #define UL_CANCEL_ANY            (1u << 2)
+
+/* What a multishot RECVMSG writes at the start of each buffer it picks:
+ * then the source address (msg_namelen bytes are set aside for it), the
+ * control data (none here) and the payload. */
+struct ul_recvmsg_out {
+    uint32_t namelen;       /* the address's full length */
+    uint32_t controllen;
+    uint32_t payloadlen;    /* the datagram's full length, even where truncated */
+    uint32_t flags;         /* MSG_TRUNC where it did not fit */
+};
 
 /* register opcodes */
 #define UL_REGISTER_PROBE        8

@@ -6,6 +6,8 @@
  * opcodes come from ring.PREPS, which names these by their suffix.
  */
 #include <errno.h>
+#include <stddef.h>
+#include <sys/epoll.h>
 #include "ring.h"
 
 static inline uint64_t ptr(const void *p)
@@ -111,11 +113,12 @@ int ul_prep_recv(struct ul_ring *r, uint64_t ud, int fd, void *buf, unsigned len
     return err;
 }
 
-/* Into a buffer the kernel picks from group bgid (CQE flags name it). */
+/* Into a buffer the kernel picks from group bgid (CQE flags name it; the
+ * user_data names the group, see UL_UD_GROUP_SHIFT). */
 int ul_prep_recv_select(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid)
 {
     int err = 0;
-    struct ul_sqe *sqe = start(r, UL_OP_RECV, ud, fd, &err);
+    struct ul_sqe *sqe = start(r, UL_OP_RECV, ud | (uint64_t)bgid << UL_UD_GROUP_SHIFT, fd, &err);
     if (sqe) {
         sqe->flags = UL_SQE_BUFFER_SELECT;
         sqe->buf_group = (uint16_t)bgid;
@@ -128,7 +131,7 @@ int ul_prep_recv_select(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid)
 int ul_prep_recv_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid)
 {
     int err = 0;
-    struct ul_sqe *sqe = start(r, UL_OP_RECV, ud, fd, &err);
+    struct ul_sqe *sqe = start(r, UL_OP_RECV, ud | (uint64_t)bgid << UL_UD_GROUP_SHIFT, fd, &err);
     if (sqe) {
         sqe->flags = UL_SQE_BUFFER_SELECT;
         sqe->buf_group = (uint16_t)bgid;
@@ -158,6 +161,80 @@ int ul_prep_sendmsg(struct ul_ring *r, uint64_t ud, int fd, const void *msg)
         sqe->len = 1;
     }
     return err;
+}
+
+/* As ul_prep_sendmsg, with the SQE queued next made to start only once
+ * this one has completed: a datagram transport's queued sends go out as
+ * one such chain, in order even where the kernel holds one back. */
+int ul_prep_sendmsg_link(struct ul_ring *r, uint64_t ud, int fd, const void *msg)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_SENDMSG, ud, fd, &err);
+    if (sqe) {
+        sqe->addr = ptr(msg);
+        sqe->len = 1;
+        sqe->flags = UL_SQE_IO_LINK;
+    }
+    return err;
+}
+
+/* A multishot RECVMSG: each datagram into a buffer from group bgid, laid
+ * out as struct ul_recvmsg_out, the address (msg's msg_namelen bytes set
+ * aside), then the payload.  msg is read at submission. */
+int ul_prep_recvmsg_multishot(struct ul_ring *r, uint64_t ud, int fd, const void *msg,
+                              unsigned bgid)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_RECVMSG, ud | (uint64_t)bgid << UL_UD_GROUP_SHIFT, fd,
+                               &err);
+    if (sqe) {
+        sqe->addr = ptr(msg);
+        sqe->len = 1;
+        sqe->flags = UL_SQE_BUFFER_SELECT;
+        sqe->buf_group = (uint16_t)bgid;
+        sqe->ioprio = UL_RECV_MULTISHOT;
+    }
+    return err;
+}
+
+/* One datagram into msg's own buffers; msg, its address buffer and its
+ * iovecs stay put until the CQE, which the kernel updates msg_namelen for. */
+int ul_prep_recvmsg(struct ul_ring *r, uint64_t ud, int fd, void *msg)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_RECVMSG, ud, fd, &err);
+    if (sqe) {
+        sqe->addr = ptr(msg);
+        sqe->len = 1;
+    }
+    return err;
+}
+
+/* epoll_wait(epfd, events, maxevents, 0) run by the ring: where nothing is
+ * ready the kernel waits for the epoll fd itself; res is the number of
+ * events written (the array stays put until the CQE). */
+int ul_prep_epoll_wait(struct ul_ring *r, uint64_t ud, int epfd, void *events,
+                       unsigned maxevents)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_EPOLL_WAIT, ud, epfd, &err);
+    if (sqe) {
+        sqe->addr = ptr(events);
+        sqe->len = maxevents;
+    }
+    return err;
+}
+
+/* The size of one event in that array, and where its data field starts
+ * (x86-64 packs the struct). */
+unsigned ul_epoll_event_size(void)
+{
+    return sizeof(struct epoll_event);
+}
+
+unsigned ul_epoll_data_offset(void)
+{
+    return offsetof(struct epoll_event, data);
 }
 
 /* The peer's address is not asked for: a multishot accept would write

@@ -130,7 +130,7 @@ static int alloc_completion_arrays(struct ul_ring *r)
     r->cqe_res = calloc(n, sizeof(int32_t));
     r->cqe_flags = calloc(n, sizeof(uint32_t));
     r->cqe_big = calloc(2 * n, sizeof(uint64_t));
-    r->recycle = calloc(n, sizeof(uint16_t));
+    r->recycle = calloc(n, sizeof(uint32_t));
     if (!r->cqe_user_data || !r->cqe_res || !r->cqe_flags || !r->cqe_big || !r->recycle)
         return -ENOMEM;
     return 0;
@@ -218,7 +218,7 @@ void ul_ring_exit(struct ul_ring *r)
     free(r->cqe_big);
     free(r->recycle);
     r->recycle = NULL;
-    r->bufring = NULL;
+    memset(r->bufrings, 0, sizeof(r->bufrings));
     r->nrecycle = 0;
     r->cqe_pos[0] = r->cqe_pos[1] = 0;
     r->cqe_user_data = NULL;
@@ -241,6 +241,13 @@ static int submit(struct ul_ring *r, unsigned flags, unsigned wait_nr,
     unsigned n = sq_pending(r);
     int ret = sys_enter(r->fd, n, wait_nr, flags | r->enter_flags, arg, argsz);
     return ret < 0 ? -errno : ret;
+}
+
+/* How many SQEs can be queued before one would submit the rest: a chain
+ * of linked requests must fit, or the submission would cut it. */
+unsigned ul_sq_space(const struct ul_ring *r)
+{
+    return r->sq_entries - (r->sq_tail - load_acquire(r->sq_khead));
 }
 
 /* The next free SQE, zeroed.  A full SQ is submitted first, so an SQE is
@@ -283,11 +290,12 @@ static int reap(struct ul_ring *r)
         head += (flags & UL_CQE_F_32) ? 2 : 1;
         if ((flags & UL_CQE_F_SKIP) || c->user_data == UL_UD_INTERNAL)
             continue;
-        r->cqe_user_data[n] = c->user_data;
+        unsigned group = (unsigned)(c->user_data >> UL_UD_GROUP_SHIFT);
+        r->cqe_user_data[n] = (uint32_t)c->user_data;
         r->cqe_res[n] = c->res;
         r->cqe_flags[n] = flags;
-        if ((flags & UL_CQE_F_BUFFER) && r->bufring)
-            r->recycle[r->nrecycle++] = (uint16_t)(flags >> UL_CQE_BUFFER_SHIFT);
+        if ((flags & UL_CQE_F_BUFFER) && group < UL_BUFFER_GROUPS && r->bufrings[group])
+            r->recycle[r->nrecycle++] = group << 16 | flags >> UL_CQE_BUFFER_SHIFT;
         if (flags & UL_CQE_F_32) {
             /* a big CQE never straddles the wrap: the kernel pads first */
             const uint64_t *extra = (const uint64_t *)(c + 1);
@@ -307,10 +315,11 @@ static void add_buffer(struct ul_bufring *br, unsigned bid);
 /* The last batch is consumed: its buffers go back, published at once. */
 static void recycle_buffers(struct ul_ring *r)
 {
-    struct ul_bufring *br = r->bufring;
     for (unsigned i = 0; i < r->nrecycle; i++)
-        add_buffer(br, r->recycle[i]);
-    store_release(&br->ring[0].resv, br->tail);
+        add_buffer(r->bufrings[r->recycle[i] >> 16], r->recycle[i] & 0xffff);
+    for (unsigned g = 0; g < UL_BUFFER_GROUPS; g++)
+        if (r->bufrings[g])
+            store_release(&r->bufrings[g]->ring[0].resv, r->bufrings[g]->tail);
     r->nrecycle = 0;
 }
 
@@ -433,7 +442,8 @@ int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
     struct ul_buf_reg reg;
 
     memset(br, 0, sizeof(*br));
-    if (count == 0 || (count & (count - 1)) || count > 32768 || r->bufring)
+    if (count == 0 || (count & (count - 1)) || count > 32768 || bgid >= UL_BUFFER_GROUPS ||
+        r->bufrings[bgid])
         return -EINVAL;
     br->ring = map_anon(count * sizeof(struct ul_buf));
     if (!br->ring)
@@ -456,8 +466,7 @@ int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
     for (unsigned bid = 0; bid < count; bid++)
         add_buffer(br, bid);
     store_release(&br->ring[0].resv, br->tail);
-    r->bufring = br;
-    r->nrecycle = 0;
+    r->bufrings[bgid] = br;
     return 0;
 }
 
@@ -471,9 +480,14 @@ void ul_bufring_exit(struct ul_ring *r, struct ul_bufring *br)
         reg.bgid = br->bgid;
         sys_register(r->fd, UL_UNREGISTER_PBUF_RING, &reg, 1);
     }
-    if (r->bufring == br) {
-        r->bufring = NULL;
-        r->nrecycle = 0;
+    if (br->bgid < UL_BUFFER_GROUPS && r->bufrings[br->bgid] == br) {
+        /* buffers of this group awaiting their return are forgotten */
+        uint32_t kept = 0;
+        for (uint32_t i = 0; i < r->nrecycle; i++)
+            if (r->recycle[i] >> 16 != br->bgid)
+                r->recycle[kept++] = r->recycle[i];
+        r->nrecycle = kept;
+        r->bufrings[br->bgid] = NULL;
     }
     if (br->ring)
         munmap(br->ring, br->count * sizeof(struct ul_buf));

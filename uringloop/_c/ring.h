@@ -18,6 +18,12 @@
 /* user_data the reaper drops: internal timeouts and cancel requests. */
 #define UL_UD_INTERNAL 0
 
+/* A request that picks a provided buffer carries its group in the upper
+ * half of its user_data (the op table's slot is the lower half), so the
+ * reaper knows which ring each buffer goes back to. */
+#define UL_BUFFER_GROUPS 4
+#define UL_UD_GROUP_SHIFT 32
+
 struct ul_ring {
     int fd;
     uint32_t setup_flags;      /* flags the kernel accepted */
@@ -46,11 +52,11 @@ struct ul_ring {
     uint32_t cq_mask;
     struct ul_cqe *cqes;
 
-    /* The provided-buffer ring of this ring, if any: buffers that reaped
-     * completions carried go back to it at the next ul_wait(), by which
-     * time their bytes have been copied out. */
-    struct ul_bufring *bufring;
-    uint16_t *recycle;
+    /* The provided-buffer rings of this ring, by group: buffers that reaped
+     * completions carried go back at the next ul_wait(), by which time
+     * their bytes have been copied out.  recycle holds group << 16 | bid. */
+    struct ul_bufring *bufrings[UL_BUFFER_GROUPS];
+    uint32_t *recycle;
     uint32_t nrecycle;
 
     uint32_t enter_flags;      /* NO_IOWAIT where the kernel has it */
@@ -71,6 +77,7 @@ struct ul_bufring {
 };
 
 /* cdef-begin: _build.py hands these prototypes to cffi as they are */
+unsigned ul_sq_space(const struct ul_ring *r);
 int ul_ring_init(struct ul_ring *r, unsigned entries, unsigned cq_entries,
                  unsigned try_flags, unsigned deny_features);
 int ul_ring_enable(struct ul_ring *r);
@@ -98,6 +105,14 @@ int ul_prep_recv_select(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid);
 int ul_prep_recv_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid);
 int ul_prep_send(struct ul_ring *r, uint64_t ud, int fd, const void *buf, unsigned len);
 int ul_prep_sendmsg(struct ul_ring *r, uint64_t ud, int fd, const void *msg);
+int ul_prep_sendmsg_link(struct ul_ring *r, uint64_t ud, int fd, const void *msg);
+int ul_prep_recvmsg_multishot(struct ul_ring *r, uint64_t ud, int fd, const void *msg,
+                              unsigned bgid);
+int ul_prep_recvmsg(struct ul_ring *r, uint64_t ud, int fd, void *msg);
+int ul_prep_epoll_wait(struct ul_ring *r, uint64_t ud, int epfd, void *events,
+                       unsigned maxevents);
+unsigned ul_epoll_event_size(void);
+unsigned ul_epoll_data_offset(void);
 int ul_prep_accept(struct ul_ring *r, uint64_t ud, int fd, unsigned flags);
 int ul_prep_accept_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned flags);
 

@@ -99,7 +99,7 @@ static int call_protocol(PyObject *tr, PyObject *name, PyObject *arg, PyObject *
 static int recv_fast(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
 {
     PyObject *tr = FIELD(op, recv_fields.transport);
-    struct ul_bufring *br = t->ring->bufring;
+    struct ul_bufring *br = t->ring->bufrings[0];   /* the stream group */
     if (res <= 0 || !(flags & UL_CQE_F_MORE) || !(flags & UL_CQE_F_BUFFER) || !br || !tr ||
         !reads_normally(tr))
         return 0;

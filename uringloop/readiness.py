@@ -1,0 +1,220 @@
+"""add_reader, add_writer, remove_reader, remove_writer: asyncio's fd
+watchers, with epoll's semantics, waited for on the ring.
+
+The watchers live in an epoll set of the loop's own (a
+selectors.EpollSelector, which keeps asyncio's (reader, writer) pair per
+fd and raises asyncio's errors), and the ring waits on that set:
+IORING_OP_EPOLL_WAIT (Linux 6.15) hands back the ready events in its
+completion; before it, a POLL on the epoll fd says when to call
+epoll_wait(0).  Either is re-armed from its completion and goes out with
+the iteration's one enter, so watching costs no system call per
+iteration; changing a watcher costs one epoll_ctl, as on asyncio's loop.
+
+Why not a multishot POLL per fd, which needs no epoll_ctl at all:
+- a multishot poll reports each wake-up once (edge-triggered; the kernel's
+  IORING_POLL_ADD_LEVEL only changes how it is armed), while asyncio's
+  selector is level-triggered: a callback that leaves bytes unread runs
+  again at the next iteration, and libraries count on that;
+- a poll holds a reference to the file: an fd its owner closes while it
+  is watched would stay open inside the ring (the peer never sees the
+  close), and the callback would run for whatever file reuses the number.
+  epoll forgets a closed fd by itself, as asyncio's loop does;
+- epoll_ctl refuses what asyncio's refuses (EPERM for a regular file).
+"""
+import errno
+import selectors
+import struct
+
+from ._uring import ffi, lib
+from .handle import Handle
+
+POLLIN = 0x001
+# Ready events taken per completion; more wait for the next one.
+_MAX_EVENTS = 128
+# struct epoll_event: u32 events, then the fd select.epoll put in its data
+# (x86-64 packs the struct; other ABIs pad it).
+_EVENT_SIZE = lib.ul_epoll_event_size()
+_DATA_AT = lib.ul_epoll_data_offset()
+_EVENT = struct.Struct(f"=I{_DATA_AT - 4}xi{_EVENT_SIZE - _DATA_AT - 4}x")
+# selectors' reading of an epoll mask: errors and hang-ups wake both sides.
+_READ_BITS = ~0x004          # anything but EPOLLOUT wakes the reader
+_WRITE_BITS = ~0x001         # anything but EPOLLIN wakes the writer
+
+
+class _EpollWait:
+    """IORING_OP_EPOLL_WAIT on the watchers' set; owns the events array
+    until its completion (a record per wait, so a cancelled wait still in
+    flight never shares its array with the next)."""
+
+    __slots__ = ("loop", "events", "pinned")
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.events = bytearray(_MAX_EVENTS * _EVENT_SIZE)
+        self.pinned = ffi.from_buffer(self.events)
+
+    def start(self, ring, ud):
+        ring.prep_epoll_wait(ud, self.loop._watchers.fileno(), self.pinned, _MAX_EVENTS)
+
+    def complete(self, res, flags):
+        loop = self.loop
+        if res > 0:
+            view = memoryview(self.events)[:res * _EVENT_SIZE]
+            for mask, fd in _EVENT.iter_unpack(view):
+                loop._watcher_ready(fd, mask)
+        elif res < 0 and res not in (-errno.ECANCELED, -errno.EINTR):
+            loop._watchers_failed(res)
+        loop._watch_ended()
+
+
+class _EpollReadable:
+    """Where the ring has no EPOLL_WAIT: a POLL on the epoll fd, and the
+    events read with epoll_wait(0) once it fires (a fresh POLL completes at
+    once while any fd is still ready: epoll's level-triggering holds)."""
+
+    __slots__ = ("loop",)
+
+    def __init__(self, loop):
+        self.loop = loop
+
+    def start(self, ring, ud):
+        ring.prep_poll(ud, self.loop._watchers.fileno(), POLLIN)
+
+    def complete(self, res, flags):
+        loop = self.loop
+        if res > 0:
+            for key, events in loop._watchers.select(0):
+                loop._watcher_events(key, events)
+        loop._watch_ended()
+
+
+class ReadinessMethods:
+    """Loop methods: add_reader, remove_reader, add_writer, remove_writer."""
+
+    def _init_readiness(self):
+        self._watchers = selectors.EpollSelector()
+        self._watch_ud = 0               # the wait in flight, 0: none
+        self._watch_cancelled = False
+
+    def _close_readiness(self):
+        self._watchers.close()
+
+    # -- the API
+
+    def add_reader(self, fd, callback, *args):
+        self._ensure_fd_no_transport(fd)
+        self._add_watcher(fd, selectors.EVENT_READ, callback, args)
+
+    def add_writer(self, fd, callback, *args):
+        self._ensure_fd_no_transport(fd)
+        self._add_watcher(fd, selectors.EVENT_WRITE, callback, args)
+
+    def remove_reader(self, fd):
+        self._ensure_fd_no_transport(fd)
+        return self._remove_watcher(fd, selectors.EVENT_READ)
+
+    def remove_writer(self, fd):
+        self._ensure_fd_no_transport(fd)
+        return self._remove_watcher(fd, selectors.EVENT_WRITE)
+
+    # -- the set, as asyncio's selector loop keeps it
+
+    def _add_watcher(self, fd, event, callback, args):
+        self._check_closed()
+        handle = Handle(callback, args, self, None)
+        watchers = self._watchers
+        try:
+            key = watchers.get_key(fd)
+        except KeyError:
+            pair = (handle, None) if event == selectors.EVENT_READ else (None, handle)
+            watchers.register(fd, event, pair)
+        else:
+            reader, writer = key.data
+            old = reader if event == selectors.EVENT_READ else writer
+            pair = (handle, writer) if event == selectors.EVENT_READ else (reader, handle)
+            watchers.modify(fd, key.events | event, pair)
+            if old is not None:
+                old.cancel()
+        self._watch()
+        return handle
+
+    def _remove_watcher(self, fd, event):
+        if self.is_closed():
+            return False
+        watchers = self._watchers
+        try:
+            key = watchers.get_key(fd)
+        except KeyError:
+            return False
+        reader, writer = key.data
+        old = reader if event == selectors.EVENT_READ else writer
+        rest = key.events & ~event
+        if not rest:
+            watchers.unregister(fd)
+            if not watchers.get_map():
+                self._unwatch()
+        else:
+            pair = (None, writer) if event == selectors.EVENT_READ else (reader, None)
+            watchers.modify(fd, rest, pair)
+        if old is None:
+            return False
+        old.cancel()
+        return True
+
+    # -- the wait on the ring
+
+    def _watch(self):
+        """Keep a wait on the set in flight while it has members."""
+        if self._watch_ud or not self._watchers.get_map():
+            return
+        ring = self._ring
+        op = _EpollWait(self) if ring.features.has("epoll_wait") else _EpollReadable(self)
+        ud = self._ops.add(op)
+        try:
+            op.start(ring, ud)
+        except BaseException:
+            self._ops.release(ud)
+            raise
+        self._watch_ud = ud
+        self._watch_cancelled = False
+
+    def _unwatch(self):
+        if self._watch_ud and not self._watch_cancelled:
+            self._watch_cancelled = True
+            self._ring.prep_cancel(self._watch_ud)
+
+    def _watch_ended(self):
+        self._watch_ud = 0
+        if not self._closed:
+            self._watch()
+
+    def _watcher_ready(self, fd, mask):
+        try:
+            key = self._watchers.get_key(fd)
+        except (KeyError, ValueError):
+            return                       # removed since the kernel looked
+        events = 0
+        if mask & _READ_BITS:
+            events |= selectors.EVENT_READ
+        if mask & _WRITE_BITS:
+            events |= selectors.EVENT_WRITE
+        self._watcher_events(key, events & key.events)
+
+    def _watcher_events(self, key, events):
+        reader, writer = key.data
+        if events & selectors.EVENT_READ and reader is not None:
+            if reader._cancelled:
+                self._remove_watcher(key.fd, selectors.EVENT_READ)
+            else:
+                self._ready.append(reader)
+        if events & selectors.EVENT_WRITE and writer is not None:
+            if writer._cancelled:
+                self._remove_watcher(key.fd, selectors.EVENT_WRITE)
+            else:
+                self._ready.append(writer)
+
+    def _watchers_failed(self, res):
+        self.call_exception_handler({
+            "message": f"uringloop: waiting for fd watchers failed: "
+                       f"[Errno {-res}] {errno.errorcode.get(-res, -res)}",
+        })
