@@ -28,6 +28,15 @@
  * on the decrypted bytes.  TLS needs a build with -DLOADGEN_TLS and
  * -lssl -lcrypto (benchmarks/loadgen.py builds that variant separately, so
  * the plain one needs no OpenSSL headers).
+ *
+ * --udp sends each echo message as one datagram, from N UDP sockets (each
+ * connect()ed to the server, so N source addresses and only the server's
+ * datagrams get in).  The echo must come back as one datagram, byte for
+ * byte.  A request with no echo after RESEND_MS is counted lost (RESULT
+ * lost=, the measured window's) and the socket moves on to the next, so a
+ * dropped datagram costs that socket a pause, not the run; the lost one's
+ * echo may still come late, and is then set aside.  Anything else is an
+ * error, as over TCP.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -63,6 +72,10 @@ enum phase { CONNECTING, WARMUP, MEASURE, AFTER };
  * duplicated echo does not compare equal to the expected one. */
 #define PATTERN_SPAN 251
 #define STDIN_TAG UINT64_MAX
+/* --udp: how long a request waits for its echo before it counts as lost,
+ * and how many lost ones per socket may still see their echo arrive. */
+#define RESEND_MS 200
+#define LATE_SLOTS 8
 
 struct conn {
     int fd;
@@ -78,6 +91,7 @@ struct conn {
     uint64_t started_ns;
     char *resp;             /* http: the response so far */
     size_t resp_len;
+    uint64_t lost[LATE_SLOTS];  /* --udp: requests given up on (0: none) */
 #ifdef LOADGEN_TLS
     SSL *ssl;
 #endif
@@ -91,8 +105,8 @@ static struct {
     size_t size;
     double warmup, duration, timeout;
     const char *expect_body;
-    int tls;
-} opt = { MODE_ECHO, "127.0.0.1", 0, 1, 64, 0.5, 2.0, 10.0, NULL, 0 };
+    int tls, udp;
+} opt = { MODE_ECHO, "127.0.0.1", 0, 1, 64, 0.5, 2.0, 10.0, NULL, 0, 0 };
 
 static int ep;
 static struct conn *conns;
@@ -107,7 +121,7 @@ static SSL_CTX *tls_ctx;
 static enum phase phase = CONNECTING;
 static int nconnected, nwarm;
 static uint64_t window_start, window_end, last_progress;
-static uint64_t completed, bytes_done;
+static uint64_t completed, bytes_done, lost;
 static uint64_t *lat;
 static size_t nlat, caplat;
 static struct rusage ru_start, ru_end;
@@ -268,11 +282,16 @@ static void send_some(struct conn *c)
         arm(c, 0);
 }
 
+static const char *echo_msg(const struct conn *c, uint64_t seq)
+{
+    return pattern + (c->id * 31u + seq * 7u) % PATTERN_SPAN;
+}
+
 static void start_request(struct conn *c, uint64_t now)
 {
     c->seq++;
     if (opt.mode == MODE_ECHO) {
-        c->msg = pattern + (c->id * 31u + c->seq * 7u) % PATTERN_SPAN;
+        c->msg = echo_msg(c, c->seq);
         c->len = opt.size;
     } else {
         c->msg = http_req;
@@ -420,6 +439,51 @@ static void on_readable(struct conn *c)
     }
 }
 
+/* --udp: whether a datagram that is not the current echo is the late echo
+ * of a request given up on (each such echo is taken once). */
+static int late_echo(struct conn *c, const char *buf, size_t n)
+{
+    for (int i = 0; i < LATE_SLOTS; i++) {
+        if (c->lost[i] && n == c->len && memcmp(buf, echo_msg(c, c->lost[i]), n) == 0) {
+            c->lost[i] = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* --udp: one datagram per readiness (each socket has one request in flight;
+ * epoll reports a second one, if any, again). */
+static void on_datagram(struct conn *c)
+{
+    ssize_t n = io_recv(c, scratch, sizeof scratch);
+    if (n < 0)
+        return;
+    uint64_t now = now_ns();
+    if ((size_t)n == c->len && memcmp(scratch, c->msg, n) == 0) {
+        last_progress = now;
+        c->got = n;
+        finish_request(c, now);
+    } else if (!late_echo(c, scratch, n)) {
+        die("socket %u: a datagram of %zd bytes that is not the echo of request %llu "
+            "(%zu bytes) nor of one given up on", c->id, n, (unsigned long long)c->seq, c->len);
+    }
+}
+
+/* --udp: requests whose echo is overdue count as lost; their sockets move on. */
+static void give_up_overdue(uint64_t now)
+{
+    for (int i = 0; i < opt.nconns; i++) {
+        struct conn *c = &conns[i];
+        if (c->got < c->len && now - c->started_ns >= RESEND_MS * 1000000ull) {
+            if (phase == MEASURE)
+                lost++;
+            c->lost[c->seq % LATE_SLOTS] = c->seq;
+            start_request(c, now);
+        }
+    }
+}
+
 static void ready(struct conn *c, uint64_t now)
 {
     c->connected = 1;
@@ -476,11 +540,15 @@ static void on_connected(struct conn *c, uint64_t now)
 static void open_conn(struct conn *c, const struct sockaddr_in *addr)
 {
     int one = 1;
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    c->fd = socket(AF_INET, (opt.udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                   0);
     if (c->fd < 0)
         die("socket: %s", strerror(errno));
     /* Partial sends of large messages must not wait for ACKs. */
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!opt.udp)
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* A UDP socket "connects" at once; it reports writable, as a TCP one
+     * does once connected, and joins the same path. */
     if (connect(c->fd, (const struct sockaddr *)addr, sizeof *addr) < 0 && errno != EINPROGRESS)
         die("connect %s:%d: %s", opt.host, opt.port, strerror(errno));
     struct epoll_event ev = { .events = EPOLLOUT, .data.u64 = c->id };
@@ -516,11 +584,14 @@ static void report(void)
         sum += lat[i];
     printf("RESULT requests=%llu bytes=%llu elapsed=%.6f rps=%.1f "
            "mean_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f "
-           "loadgen_cpu=%.6f loadgen_wait=%.6f connections=%d\n",
+           "loadgen_cpu=%.6f loadgen_wait=%.6f connections=%d",
            (unsigned long long)completed, (unsigned long long)bytes_done, elapsed,
            completed / elapsed, nlat ? sum / nlat / 1e3 : 0.0, percentile_us(0.50),
            percentile_us(0.90), percentile_us(0.99), nlat ? lat[nlat - 1] / 1e3 : 0.0,
            cpu_seconds(&ru_end) - cpu_seconds(&ru_start), delay_end - delay_start, opt.nconns);
+    if (opt.udp)
+        printf(" lost=%llu", (unsigned long long)lost);
+    printf("\n");
     fflush(stdout);
 }
 
@@ -539,7 +610,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: loadgen --mode echo|http --port P [--host 127.0.0.1] [--conns N]\n"
             "               [--size BYTES] [--warmup S] [--duration S] [--timeout S]\n"
-            "               [--expect-body TEXT] [--tls]\n");
+            "               [--expect-body TEXT] [--tls | --udp]\n");
     exit(2);
 }
 
@@ -556,6 +627,10 @@ static void parse_args(int argc, char **argv)
                             "-lssl -lcrypto)\n");
             exit(2);
 #endif
+        }
+        if (!strcmp(a, "--udp")) {
+            opt.udp = 1;
+            continue;
         }
         if (i + 1 >= argc)
             usage();
@@ -574,7 +649,8 @@ static void parse_args(int argc, char **argv)
         else if (!strcmp(a, "--expect-body")) opt.expect_body = v;
         else usage();
     }
-    if (opt.port <= 0 || opt.nconns <= 0 || opt.size == 0 || opt.duration <= 0)
+    if (opt.port <= 0 || opt.nconns <= 0 || opt.size == 0 || opt.duration <= 0
+            || (opt.udp && (opt.tls || opt.mode != MODE_ECHO)))
         usage();
 }
 
@@ -635,7 +711,7 @@ int main(int argc, char **argv)
     last_progress = t0;
     for (int i = 0; i < opt.nconns; i++)
         open_conn(&conns[i], &addr);
-    uint64_t warm_end = 0;
+    uint64_t warm_end = 0, last_overdue_check = t0;
     uint64_t timeout_ns = (uint64_t)(opt.timeout * 1e9);
 
     struct epoll_event events[512];
@@ -670,8 +746,12 @@ int main(int argc, char **argv)
                     on_connected(c, now);
                 continue;
             }
-            if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
-                on_readable(c);
+            if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+                if (opt.udp)
+                    on_datagram(c);
+                else
+                    on_readable(c);
+            }
             if ((ev & EPOLLOUT) && c->writing)
                 send_some(c);
         }
@@ -701,6 +781,13 @@ int main(int argc, char **argv)
                 report();
                 return 0;
             }
+        }
+        /* Every tenth of the resend time: scanning every socket at each
+         * wakeup would add to the generator's cost per request. */
+        if (opt.udp && phase != CONNECTING
+                && now - last_overdue_check >= RESEND_MS * 100000ull) {
+            give_up_overdue(now);
+            last_overdue_check = now;
         }
         if (now - last_progress > timeout_ns) {
             int waiting = 0;

@@ -66,7 +66,7 @@ def binary(tls=False):
 
 
 def command(mode, port, connections, size, warmup, duration, stall_timeout, expect_body=None,
-            tls=False):
+            tls=False, udp=False):
     args = [str(binary(tls)), "--mode", mode, "--port", str(port), "--conns", str(connections),
             "--size", str(size), "--warmup", str(warmup), "--duration", str(duration),
             "--timeout", str(stall_timeout)]
@@ -74,6 +74,8 @@ def command(mode, port, connections, size, warmup, duration, stall_timeout, expe
         args += ["--expect-body", expect_body]
     if tls:
         args.append("--tls")
+    if udp:
+        args.append("--udp")
     return args
 
 

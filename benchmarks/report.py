@@ -126,6 +126,22 @@ def markdown(data):
                 f"way, and the generator checks the decrypted echo byte for byte.",
                 "",
             ]
+        workloads = {entry["workload"] for entry in data["cases"]}
+        if "udp" in workloads:
+            out += [
+                "echo udp rows: a create_datagram_endpoint protocol sendto()s each datagram "
+                "back; \"sockets\" are the generator's UDP sockets, each its own source address "
+                "with one datagram in flight, its echo checked byte for byte.  A request is a "
+                "datagram echoed: server CPU per request is per datagram.",
+                "",
+            ]
+        if "reader" in workloads:
+            out += [
+                "echo reader rows: the server drives its sockets through loop.add_reader "
+                "alone, its callbacks accepting, recv()ing and sendall()ing with plain socket "
+                "calls; each request is one readable event.",
+                "",
+            ]
         out += summary_table(rows, loops, base)
     internals = data.get("internals")
     if internals:
@@ -290,6 +306,16 @@ def notes(data):
             + ", ".join(f"{e['case']} on {e['loop']} (round {r['round']})"
                         for e, r in repeated[:8])
             + (", ..." if len(repeated) > 8 else ""))
+    lossy = [(entry, run) for entry in data["cases"] for run in entry["runs"]
+             if run["ok"] and run.get("lost")]
+    if lossy:
+        lines.append(
+            f"- {len(lossy)} run(s) lost datagrams: no echo within the generator's 200 ms, "
+            f"so it counted the datagram lost and that socket sent the next after the pause; "
+            f"their requests/s understate the loop: "
+            + "; ".join(f"{e['case']} on {e['loop']} (round {r['round']}): {r['lost']:,} lost"
+                        for e, r in lossy[:8])
+            + ("; ..." if len(lossy) > 8 else ""))
     if capped:
         lines.append(f"- {len(capped)} run(s) where the load generator, not the server, may "
                      f"have set the pace (their requests/s understate the loop): "

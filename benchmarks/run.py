@@ -6,6 +6,7 @@
     python benchmarks/run.py --workloads protocol httptools --connections 1000 --rounds 5
     python benchmarks/run.py --workloads encrypted   # only the TLS rows
     python benchmarks/run.py --workloads sendfile    # only loop.sendfile/FileResponse
+    python benchmarks/run.py --workloads other-io    # only the UDP and add_reader echoes
 
 Every run starts a fresh server process (benchmarks/servers.py) for one
 workload on one loop, pinned to one CPU, and drives it from the C load
@@ -23,6 +24,20 @@ otherwise), and "aiohttp-https", the aiohttp server with an ssl_context
 note), completes every handshake while connecting, outside the window, and
 checks the decrypted echo byte for byte.  The server's certificate is made
 once per run with trustme and handed to each server on its command line.
+
+Two echo workloads leave the stream transports: "udp", a
+create_datagram_endpoint protocol that sendto()s each datagram back, driven
+by the generator's UDP mode (each "connection" a UDP socket of its own, so
+as many source addresses, each keeping one datagram in flight; 64 B and
+1,400 B unless --sizes says otherwise), and "reader", TCP served through
+loop.add_reader alone: its callbacks accept, recv() and sendall() with plain
+socket calls (64 B unless --sizes or --full say otherwise).  A request is
+then a datagram or an event, and the CPU time per request the server's per
+datagram or per event.  A datagram whose echo has not come back after
+200 ms counts as lost (the notes give how many) and its socket sends the
+next; that pause shows in requests/s.  Their three rows would add well
+over a minute, so the default set leaves them out; the group "other-io"
+names both.
 
 Two workloads run a benchmark script of their own in a child process, after
 the rest, and each gets its own section of the report (and a key of the
@@ -81,18 +96,23 @@ ECHO = ["sock", "streams", "protocol", "buffered"]
 HTTP = ["httptools", "aiohttp"]
 TLS = ["tls", "aiohttp-https"]          # the echo and HTTP rows that speak TLS
 TLS_HTTP = ["aiohttp-https"]
+OTHER_IO = ["udp", "reader"]            # echoes beyond the stream transports
 INTERNALS = "internals"
 SENDFILE = "sendfile"
 SCRIPTS = [INTERNALS, SENDFILE]         # workloads that run a script of their own
-WORKLOADS = ECHO + HTTP + TLS + SCRIPTS
-GROUPS = {"echo": ECHO, "http": HTTP, "encrypted": TLS, "all": WORKLOADS}
+WORKLOADS = ECHO + HTTP + TLS + OTHER_IO + SCRIPTS
+GROUPS = {"echo": ECHO, "http": HTTP, "encrypted": TLS, "other-io": OTHER_IO,
+          "all": WORKLOADS}
 DEFAULT = ["protocol", "streams", "buffered", "sock", "httptools", "aiohttp", "tls",
            "aiohttp-https", INTERNALS, SENDFILE]
 NEEDS = {"uvloop": ["uvloop"], "httptools": ["httptools"], "aiohttp": ["aiohttp"],
          "tls": ["trustme"], "aiohttp-https": ["aiohttp", "trustme"],
          SENDFILE: ["aiohttp"]}
-# The TLS rows' echo size when neither --sizes nor --full says otherwise.
-TLS_SIZES = [4096]
+# Echo sizes of their own, for the rows named, when neither --sizes nor
+# --full says otherwise.
+OWN_SIZES = {"tls": [4096], "udp": [64, 1400], "reader": [64]}
+# The largest UDP payload over IPv4.
+MAX_DATAGRAM = 65507
 # What the TLS rows measure, for the report (loadgen.c pins the suite).
 TLS_SETTINGS = "TLS 1.3, TLS_AES_256_GCM_SHA384, ECDSA P-256 certificate (trustme)"
 
@@ -120,9 +140,14 @@ class Case:
         return self.workload in TLS
 
     @property
+    def udp(self):
+        return self.workload == "udp"
+
+    @property
     def label(self):
         kind = "http" if self.http else "echo"
-        text = f"{kind} {self.workload}, {self.connections} conn"
+        peers = "sockets" if self.udp else "conn"
+        text = f"{kind} {self.workload}, {self.connections} {peers}"
         return text if self.http else f"{text}, {format_size(self.size)}"
 
 
@@ -241,7 +266,8 @@ def run_one(case, loop, args, scratch):
             generator = spawn(loadgen.command(
                 "http" if case.http else "echo", port, case.connections, case.size or 1,
                 args.warmup, args.duration, args.stall_timeout,
-                HELLO.decode() if case.http else None, tls=case.tls), args.client_cpu, gerr)
+                HELLO.decode() if case.http else None, tls=case.tls, udp=case.udp),
+                args.client_cpu, gerr)
             gen_out = Lines(generator, "load generator")
             # Connecting (with TLS, handshaking) may take up to one stall
             # timeout, so may warming up.
@@ -301,6 +327,7 @@ def run_one(case, loop, args, scratch):
         "server_wait": usage["cpu_wait"] / wall,
         "loadgen_wait": result["loadgen_wait"] / result["elapsed"],
         "steal": steal / wall,
+        "lost": int(result.get("lost", 0)),
     }
 
 
@@ -452,7 +479,7 @@ def build_cases(args):
     for workload in args.workloads:
         if workload in SCRIPTS:
             continue
-        sizes = args.tls_sizes if workload in TLS else args.sizes
+        sizes = args.own_sizes.get(workload, args.sizes)
         for connections in args.connections:
             if workload in HTTP + TLS_HTTP:
                 cases.append(Case(workload, connections))
@@ -468,16 +495,18 @@ def parse_args(argv):
                         help=f"any of {', '.join(WORKLOADS)}, or the groups "
                              + ", ".join(f"{g} ({' '.join(ws)})" for g, ws in GROUPS.items()
                                          if g != "all")
-                             + ", all (default: all of them)")
+                             + ", all (default: all but "
+                             + " ".join(w for w in WORKLOADS if w not in DEFAULT) + ")")
     parser.add_argument("--loops", nargs="+", choices=LOOPS, default=LOOPS)
     parser.add_argument("--connections", nargs="+", type=int, metavar="N", default=[100],
                         help="concurrent connections (default: 100)")
     parser.add_argument("--sizes", nargs="+", type=parse_size, metavar="BYTES",
-                        help="echo message sizes, e.g. 64 4k 64k (default: 64 4k, "
-                             "and 4k for the TLS echo)")
+                        help="echo message sizes, e.g. 64 4k 64k (default: 64 4k; 4k for "
+                             "the TLS echo, 64 1400 for udp, 64 for reader)")
     parser.add_argument("--full", action="store_true",
                         help="connections 1 100 1000 and sizes 64 4k 64k (overrides both), "
-                             "for the TLS rows too")
+                             "for the TLS and reader rows too (udp keeps 64 1400: a datagram "
+                             "holds at most 65,507 bytes)")
     parser.add_argument("--duration", type=float, default=2.0,
                         help="measured seconds per run (default: 2)")
     parser.add_argument("--warmup", type=float, default=0.5,
@@ -513,15 +542,17 @@ def parse_args(argv):
     args.workloads = workloads
     if args.full:
         args.connections, args.sizes = [1, 100, 1000], [64, 4096, 65536]
-        args.tls_sizes = args.sizes
+        args.own_sizes = {"udp": OWN_SIZES["udp"]}
     elif args.sizes is None:
-        args.sizes, args.tls_sizes = [64, 4096], TLS_SIZES
+        args.sizes, args.own_sizes = [64, 4096], OWN_SIZES
     else:
-        args.tls_sizes = args.sizes
+        args.own_sizes = {}
     if args.baseline not in args.loops:
         args.baseline = args.loops[0]
     if min(args.connections) < 1 or min(args.sizes) < 1 or args.rounds < 1 or args.duration <= 0:
         parser.error("connections, sizes, rounds and duration must be positive")
+    if "udp" in workloads and max(args.own_sizes.get("udp", args.sizes)) > MAX_DATAGRAM:
+        parser.error(f"udp: a datagram holds at most {MAX_DATAGRAM:,} bytes")
     if args.retries < 0:
         parser.error("--retries cannot be negative")
     cpus = os.sched_getaffinity(0)

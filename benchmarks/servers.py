@@ -9,6 +9,11 @@ serve the certificate chain and key given by --certfile and --keyfile
 (run.py makes them once per run with trustme); without those they make a
 throwaway one themselves.
 
+Two echoes use no stream transport: "udp" sends each datagram back from a
+create_datagram_endpoint protocol (its port is a UDP one), and "reader"
+serves TCP through loop.add_reader alone, with plain socket calls in the
+callbacks.
+
 Prints "READY <port>" on stdout once listening on 127.0.0.1, then obeys
 lines on stdin: "start" and "stop" bracket the measured window, and "stop"
 answers with one JSON line of this process's CPU time (getrusage, user +
@@ -39,6 +44,12 @@ HTTP_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length
 READ_SIZE = 64 * 1024
 # The load generator opens up to thousands of connections at once.
 BACKLOG = 4096
+# The UDP echo's receive buffer: the default (208 KiB, charged per buffer,
+# not per byte) overflows with a 1,400 B datagram from each of 100 sockets,
+# and each drop costs a socket the generator's resend timeout.  The kernel
+# caps the request at net.core.rmem_max (often 208 KiB) and doubles it: at
+# least room for those 100, for 1,000 (run.py --full) where allowed.
+UDP_RCVBUF = 4 << 20
 
 
 def new_loop(name):
@@ -59,6 +70,14 @@ def listening_socket():
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((HOST, 0))
     sock.listen(BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+def datagram_socket():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+    sock.bind((HOST, 0))
     sock.setblocking(False)
     return sock
 
@@ -137,6 +156,52 @@ async def serve_buffered(loop, sock):
     return await loop.create_server(EchoBufferedProtocol, sock=sock, backlog=BACKLOG)
 
 
+# -- echo without TCP transports: datagrams, and fd watchers
+
+class DatagramEchoProtocol(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
+
+
+async def serve_udp(loop, sock):
+    transport, _ = await loop.create_datagram_endpoint(DatagramEchoProtocol, sock=sock)
+    return transport
+
+
+async def serve_reader(loop, sock):
+    """Accepts and echoes through add_reader callbacks only: the loop just
+    reports readiness, the callbacks make the socket calls themselves."""
+    def on_readable(conn):
+        try:
+            data = conn.recv(READ_SIZE, socket.MSG_DONTWAIT)
+            if data:
+                # Blocking: a small echo always fits the send buffer, and a
+                # large one waits for the generator to read, with no add_writer.
+                conn.sendall(data)
+                return
+        except BlockingIOError:
+            return
+        except ConnectionError:
+            pass
+        loop.remove_reader(conn.fileno())
+        conn.close()
+
+    def on_acceptable():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except BlockingIOError:
+                return
+            conn.setblocking(True)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            loop.add_reader(conn.fileno(), on_readable, conn)
+
+    loop.add_reader(sock.fileno(), on_acceptable)
+
+
 # -- HTTP
 
 class HttptoolsProtocol(asyncio.Protocol):
@@ -213,7 +278,11 @@ WORKLOADS = {
     "buffered": serve_buffered,
     "httptools": serve_httptools,
     "aiohttp": serve_aiohttp,
+    "udp": serve_udp,
+    "reader": serve_reader,
 }
+# Served on a UDP socket rather than a listening TCP one.
+DATAGRAM_WORKLOADS = {"udp"}
 TLS_WORKLOADS = {
     "tls": serve_tls,
     "aiohttp-https": serve_aiohttp_https,
@@ -308,7 +377,7 @@ def main(argv=None):
     asyncio.set_event_loop(loop)
     errors = Errors()
     loop.set_exception_handler(errors)
-    sock = listening_socket()
+    sock = datagram_socket() if args.workload in DATAGRAM_WORKLOADS else listening_socket()
     if ssl_context is None:
         loop.run_until_complete(WORKLOADS[args.workload](loop, sock))
     else:

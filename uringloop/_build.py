@@ -13,8 +13,8 @@ from cffi import FFI
 
 HERE = pathlib.Path(__file__).parent
 C_DIR = HERE / "_c"
-SOURCES = ("ring.c", "prep.c", "module.c", "optable.c", "future.c", "stream.c", "sockets.c",
-           "callbacks.c")
+SOURCES = ("ring.c", "prep.c", "module.c", "optable.c", "future.c", "stream.c", "datagram.c",
+           "sockets.c", "callbacks.c")
 
 # Every UL_* constant of the ABI and the ring's header is exported by name;
 # cffi reads the values from the compiled headers, so they are defined

@@ -100,7 +100,6 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         self._buffers = None             # the streams' BufferRing (BUFFER_GROUP)
         self._buffers_failed = not self._ring.features.has("pbuf_ring")
         self._other_buffers = {}         # bgid -> BufferRing, for datagrams
-        self._to_flush = []              # datagram transports with sends queued
         self._multishot_recv = self._ring.features.has("multishot_recv")
         self._multishot_accept = self._ring.features.has("multishot_accept")
         self._owned_fds = {}             # fd -> the socket of the open transport owning it
@@ -303,8 +302,6 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
     # -- the run-once step
 
     def _run_once(self):
-        if self._to_flush:
-            self._flush_datagrams()
         if self._scheduled:
             self._purge_cancelled_timers()
         if self._ready or self._stopping:
@@ -321,13 +318,6 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         if self._scheduled:
             self._schedule_due_timers()
         self._run_ready()
-
-    def _flush_datagrams(self):
-        """Hand the kernel the sends datagram transports queued since the
-        last enter, each transport's as one chain."""
-        queued, self._to_flush = self._to_flush, []
-        for transport in queued:
-            transport._flush()
 
     def _prep_failed(self, err):
         """A prep in C failed: raise its error, or return None to retry (the

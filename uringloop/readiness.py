@@ -43,8 +43,8 @@ _WRITE_BITS = ~0x001         # anything but EPOLLIN wakes the writer
 
 class _EpollWait:
     """IORING_OP_EPOLL_WAIT on the watchers' set; owns the events array
-    until its completion (a record per wait, so a cancelled wait still in
-    flight never shares its array with the next)."""
+    until its completion.  One per loop: a new wait starts only once the
+    last one has completed (see ReadinessMethods._watch)."""
 
     __slots__ = ("loop", "events", "pinned")
 
@@ -59,9 +59,24 @@ class _EpollWait:
     def complete(self, res, flags):
         loop = self.loop
         if res > 0:
-            view = memoryview(self.events)[:res * _EVENT_SIZE]
-            for mask, fd in _EVENT.iter_unpack(view):
-                loop._watcher_ready(fd, mask)
+            # (inlined: the hot path of every fd-watcher event)
+            watched = loop._watched
+            ready = loop._ready
+            for mask, fd in _EVENT.iter_unpack(memoryview(self.events)[:res * _EVENT_SIZE]):
+                pair = watched.get(fd)
+                if pair is None:
+                    continue             # removed since the kernel looked
+                reader, writer = pair
+                if reader is not None and mask & _READ_BITS:
+                    if reader._cancelled:
+                        loop._remove_watcher(fd, selectors.EVENT_READ)
+                    else:
+                        ready.append(reader)
+                if writer is not None and mask & _WRITE_BITS:
+                    if writer._cancelled:
+                        loop._remove_watcher(fd, selectors.EVENT_WRITE)
+                    else:
+                        ready.append(writer)
         elif res < 0 and res not in (-errno.ECANCELED, -errno.EINTR):
             loop._watchers_failed(res)
         loop._watch_ended()
@@ -93,6 +108,8 @@ class ReadinessMethods:
 
     def _init_readiness(self):
         self._watchers = selectors.EpollSelector()
+        self._watched = {}               # fd -> (reader, writer): the selector's data, by fd
+        self._watch_op = None            # the _EpollWait, made on first use
         self._watch_ud = 0               # the wait in flight, 0: none
         self._watch_cancelled = False
 
@@ -127,14 +144,15 @@ class ReadinessMethods:
             key = watchers.get_key(fd)
         except KeyError:
             pair = (handle, None) if event == selectors.EVENT_READ else (None, handle)
-            watchers.register(fd, event, pair)
+            key = watchers.register(fd, event, pair)
         else:
             reader, writer = key.data
             old = reader if event == selectors.EVENT_READ else writer
             pair = (handle, writer) if event == selectors.EVENT_READ else (reader, handle)
-            watchers.modify(fd, key.events | event, pair)
+            key = watchers.modify(fd, key.events | event, pair)
             if old is not None:
                 old.cancel()
+        self._watched[key.fd] = pair
         self._watch()
         return handle
 
@@ -151,11 +169,13 @@ class ReadinessMethods:
         rest = key.events & ~event
         if not rest:
             watchers.unregister(fd)
-            if not watchers.get_map():
+            del self._watched[key.fd]
+            if not self._watched:
                 self._unwatch()
         else:
             pair = (None, writer) if event == selectors.EVENT_READ else (reader, None)
             watchers.modify(fd, rest, pair)
+            self._watched[key.fd] = pair
         if old is None:
             return False
         old.cancel()
@@ -165,10 +185,13 @@ class ReadinessMethods:
 
     def _watch(self):
         """Keep a wait on the set in flight while it has members."""
-        if self._watch_ud or not self._watchers.get_map():
+        if self._watch_ud or not self._watched:
             return
         ring = self._ring
-        op = _EpollWait(self) if ring.features.has("epoll_wait") else _EpollReadable(self)
+        op = self._watch_op
+        if op is None:
+            op = _EpollWait(self) if ring.features.has("epoll_wait") else _EpollReadable(self)
+            self._watch_op = op
         ud = self._ops.add(op)
         try:
             op.start(ring, ud)
@@ -187,18 +210,6 @@ class ReadinessMethods:
         self._watch_ud = 0
         if not self._closed:
             self._watch()
-
-    def _watcher_ready(self, fd, mask):
-        try:
-            key = self._watchers.get_key(fd)
-        except (KeyError, ValueError):
-            return                       # removed since the kernel looked
-        events = 0
-        if mask & _READ_BITS:
-            events |= selectors.EVENT_READ
-        if mask & _WRITE_BITS:
-            events |= selectors.EVENT_WRITE
-        self._watcher_events(key, events & key.events)
 
     def _watcher_events(self, key, events):
         reader, writer = key.data

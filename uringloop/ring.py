@@ -91,8 +91,6 @@ PREPS = {
     "recv_multishot": "recv",
     "send": "send",
     "sendmsg": "sendmsg",
-    "sendmsg_link": "sendmsg",
-    "recvmsg": "recvmsg",
     "recvmsg_multishot": "recvmsg",
     "epoll_wait": "epoll_wait",
     "accept": "accept",
@@ -407,10 +405,6 @@ class Ring:
         """Submit what is queued and run the kernel's deferred work for this
         thread now, outside the loop's wait; False if the ring refused."""
         return lib.ul_flush(self._r) == 0
-
-    def sq_space(self):
-        """How many SQEs fit before queueing one more would submit the rest."""
-        return lib.ul_sq_space(self._r)
 
     def buffer_ring(self, bgid, count, size):
         return BufferRing(self, bgid, count, size)

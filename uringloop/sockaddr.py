@@ -91,8 +91,10 @@ def _host(family, host):
 
 
 def _pack_inet(address):
-    if not isinstance(address, tuple) or len(address) != 2:
-        raise TypeError(f"AF_INET address must be a pair (host, port)")
+    if not isinstance(address, tuple):
+        raise TypeError(f"sendto(): AF_INET address must be tuple, not {type(address).__name__}")
+    if len(address) != 2:
+        raise TypeError("AF_INET address must be a pair (host, port)")
     host, port = address
     port = _port(port, "sendto()")
     ip, _ = _host(socket.AF_INET, host)
@@ -100,7 +102,9 @@ def _pack_inet(address):
 
 
 def _pack_inet6(address):
-    if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
+    if not isinstance(address, tuple):
+        raise TypeError(f"sendto(): AF_INET6 address must be tuple, not {type(address).__name__}")
+    if not 2 <= len(address) <= 4:
         raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
     host, port, flowinfo, scope_id = (*address, 0, 0)[:4]
     port = _port(port, "sendto()")

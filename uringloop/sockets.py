@@ -88,17 +88,21 @@ class SocketMethods:
         _check_socket(self, sock)
         view = memoryview(data).cast("B")
         sent = 0
+        # At least one send, as asyncio's: b"" is a datagram of its own.
         if sock.gettimeout() != 0:
-            while sent < len(view):
+            while True:
                 sent += await self._when_ready(sock, select.POLLOUT, "send", view[sent:])
-            return
+                if sent >= len(view):
+                    return
         fd = sock.fileno()
-        while sent < len(view):
+        while True:
             n = _c.send_nowait(fd, view[sent:] if sent else view)
             if n is None:
                 await self._await_readiness(fd, select.POLLOUT)
-            else:
-                sent += n
+                continue
+            sent += n
+            if sent >= len(view):
+                return
 
     async def sock_connect(self, sock, address):
         _check_socket(self, sock)

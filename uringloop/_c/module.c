@@ -11,6 +11,7 @@
  *   optable.c    OpTable (user_data -> op record, run + dispatch), register_kind
  *   future.c     the completion of ops.FutureOp; poll_future
  *   stream.c     the stream transport's fast paths, BufferedRecv
+ *   datagram.c   the datagram transport's receive fast path
  *   sockets.c    recv_nowait, send_nowait
  *   callbacks.c  install_loop: call_soon, the ready queue, Handle._run...
  */
@@ -20,13 +21,15 @@
 int ul_optable_install(PyObject *dict);
 int ul_future_install(PyObject *dict);
 int ul_stream_install(PyObject *dict);
+int ul_datagram_install(PyObject *dict);
 int ul_sockets_install(PyObject *dict);
 int ul_callbacks_install(PyObject *dict);
 
 static int install(PyObject *dict)
 {
     if (ul_optable_install(dict) < 0 || ul_future_install(dict) < 0 ||
-        ul_stream_install(dict) < 0 || ul_sockets_install(dict) < 0)
+        ul_stream_install(dict) < 0 || ul_datagram_install(dict) < 0 ||
+        ul_sockets_install(dict) < 0)
         return -1;
     return ul_callbacks_install(dict);
 }

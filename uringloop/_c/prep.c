@@ -163,21 +163,6 @@ int ul_prep_sendmsg(struct ul_ring *r, uint64_t ud, int fd, const void *msg)
     return err;
 }
 
-/* As ul_prep_sendmsg, with the SQE queued next made to start only once
- * this one has completed: a datagram transport's queued sends go out as
- * one such chain, in order even where the kernel holds one back. */
-int ul_prep_sendmsg_link(struct ul_ring *r, uint64_t ud, int fd, const void *msg)
-{
-    int err = 0;
-    struct ul_sqe *sqe = start(r, UL_OP_SENDMSG, ud, fd, &err);
-    if (sqe) {
-        sqe->addr = ptr(msg);
-        sqe->len = 1;
-        sqe->flags = UL_SQE_IO_LINK;
-    }
-    return err;
-}
-
 /* A multishot RECVMSG: each datagram into a buffer from group bgid, laid
  * out as struct ul_recvmsg_out, the address (msg's msg_namelen bytes set
  * aside), then the payload.  msg is read at submission. */
@@ -193,19 +178,6 @@ int ul_prep_recvmsg_multishot(struct ul_ring *r, uint64_t ud, int fd, const void
         sqe->flags = UL_SQE_BUFFER_SELECT;
         sqe->buf_group = (uint16_t)bgid;
         sqe->ioprio = UL_RECV_MULTISHOT;
-    }
-    return err;
-}
-
-/* One datagram into msg's own buffers; msg, its address buffer and its
- * iovecs stay put until the CQE, which the kernel updates msg_namelen for. */
-int ul_prep_recvmsg(struct ul_ring *r, uint64_t ud, int fd, void *msg)
-{
-    int err = 0;
-    struct ul_sqe *sqe = start(r, UL_OP_RECVMSG, ud, fd, &err);
-    if (sqe) {
-        sqe->addr = ptr(msg);
-        sqe->len = 1;
     }
     return err;
 }

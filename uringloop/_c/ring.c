@@ -243,13 +243,6 @@ static int submit(struct ul_ring *r, unsigned flags, unsigned wait_nr,
     return ret < 0 ? -errno : ret;
 }
 
-/* How many SQEs can be queued before one would submit the rest: a chain
- * of linked requests must fit, or the submission would cut it. */
-unsigned ul_sq_space(const struct ul_ring *r)
-{
-    return r->sq_entries - (r->sq_tail - load_acquire(r->sq_khead));
-}
-
 /* The next free SQE, zeroed.  A full SQ is submitted first, so an SQE is
  * never dropped; NULL (with *err) only when the kernel refuses that. */
 struct ul_sqe *ul_get_sqe(struct ul_ring *r, int *err)

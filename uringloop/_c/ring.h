@@ -77,7 +77,6 @@ struct ul_bufring {
 };
 
 /* cdef-begin: _build.py hands these prototypes to cffi as they are */
-unsigned ul_sq_space(const struct ul_ring *r);
 int ul_ring_init(struct ul_ring *r, unsigned entries, unsigned cq_entries,
                  unsigned try_flags, unsigned deny_features);
 int ul_ring_enable(struct ul_ring *r);
@@ -105,10 +104,8 @@ int ul_prep_recv_select(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid);
 int ul_prep_recv_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid);
 int ul_prep_send(struct ul_ring *r, uint64_t ud, int fd, const void *buf, unsigned len);
 int ul_prep_sendmsg(struct ul_ring *r, uint64_t ud, int fd, const void *msg);
-int ul_prep_sendmsg_link(struct ul_ring *r, uint64_t ud, int fd, const void *msg);
 int ul_prep_recvmsg_multishot(struct ul_ring *r, uint64_t ud, int fd, const void *msg,
                               unsigned bgid);
-int ul_prep_recvmsg(struct ul_ring *r, uint64_t ud, int fd, void *msg);
 int ul_prep_epoll_wait(struct ul_ring *r, uint64_t ud, int epfd, void *events,
                        unsigned maxevents);
 unsigned ul_epoll_event_size(void);

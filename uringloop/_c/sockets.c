@@ -80,11 +80,49 @@ static PyObject *send_nowait(PyObject *module, PyObject *const *args, Py_ssize_t
     return PyLong_FromSsize_t(sent);
 }
 
+/* sendto_nowait(fd, data, name) -> bytes sent, or None when the socket has
+ * no room; name is a raw sockaddr (bytes), or None for a connected socket */
+static PyObject *sendto_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || (args[2] != Py_None && !PyBytes_Check(args[2]))) {
+        PyErr_SetString(PyExc_TypeError, "sendto_nowait(fd, data, name)");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(args[0]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const struct sockaddr *name = NULL;
+    socklen_t namelen = 0;
+    if (args[2] != Py_None) {
+        name = (const struct sockaddr *)PyBytes_AS_STRING(args[2]);
+        namelen = (socklen_t)PyBytes_GET_SIZE(args[2]);
+    }
+    ssize_t sent;
+    do {
+        sent = sendto((int)fd, view.buf, (size_t)view.len, MSG_DONTWAIT | MSG_NOSIGNAL,
+                      name, namelen);
+    } while (sent < 0 && errno == EINTR);
+    int err = errno;
+    PyBuffer_Release(&view);
+    if (sent < 0) {
+        if (err == EAGAIN || err == EWOULDBLOCK)
+            Py_RETURN_NONE;
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromSsize_t(sent);
+}
+
 static PyMethodDef defs[] = {
     {"recv_nowait", (PyCFunction)(void (*)(void))recv_nowait, METH_FASTCALL,
      "recv_nowait(fd, n) -> bytes, or None when nothing is there yet."},
     {"send_nowait", (PyCFunction)(void (*)(void))send_nowait, METH_FASTCALL,
      "send_nowait(fd, data) -> bytes sent, or None when the socket is full."},
+    {"sendto_nowait", (PyCFunction)(void (*)(void))sendto_nowait, METH_FASTCALL,
+     "sendto_nowait(fd, data, name) -> bytes sent, or None when the socket has no room."},
     {NULL}};
 
 int ul_sockets_install(PyObject *dict)
