@@ -1,14 +1,15 @@
 /*
  * The datagram transport's fast path (uringloop/transports/datagram.py):
  * a multishot RECVMSG's datagram from an address seen before goes straight
- * to datagram_received(data, addr).  As for streams, it takes only the
+ * to datagram_received(data, addr), where no callback is ready before it.  As for streams, it takes only the
  * common case (reading, the address already decoded) and leaves the rest
  * to the Python methods, which stay the one definition of the semantics.
  */
 #include "optable.h"
 #include <errno.h>
+#include <string.h>
 
-#define DGRAM_FIELDS(X) X(_protocol) X(_closing) X(_codec)
+#define DGRAM_FIELDS(X) X(_protocol) X(_closing) X(_codec) X(_ready)
 #define DRECV_FIELDS(X) X(transport) X(context) X(bgid) X(space)
 #define CODEC_FIELDS(X) X(_unpacked)
 
@@ -63,18 +64,25 @@ static int recv_fast(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
     if (res <= 0 || !(flags & UL_CQE_F_MORE) || !(flags & UL_CQE_F_BUFFER) || !tr ||
         space < 0 || DFLAG(tr, _closing) || !DGRAM(tr, _protocol))
         return 0;
+    /* callbacks already ready run first, as on asyncio's loop (Python queues it) */
+    PyObject *ready = DGRAM(tr, _ready);
+    if (!ready || PyObject_Size(ready) != 0) {
+        PyErr_Clear();
+        return 0;
+    }
     const char *buf = picked_buffer(t, op, flags, res);
     if (!buf || (size_t)res < sizeof(struct ul_recvmsg_out) + (size_t)space)
         return 0;
-    const struct ul_recvmsg_out *out = (const void *)buf;
-    size_t name_at = sizeof(*out), data_at = name_at + (size_t)space + out->controllen;
+    struct ul_recvmsg_out out;
+    memcpy(&out, buf, sizeof(out));
+    size_t name_at = sizeof(out), data_at = name_at + (size_t)space + out.controllen;
     if (data_at > (size_t)res)
         return 0;
     PyObject *codec = DGRAM(tr, _codec);
     PyObject *cache = codec ? FIELD(codec, codec_fields._unpacked) : NULL;
     if (!cache || !PyDict_CheckExact(cache))
         return 0;
-    size_t namelen = out->namelen < (size_t)space ? out->namelen : (size_t)space;
+    size_t namelen = out.namelen < (size_t)space ? out.namelen : (size_t)space;
     PyObject *name = PyBytes_FromStringAndSize(buf + name_at, (Py_ssize_t)namelen);
     if (!name)
         return -1;

@@ -36,14 +36,21 @@ from .base import RingTransport
 
 # asyncio's datagram transport reads at most this much per datagram.
 MAX_SIZE = 256 * 1024
-# The datagram buffer rings: group, buffer count, buffer size (each buffer
-# holds struct ul_recvmsg_out, the address and the largest payload).
-_GROUPS = {
-    socket.AF_INET: (1, 256, 16 + 28 + 0xFFFF),
-    socket.AF_INET6: (1, 256, 16 + 28 + 0xFFFF),
-    socket.AF_UNIX: (2, 32, 16 + NAME_SPACE[socket.AF_UNIX] + MAX_SIZE),
-}
 _OUT = struct.Struct("=IIII")          # struct ul_recvmsg_out
+
+
+def _buffer_size(family, payload):
+    """Room for struct ul_recvmsg_out, the address and the payload, in
+    64-byte steps (each buffer then starts aligned)."""
+    return (_OUT.size + NAME_SPACE[family] + payload + 63) & ~63
+
+
+# The datagram buffer rings: group, buffer count, buffer size.
+_GROUPS = {
+    socket.AF_INET: (1, 256, _buffer_size(socket.AF_INET6, 0xFFFF)),
+    socket.AF_INET6: (1, 256, _buffer_size(socket.AF_INET6, 0xFFFF)),
+    socket.AF_UNIX: (2, 32, _buffer_size(socket.AF_UNIX, MAX_SIZE)),
+}
 # Datagrams read per readiness report on the fallback path.
 _READS_PER_POLL = 32
 POLLIN = 0x001
@@ -134,7 +141,7 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
 
     max_size = MAX_SIZE
     __slots__ = ("_address", "_family", "_codec", "_recv_ud", "_pending", "_buffer_size",
-                 "_blocked")
+                 "_blocked", "_ready")
 
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
         super().__init__(loop, sock, protocol, extra)
@@ -142,6 +149,7 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
         self._family = sock.family
         self._codec = Codec(sock.family) if sock.family in NAME_SPACE else None
         self._recv_ud = 0            # user_data of the receive in flight, 0: none
+        self._ready = loop._ready    # the loop's ready queue (the deque is never replaced)
         self._pending = collections.deque()   # (data, sockaddr bytes or None), refused
         self._buffer_size = 0        # what asyncio counts of the queue
         self._blocked = False        # the queue waits for room (a POLLOUT in flight)
@@ -174,6 +182,16 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
     def _received(self, data, addr):
         if self._closing:
             return                   # asyncio stops reading at close()
+        if self._ready:
+            # asyncio's loop runs what was ready before the I/O it polls;
+            # here completions come first, so the datagram waits its turn.
+            self._call_soon(self._deliver, data, addr)
+            return
+        self._deliver(data, addr)
+
+    def _deliver(self, data, addr):
+        if self._closing:
+            return
         try:
             self._protocol.datagram_received(data, addr)
         except (SystemExit, KeyboardInterrupt):
