@@ -61,6 +61,7 @@ import gc
 import itertools
 import os
 import socket
+import struct
 import sys
 import tempfile
 
@@ -1789,3 +1790,31 @@ def test_unclosed_transport_warns(new_loop, loop_kind):
     kind = "unclosed resource <UDPTransport" if loop_kind == "uvloop" else "unclosed transport"
     assert any(m.startswith(kind) for m in messages), messages
     assert open_fds() <= before
+
+
+def test_netlink_endpoint(loop, loop_kind, run):
+    """A family without its own address codec: a netlink socket (sock=)
+    asks the kernel for its network links and gets the dump back, from
+    address (0, 0), as asyncio passes such addresses to the socket module.
+    uvloop: ValueError('cannot open a UDP handle, invalid family 16')."""
+    request = struct.pack("=IHHII", 32, 18, 0x301, 1, 0) + struct.pack(
+        "BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)      # RTM_GETLINK, dump
+
+    async def main():
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
+        sock.bind((0, 0))
+        if loop_kind == "uvloop":
+            with sock:
+                exc = await failed_endpoint(loop_kind, ValueError, sock=sock)
+            assert "invalid family" in str(exc)
+            return
+        transport, protocol = await endpoint(Recorder, sock=sock)
+        transport.sendto(request, (0, 0))
+        await until(lambda: protocol.datagrams)
+        data, addr = protocol.datagrams[0]
+        assert addr == (0, 0)
+        length, kind = struct.unpack_from("=IH", data)
+        assert length <= len(data) and kind in (16, 3)     # RTM_NEWLINK, or NLMSG_DONE
+        assert await protocol.closed() is None
+
+    run(main())

@@ -140,14 +140,15 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
     """asyncio.DatagramTransport for a datagram socket."""
 
     max_size = MAX_SIZE
-    __slots__ = ("_address", "_family", "_codec", "_recv_ud", "_pending", "_buffer_size",
-                 "_blocked", "_ready")
+    __slots__ = ("_address", "_family", "_codec", "_sendto", "_recv_ud", "_pending",
+                 "_buffer_size", "_blocked", "_ready")
 
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
         super().__init__(loop, sock, protocol, extra)
         self._address = address
         self._family = sock.family
         self._codec = Codec(sock.family) if sock.family in NAME_SPACE else None
+        self._sendto = _c.sendto_nowait if self._codec else self._sendto_other
         self._recv_ud = 0            # user_data of the receive in flight, 0: none
         self._ready = loop._ready    # the loop's ready queue (the deque is never replaced)
         self._pending = collections.deque()   # (data, sockaddr bytes or None), refused
@@ -264,10 +265,15 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
             return
         if not self._pending:
             try:
-                if _c.sendto_nowait(self._fd, data, name) is not None:
+                if self._sendto(self._fd, data, name) is not None:
                     return
             except OSError as exc:
                 self._protocol.error_received(exc)
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal write error on datagram transport")
                 return
             self._wait_writable()
         # what the kernel refused waits, immutable, for room
@@ -276,10 +282,16 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
         self._maybe_pause_protocol()
 
     def _pack(self, addr):
-        if self._codec is None:
-            raise OSError(errno.EAFNOSUPPORT, f"sendto() to {addr!r}: "
-                          f"address family {self._family!r} is not supported by uringloop")
-        return self._codec.pack(addr)
+        # other families (netlink, packet...) keep the socket module's address
+        return addr if self._codec is None else self._codec.pack(addr)
+
+    def _sendto_other(self, fd, data, addr):
+        """sendto_nowait's counterpart for families without a Codec: the
+        socket module parses their addresses."""
+        try:
+            return self._sock.sendto(data, addr) if addr is not None else self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return None
 
     def _send_queued(self):
         """Room again: the queue goes out in order until the kernel refuses."""
@@ -287,8 +299,11 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
         while pending:
             data, name = pending[0]
             try:
-                sent = _c.sendto_nowait(self._fd, data, name)
-            except OSError as exc:
+                sent = self._sendto(self._fd, data, name)
+            except Exception as exc:         # (asyncio: OSError reported, others fatal)
+                if not isinstance(exc, OSError):
+                    self._fatal_error(exc, "Fatal write error on datagram transport")
+                    return
                 sent = exc
             if sent is None:
                 self._wait_writable()
