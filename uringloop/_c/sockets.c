@@ -52,54 +52,17 @@ static PyObject *recv_nowait(PyObject *module, PyObject *const *args, Py_ssize_t
     return big;
 }
 
-/* send_nowait(fd, data) -> bytes sent, or None when the socket is full */
-static PyObject *send_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* A non-blocking send(2), or sendto(2) where name is given: bytes sent,
+ * or None when the socket has no room. */
+static PyObject *send_or_none(PyObject *pyfd, PyObject *data, const struct sockaddr *name,
+                              socklen_t namelen)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "send_nowait(fd, data)");
-        return NULL;
-    }
-    long fd = PyLong_AsLong(args[0]);
+    long fd = PyLong_AsLong(pyfd);
     if (fd == -1 && PyErr_Occurred())
         return NULL;
     Py_buffer view;
-    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0)
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    ssize_t sent;
-    do {
-        sent = send((int)fd, view.buf, (size_t)view.len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (sent < 0 && errno == EINTR);
-    int err = errno;
-    PyBuffer_Release(&view);
-    if (sent < 0) {
-        if (err == EAGAIN || err == EWOULDBLOCK)
-            Py_RETURN_NONE;
-        errno = err;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    return PyLong_FromSsize_t(sent);
-}
-
-/* sendto_nowait(fd, data, name) -> bytes sent, or None when the socket has
- * no room; name is a raw sockaddr (bytes), or None for a connected socket */
-static PyObject *sendto_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 3 || (args[2] != Py_None && !PyBytes_Check(args[2]))) {
-        PyErr_SetString(PyExc_TypeError, "sendto_nowait(fd, data, name)");
-        return NULL;
-    }
-    long fd = PyLong_AsLong(args[0]);
-    if (fd == -1 && PyErr_Occurred())
-        return NULL;
-    Py_buffer view;
-    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    const struct sockaddr *name = NULL;
-    socklen_t namelen = 0;
-    if (args[2] != Py_None) {
-        name = (const struct sockaddr *)PyBytes_AS_STRING(args[2]);
-        namelen = (socklen_t)PyBytes_GET_SIZE(args[2]);
-    }
     ssize_t sent;
     do {
         sent = sendto((int)fd, view.buf, (size_t)view.len, MSG_DONTWAIT | MSG_NOSIGNAL,
@@ -114,6 +77,30 @@ static PyObject *sendto_nowait(PyObject *module, PyObject *const *args, Py_ssize
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     return PyLong_FromSsize_t(sent);
+}
+
+/* send_nowait(fd, data) -> bytes sent, or None when the socket is full */
+static PyObject *send_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "send_nowait(fd, data)");
+        return NULL;
+    }
+    return send_or_none(args[0], args[1], NULL, 0);
+}
+
+/* sendto_nowait(fd, data, name) -> bytes sent, or None when the socket has
+ * no room; name is a raw sockaddr (bytes), or None for a connected socket */
+static PyObject *sendto_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || (args[2] != Py_None && !PyBytes_Check(args[2]))) {
+        PyErr_SetString(PyExc_TypeError, "sendto_nowait(fd, data, name)");
+        return NULL;
+    }
+    if (args[2] == Py_None)
+        return send_or_none(args[0], args[1], NULL, 0);
+    return send_or_none(args[0], args[1], (const struct sockaddr *)PyBytes_AS_STRING(args[2]),
+                        (socklen_t)PyBytes_GET_SIZE(args[2]));
 }
 
 static PyMethodDef defs[] = {

@@ -32,6 +32,17 @@ from asyncio import transports, trsock
 from asyncio.log import logger
 
 
+class TransportOp:
+    """The base of a transport's op records: the transport, and the context
+    its completion runs in (the dispatch reads the `context` slot)."""
+
+    __slots__ = ("transport", "context")
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.context = transport._context
+
+
 class RingTransport(transports._FlowControlMixin):
     """The base of the loop's transports; a subclass adds reading and
     writing, and says what closing waits for (get_write_buffer_size)."""

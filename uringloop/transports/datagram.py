@@ -32,7 +32,7 @@ from .. import _c
 from .._uring import ffi
 from ..ring import CQE_BUFFER_SHIFT, CQE_F_BUFFER, CQE_F_MORE
 from ..sockaddr import NAME_SPACE, Codec
-from .base import RingTransport
+from .base import RingTransport, TransportOp
 
 # asyncio's datagram transport reads at most this much per datagram.
 MAX_SIZE = 256 * 1024
@@ -60,15 +60,14 @@ _SENDS_EMPTY = sys.version_info >= (3, 13)
 _HEADER_SIZE = 8 if sys.version_info >= (3, 13) else 0
 
 
-class _Recv:
+class _Recv(TransportOp):
     """The multishot RECVMSG of one transport; its msghdr says how much
     room each buffer keeps for the address."""
 
-    __slots__ = ("transport", "context", "msg", "buffers", "bgid", "space")
+    __slots__ = ("msg", "buffers", "bgid", "space")
 
     def __init__(self, transport, buffers):
-        self.transport = transport
-        self.context = transport._context
+        super().__init__(transport)
         self.buffers = buffers
         self.bgid = buffers.bgid
         self.space = NAME_SPACE[transport._family]
@@ -98,14 +97,10 @@ class _Recv:
         return memory[data_at:at + res], self.transport._codec.unpack(name)
 
 
-class _Readable:
+class _Readable(TransportOp):
     """The fallback receive: a POLL, then recvfrom() until it would block."""
 
-    __slots__ = ("transport", "context")
-
-    def __init__(self, transport):
-        self.transport = transport
-        self.context = transport._context
+    __slots__ = ()
 
     def complete(self, res, flags):
         t = self.transport
@@ -117,14 +112,10 @@ class _Readable:
         t._release_if_idle()
 
 
-class _Writable:
+class _Writable(TransportOp):
     """The queue's wait for room after the kernel refused a send."""
 
-    __slots__ = ("transport", "context")
-
-    def __init__(self, transport):
-        self.transport = transport
-        self.context = transport._context
+    __slots__ = ()
 
     def complete(self, res, flags):
         t = self.transport

@@ -34,7 +34,7 @@ from asyncio.log import logger
 from .. import _c
 from .._uring import ffi
 from ..ring import CQE_BUFFER_SHIFT, CQE_F_MORE
-from .base import RingTransport
+from .base import RingTransport, TransportOp
 
 # Queued chunks up to this size are joined into one SEND; above, SENDMSG
 # hands the kernel their iovecs instead of copying.
@@ -71,15 +71,11 @@ def _set_nodelay(sock):
             pass
 
 
-class _Recv:
+class _Recv(TransportOp):
     """The receive of one transport from the loop's buffer ring (multishot
     where the kernel has it); reused for every re-arm."""
 
-    __slots__ = ("transport", "context")
-
-    def __init__(self, transport):
-        self.transport = transport
-        self.context = transport._context
+    __slots__ = ()
 
     def complete(self, res, flags):
         t = self.transport
@@ -96,16 +92,15 @@ class _Recv:
         t._release_if_idle()
 
 
-class _RecvPrivate:
+class _RecvPrivate(TransportOp):
     """Where the kernel has no provided-buffer rings: a single receive into
     the transport's own buffer, which this record keeps alive (and
     unresizable) until the kernel is done with it; the bytes are copied out."""
 
-    __slots__ = ("transport", "context", "view", "buffer", "size")
+    __slots__ = ("view", "buffer", "size")
 
     def __init__(self, transport, buffer):
-        self.transport = transport
-        self.context = transport._context
+        super().__init__(transport)
         self.view = buffer
         self.buffer = ffi.from_buffer(buffer, require_writable=True)
         self.size = len(self.buffer)
@@ -119,15 +114,14 @@ class _RecvPrivate:
         t._release_if_idle()
 
 
-class _Send:
+class _Send(TransportOp):
     """The one SEND/SENDMSG in flight of a transport; owns the bytes (and
     for SENDMSG the iovec array and msghdr, in `pinned`) until its completion."""
 
-    __slots__ = ("transport", "context", "chunks", "size", "pinned")
+    __slots__ = ("chunks", "size", "pinned")
 
     def __init__(self, transport):
-        self.transport = transport
-        self.context = transport._context
+        super().__init__(transport)
         self.chunks = None
         self.size = 0
         self.pinned = None
@@ -137,15 +131,11 @@ class _Send:
         self.transport._sent(res, chunks)
 
 
-class _Writable:
+class _Writable(TransportOp):
     """A POLLOUT wait standing in for the send in flight: after the kernel
     handed a send's EAGAIN back, the queue goes out once there is room."""
 
-    __slots__ = ("transport", "context")
-
-    def __init__(self, transport):
-        self.transport = transport
-        self.context = transport._context
+    __slots__ = ()
 
     def complete(self, res, flags):
         t = self.transport
@@ -157,14 +147,13 @@ class _Writable:
             t._send_pending()
 
 
-class _SendfileWritable:
+class _SendfileWritable(TransportOp):
     """loop.sendfile()'s wait for room in the socket: a POLLOUT on the fd."""
 
-    __slots__ = ("transport", "context", "future")
+    __slots__ = ("future",)
 
     def __init__(self, transport, future):
-        self.transport = transport
-        self.context = transport._context
+        super().__init__(transport)
         self.future = future
 
     def complete(self, res, flags):
