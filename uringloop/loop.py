@@ -12,6 +12,7 @@ module in transports/.
 import heapq
 import math
 import os
+import sys
 from asyncio import base_events, events, futures, tasks
 from asyncio.log import logger
 
@@ -21,9 +22,12 @@ from .readiness import ReadinessMethods
 from .ring import CQE_F_MORE, FORKED_MESSAGE, Mask, Ring, Sizes
 from .sendfile import SendfileMethods
 from .serving import ServingMethods
+from .signals import SignalMethods, SignalWakeup
 from .sockets import SocketMethods
+from .subprocesses import SubprocessMethods
 from .tls import TLSMethods
 from .transports.datagram import DatagramTransport
+from .transports.pipe import ReadPipeTransport, WritePipeTransport
 from .transports.stream import StreamTransport
 
 _MAX_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
@@ -81,7 +85,7 @@ class _Wakeup:
 
 
 class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, ReadinessMethods,
-           base_events.BaseEventLoop):
+           SignalMethods, SubprocessMethods, base_events.BaseEventLoop):
     """An asyncio event loop whose I/O runs through io_uring."""
 
     # Slots, not dict entries: C (_c/callbacks.c) reads them by offset.
@@ -102,6 +106,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         self._other_buffers = {}         # bgid -> BufferRing, for datagrams
         self._multishot_recv = self._ring.features.has("multishot_recv")
         self._multishot_accept = self._ring.features.has("multishot_accept")
+        self._read_multishot = self._ring.features.has("read_multishot")
         self._owned_fds = {}             # fd -> the socket of the open transport owning it
         self._releasing = set()          # fd owners closing once their ops end
         self._acceptors = {}             # listening socket -> its _Accept
@@ -111,6 +116,8 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         self._wakeup_pending = False
         self._arm_wakeup()
         self._init_readiness()
+        self._init_signals()
+        self._init_subprocesses()
 
     def _new_ring(self):
         return Ring(self._sizes.entries, self._sizes.cq_entries, mask=self._mask)
@@ -129,6 +136,12 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return ReadPipeTransport(self, pipe, protocol, waiter, extra)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return WritePipeTransport(self, pipe, protocol, waiter, extra)
 
     def _ensure_fd_no_transport(self, fd):
         """asyncio's rule, with its errors: an fd that a transport still open
@@ -191,8 +204,11 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         if self._closed:
             return
         super().close()
+        self._close_signals(sys.is_finalizing())
         self._close_ring()
         self._close_readiness()
+        self._close_signal_pipe()
+        self._close_subprocesses()
         fd, self._wakeup_fd = self._wakeup_fd, -1
         os.close(fd)
         # The sockets of servers never closed are their Servers' again, as
@@ -217,7 +233,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
             return
         if ring.drivable_here:
             return
-        if len(self._ops) > 1:
+        if len(self._ops) > 1 + (self._signal_pipe is not None):
             raise RuntimeError(
                 f"uringloop: this loop has I/O in flight on an io_uring owned by thread "
                 f"{ring.thread}; only that thread can run it until that I/O is closed")
@@ -226,6 +242,8 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         self._ring = self._new_ring()
         self._ops.reset(self._ring.address)
         self._arm_wakeup()
+        if self._signal_pipe is not None:
+            self._arm_signal_wakeup()
         self._ring.enable()
 
     def _close_ring(self):
@@ -238,7 +256,8 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
             self._drain()
         # Anything still in flight owns memory the kernel may yet write to
         # when it tears the ring down: keep it for the life of the process.
-        leftovers = [op for op in self._ops.records() if not isinstance(op, _Wakeup)]
+        leftovers = [op for op in self._ops.records()
+                     if not isinstance(op, (_Wakeup, SignalWakeup))]
         if leftovers:
             _ABANDONED.extend(leftovers)
             if self._buffers is not None:

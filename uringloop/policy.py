@@ -6,8 +6,12 @@ import warnings
 from .loop import Loop
 from .ring import UnsupportedError
 
-# 3.14 renamed the policy base class (policies are deprecated there).
-_PolicyBase = getattr(asyncio.events, "_BaseDefaultEventLoopPolicy", None) \
+# asyncio's Unix policy, for its child-watcher methods (up to 3.13 code may
+# call asyncio.get_child_watcher()/set_child_watcher(); uringloop's loops
+# watch their children themselves and use no watcher).  3.14 deprecates
+# policies and drops the watchers: then the base class.
+_PolicyBase = getattr(asyncio.unix_events, "_UnixDefaultEventLoopPolicy", None) \
+    or getattr(asyncio.events, "_BaseDefaultEventLoopPolicy", None) \
     or asyncio.events.BaseDefaultEventLoopPolicy
 
 

@@ -68,7 +68,7 @@ CAPABILITIES = ("multishot_poll", "multishot_accept", "multishot_recv", "pbuf_ri
 # is meaningful; the rest are reported, not masked.
 MASKABLE_FEATURES = ("single_mmap", "ext_arg", "no_iowait")
 # Opcodes the loop has a fallback for.
-MASKABLE_OPCODES = ("epoll_wait",)
+MASKABLE_OPCODES = ("epoll_wait", "read_multishot", "waitid")
 
 OPTIONAL_SETUP = ("cqe_mixed", "no_sqarray", "taskrun_flag", "submit_all", "cqsize")
 
@@ -93,6 +93,8 @@ PREPS = {
     "sendmsg": "sendmsg",
     "recvmsg_multishot": "recvmsg",
     "epoll_wait": "epoll_wait",
+    "read_multishot": "read_multishot",
+    "waitid": "waitid",
     "accept": "accept",
     "accept_multishot": "accept",
 }

@@ -56,6 +56,8 @@
 #define UL_OP_ASYNC_CANCEL       14
 #define UL_OP_SEND               26
 #define UL_OP_RECV               27
+#define UL_OP_READ_MULTISHOT     49
+#define UL_OP_WAITID             50
 #define UL_OP_EPOLL_WAIT         59
 
 /* op-specific flags */

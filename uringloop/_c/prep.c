@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include "ring.h"
 
@@ -207,6 +208,51 @@ unsigned ul_epoll_event_size(void)
 unsigned ul_epoll_data_offset(void)
 {
     return offsetof(struct epoll_event, data);
+}
+
+/* read() that stays armed on a pollable file (a pipe, a tty): a CQE per
+ * chunk into a buffer from group bgid, until EOF (res 0), an error,
+ * ENOBUFS or a cancel.  The file position is the file's own (off -1). */
+int ul_prep_read_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_READ_MULTISHOT, ud | (uint64_t)bgid << UL_UD_GROUP_SHIFT,
+                               fd, &err);
+    if (sqe) {
+        sqe->off = (uint64_t)-1;
+        sqe->flags = UL_SQE_BUFFER_SELECT;
+        sqe->buf_group = (uint16_t)bgid;
+    }
+    return err;
+}
+
+/* waitid(idtype, id, info, options) run by the ring: completes when the
+ * child changes state, with the siginfo written to info (which stays put
+ * until the CQE). */
+int ul_prep_waitid(struct ul_ring *r, uint64_t ud, int idtype, int id, void *info,
+                   unsigned options)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_WAITID, ud, id, &err);
+    if (sqe) {
+        sqe->len = (uint32_t)idtype;
+        sqe->file_index = options;
+        sqe->off = ptr(info);       /* addr2 */
+    }
+    return err;
+}
+
+unsigned ul_siginfo_size(void)
+{
+    return sizeof(siginfo_t);
+}
+
+/* A waited-for child's status as subprocess.Popen.returncode spells it:
+ * the exit status, or minus the signal that ended it. */
+int ul_child_returncode(const void *info)
+{
+    const siginfo_t *si = info;
+    return si->si_code == CLD_EXITED ? si->si_status : -si->si_status;
 }
 
 /* The peer's address is not asked for: a multishot accept would write

@@ -110,6 +110,11 @@ int ul_prep_epoll_wait(struct ul_ring *r, uint64_t ud, int epfd, void *events,
                        unsigned maxevents);
 unsigned ul_epoll_event_size(void);
 unsigned ul_epoll_data_offset(void);
+int ul_prep_read_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid);
+int ul_prep_waitid(struct ul_ring *r, uint64_t ud, int idtype, int id, void *info,
+                   unsigned options);
+unsigned ul_siginfo_size(void);
+int ul_child_returncode(const void *info);
 int ul_prep_accept(struct ul_ring *r, uint64_t ud, int fd, unsigned flags);
 int ul_prep_accept_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned flags);
 

@@ -1,0 +1,152 @@
+"""subprocess_exec and subprocess_shell (so asyncio.create_subprocess_*):
+children whose exit the ring reports.
+
+Each child gets a pidfd (Linux 5.3).  IORING_OP_WAITID (Linux 6.7) on it
+completes when the child exits, having reaped it and written its siginfo
+into the op record, which owns that memory until the completion (a cancel
+racing the exit must not leave the kernel writing into a freed buffer).
+Before 6.7, a POLL on the pidfd says when waitid(WNOHANG) will reap it.
+There is no SIGCHLD handler and no watcher thread, so nothing races other
+code that waits for children of its own: a pidfd names one process, never
+"any child".
+
+A loop closed while children still run hands each to a thread that waits
+for it (so no zombie is left behind) and logs, as asyncio's threaded child
+watcher does when the loop that should hear of an exit is closed.
+"""
+import errno
+import os
+import threading
+from asyncio.log import logger
+
+from ._uring import ffi, lib
+from .transports.subprocess import SubprocessTransport
+
+POLLIN = 0x001
+_SIGINFO_SIZE = lib.ul_siginfo_size()
+
+
+class _ChildExit:
+    """WAITID(P_PIDFD, pidfd, WEXITED): reaps the child; owns the siginfo
+    the kernel fills in."""
+
+    __slots__ = ("loop", "transport", "pidfd", "info")
+
+    def __init__(self, loop, transport, pidfd):
+        self.loop = loop
+        self.transport = transport
+        self.pidfd = pidfd
+        self.info = ffi.new("char[]", _SIGINFO_SIZE)
+
+    def start(self):
+        self.loop._start_op(self, self.loop._ring.prep_waitid, os.P_PIDFD, self.pidfd,
+                            self.info, os.WEXITED)
+
+    def complete(self, res, flags):
+        if res == -errno.ECANCELED:
+            return
+        self.loop._child_exited(self, lib.ul_child_returncode(self.info) if res >= 0 else None)
+
+
+class _ChildPoll(_ChildExit):
+    """Before WAITID: a POLL on the pidfd (readable once the child has
+    exited), then waitid(WNOHANG) to reap it."""
+
+    __slots__ = ()
+
+    def start(self):
+        self.loop._start_op(self, self.loop._ring.prep_poll, self.pidfd, POLLIN)
+
+    def complete(self, res, flags):
+        if res == -errno.ECANCELED:
+            return
+        try:
+            info = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)
+        except ChildProcessError:
+            info = False                # reaped by someone else
+        if info is None:                # not yet (a spurious wake-up)
+            self.start()
+            return
+        self.loop._child_exited(self, info and _returncode(info))
+
+
+def _returncode(info):
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+
+class SubprocessMethods:
+
+    def _init_subprocesses(self):
+        self._children = {}             # pid -> its _ChildExit/_ChildPoll
+        self._waitid = self._ring.features.has("waitid")
+
+    async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,
+                                         bufsize, extra=None, **kwargs):
+        waiter = self.create_future()
+        transport = SubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr,
+                                        bufsize, waiter=waiter, extra=extra, **kwargs)
+        self._watch_child(transport)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transport.close()
+            await transport._wait()
+            raise
+        return transport
+
+    def _watch_child(self, transport):
+        pid = transport.get_pid()
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            # Already reaped by other code: its status is lost.
+            self._report_unknown(transport, pid)
+            return
+        watch = (_ChildExit if self._waitid else _ChildPoll)(self, transport, pidfd)
+        self._children[pid] = watch
+        try:
+            watch.start()
+        except BaseException:
+            del self._children[pid]
+            os.close(pidfd)
+            raise
+
+    def _child_exited(self, watch, returncode):
+        transport = watch.transport
+        del self._children[transport.get_pid()]
+        os.close(watch.pidfd)
+        if returncode is None:
+            # Reaped meanwhile by other code: Popen.poll() (asyncio's
+            # send_signal and close call it) keeps what it found.
+            returncode = transport._proc.returncode
+            if returncode is None:
+                self._report_unknown(transport, transport.get_pid())
+                return
+        # One iteration later, as asyncio's loop does: pipe data the child
+        # wrote before exiting is delivered first.
+        self.call_soon(transport._process_exited, returncode)
+
+    def _report_unknown(self, transport, pid):
+        logger.warning("Unknown child process pid %d, will report returncode 255", pid)
+        self.call_soon(transport._process_exited, 255)
+
+    def _close_subprocesses(self):
+        """The loop is closed with children still running: reap each when it
+        exits, in a thread, so none is left a zombie."""
+        for pid, watch in self._children.items():
+            threading.Thread(target=_reap, args=(repr(self), pid, watch.pidfd),
+                             name=f"uringloop-reaper-{pid}", daemon=True).start()
+        self._children.clear()
+
+
+def _reap(loop, pid, pidfd):
+    try:
+        os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+    except ChildProcessError:
+        pass                            # reaped by other code (or by the ring)
+    else:
+        logger.warning("Loop %s that handles pid %r is closed", loop, pid)
+    finally:
+        os.close(pidfd)

@@ -1,0 +1,434 @@
+"""Pipe transports: connect_read_pipe and connect_write_pipe, with asyncio's
+ReadPipeTransport and WritePipeTransport semantics, for pipes, FIFOs,
+sockets and character devices (PTYs among them).
+
+Reading: the fd is made non-blocking, as asyncio does (io_uring's reads of
+blocking pipes and TTYs have missed EOF or hung on some kernels), and one
+multishot READ (IORING_OP_READ_MULTISHOT, Linux 6.7) per transport picks
+buffers from the loop's provided-buffer ring: a completion per chunk, until
+EOF.  Where the kernel has no multishot read or no buffer rings, or the
+file cannot be polled by the ring (a device without a poll method), a POLL
+says when to read(), as asyncio's loop does.
+
+Writing: write() tries a non-blocking write(2) at once, as asyncio's loop
+does; what the pipe cannot take is buffered and goes out as a POLL on the
+ring reports room.  io_uring's own WRITE would gain nothing: on a
+non-blocking pipe it hands EAGAIN back just the same.  The write end of a
+pipe or socket is also polled for readability, which reports the reader
+closing its end (asyncio's way of noticing it before the next write).
+
+Closing: the pipe object is closed right after connection_lost, as on
+asyncio's loop.  Ops still in flight on it are cancelled and the ring
+flushed first, so no queued request names the fd number when it is
+released (the kernel's requests hold the file itself, not the number).
+"""
+import contextvars
+import errno
+import os
+import stat
+import warnings
+from asyncio import constants, futures, transports
+from asyncio.log import logger
+
+from ..ring import CQE_BUFFER_SHIFT, CQE_F_BUFFER, CQE_F_MORE
+from .base import TransportOp
+
+POLLIN = 0x001
+POLLOUT = 0x004
+# asyncio's pipe transports read at most this much at a time.
+MAX_SIZE = 256 * 1024
+# Where the ring cannot run a multishot read on the file: fall back.
+_NO_MULTISHOT = (-errno.EINVAL, -errno.EBADFD, -errno.EOPNOTSUPP, -errno.EAGAIN)
+
+
+class _PipeTransport:
+    """What both directions share: the pipe object and its fd, the
+    protocol, the context its callbacks run in, and closing the pipe."""
+
+    _kinds = ()                 # the st_mode tests a subclass accepts
+    _kind_error = ""
+
+    def _attach(self, loop, pipe, protocol, waiter):
+        self._extra["pipe"] = pipe
+        fd = pipe.fileno()
+        mode = os.fstat(fd).st_mode
+        if not any(test(mode) for test in self._kinds):
+            raise ValueError(self._kind_error)
+        os.set_blocking(fd, False)
+        self._loop = loop
+        self._pipe = pipe
+        self._fd = fd
+        self._protocol = protocol
+        self._context = contextvars.copy_context()
+        self._closing = False
+        self._live = 0              # ops in flight on the fd
+        self._call_soon(protocol.connection_made, self)
+        return mode
+
+    def _announce(self, waiter):
+        if waiter is not None:
+            # only once connection_made() has run
+            self._call_soon(futures._set_result_unless_cancelled, waiter, None)
+
+    def _call_soon(self, callback, *args):
+        self._loop.call_soon(callback, *args, context=self._context)
+
+    def __repr__(self):
+        state = "closed" if self._pipe is None else "closing" if self._closing else "open"
+        return f"<{type(self).__name__} fd={self._fd} {state}>"
+
+    def __del__(self, _warn=warnings.warn):
+        # Ops in flight hold the transport: only an idle one is collected.
+        if getattr(self, "_pipe", None) is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._pipe.close()
+
+    def set_protocol(self, protocol):
+        self._protocol = protocol
+
+    def get_protocol(self):
+        return self._protocol
+
+    def is_closing(self):
+        return self._closing
+
+    def _fatal_error(self, exc, message="Fatal error on pipe transport"):
+        self._loop.call_exception_handler({
+            "message": message,
+            "exception": exc,
+            "transport": self,
+            "protocol": self._protocol,
+        })
+        self._close(exc)
+
+    def _call_connection_lost(self, exc):
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._close_pipe()
+            self._protocol = None
+
+    def _close_pipe(self):
+        pipe, self._pipe = self._pipe, None
+        if self._live and not self._loop.is_closed():
+            ring = self._loop._ring
+            ring.prep_cancel_fd(self._fd)
+            ring.flush()
+        pipe.close()
+
+
+class _Read(TransportOp):
+    """The multishot READ of a read pipe transport."""
+
+    __slots__ = ("buffers",)
+
+    def __init__(self, transport, buffers):
+        super().__init__(transport)
+        self.buffers = buffers
+
+    def complete(self, res, flags):
+        t = self.transport
+        if not flags & CQE_F_MORE:
+            t._read_ud = 0
+            t._live -= 1
+        if res > 0:
+            t._received(self.buffers.take(flags >> CQE_BUFFER_SHIFT, res)
+                        if flags & CQE_F_BUFFER else b"")
+        elif res == 0:
+            t._received(b"")
+        elif res in _NO_MULTISHOT and not t._multishot_failed:
+            t._multishot_failed = True          # e.g. a device the ring cannot poll
+        elif res not in (-errno.ECANCELED, -errno.ENOBUFS):
+            t._read_failed(OSError(-res, os.strerror(-res)))
+        if not t._read_ud:
+            t._start_reading()                  # paused or closing makes this a no-op
+
+
+class _Readable(TransportOp):
+    """The fallback: a POLL, then one read() (asyncio reads once per event)."""
+
+    __slots__ = ()
+
+    def complete(self, res, flags):
+        t = self.transport
+        t._read_ud = 0
+        t._live -= 1
+        if res > 0 and t._pipe is not None:
+            t._read_ready()
+        t._start_reading()
+
+
+class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
+    _kinds = (stat.S_ISFIFO, stat.S_ISSOCK, stat.S_ISCHR)
+    _kind_error = "Pipe transport is for pipes/sockets only."
+
+    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+        super().__init__(extra)
+        self._attach(loop, pipe, protocol, waiter)
+        self._paused = False
+        self._read_ud = 0
+        self._held = []                 # chunks that arrived after pause_reading()
+        self._multishot_failed = False
+        self._call_soon(self._start_reading)
+        self._announce(waiter)
+
+    def is_reading(self):
+        return not self._paused and not self._closing
+
+    def pause_reading(self):
+        if self._closing or self._paused:
+            return
+        self._paused = True
+        self._stop_reading()
+        if self._loop.get_debug():
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self):
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        if self._held:
+            self._call_soon(self._deliver_held)
+        else:
+            self._start_reading()
+        if self._loop.get_debug():
+            logger.debug("%r resumes reading", self)
+
+    def close(self):
+        if not self._closing:
+            self._close(None)
+
+    def _close(self, exc):
+        self._closing = True
+        self._held.clear()
+        self._stop_reading()
+        self._call_soon(self._call_connection_lost, exc)
+
+    # -- reading
+
+    def _start_reading(self):
+        if self._read_ud or self._paused or self._closing or self._held:
+            return
+        loop = self._loop
+        if loop._read_multishot and not self._multishot_failed:
+            bgid = loop._buffer_group()
+            if bgid is not None:
+                self._read_ud = loop._start_op(_Read(self, loop._buffers),
+                                               loop._ring.prep_read_multishot, self._fd, bgid)
+                self._live += 1
+                return
+        self._read_ud = loop._start_op(_Readable(self), loop._ring.prep_poll, self._fd, POLLIN)
+        self._live += 1
+
+    def _stop_reading(self):
+        if self._read_ud:
+            self._loop._ring.prep_cancel(self._read_ud)
+
+    def _received(self, data):
+        """A chunk from the multishot read (b"": end of file)."""
+        if self._closing:
+            return
+        if self._paused or self._held:
+            self._held.append(data)
+        elif data:
+            self._protocol.data_received(data)
+        else:
+            self._on_eof()
+
+    def _deliver_held(self):
+        while self._held and not self._paused and not self._closing:
+            data = self._held.pop(0)
+            if data:
+                self._protocol.data_received(data)
+            else:
+                self._on_eof()
+        self._start_reading()
+
+    def _read_ready(self):
+        try:
+            data = os.read(self._fd, MAX_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._read_failed(exc)
+            return
+        if data:
+            self._protocol.data_received(data)
+        else:
+            self._on_eof()
+
+    def _on_eof(self):
+        if self._loop.get_debug():
+            logger.info("%r was closed by peer", self)
+        self._closing = True
+        self._stop_reading()
+        self._call_soon(self._protocol.eof_received)
+        self._call_soon(self._call_connection_lost, None)
+
+    def _read_failed(self, exc):
+        if self._closing:
+            return
+        if exc.errno == errno.EIO:
+            # A PTY whose other side closed: the end of the stream.
+            if self._loop.get_debug():
+                logger.debug("%r: Fatal read error on pipe transport", self, exc_info=exc)
+            self._close(exc)
+        else:
+            self._fatal_error(exc, "Fatal read error on pipe transport")
+
+
+class _Writable(TransportOp):
+    """A write pipe's wait for room after the pipe refused bytes."""
+
+    __slots__ = ()
+
+    def complete(self, res, flags):
+        t = self.transport
+        t._write_ud = 0
+        t._live -= 1
+        if t._buffer and t._pipe is not None and res != -errno.ECANCELED:
+            t._write_ready()
+
+
+class _PeerClosed(TransportOp):
+    """A write pipe's POLL for readability: on a pipe's write end it reports
+    the reader closing its end (POLLERR)."""
+
+    __slots__ = ()
+
+    def complete(self, res, flags):
+        t = self.transport
+        t._peer_ud = 0
+        t._live -= 1
+        if res >= 0 and t._pipe is not None and not t._conn_lost:
+            t._peer_closed()
+
+
+class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transports.WriteTransport):
+    _kinds = (stat.S_ISFIFO, stat.S_ISSOCK, stat.S_ISCHR)
+    _kind_error = "Pipe transport is only for pipes, sockets and character devices"
+
+    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+        super().__init__(extra, loop)
+        self._buffer = bytearray()
+        self._conn_lost = 0
+        self._write_ud = 0
+        self._peer_ud = 0
+        mode = self._attach(loop, pipe, protocol, waiter)
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            self._call_soon(self._watch_peer)
+        self._announce(waiter)
+
+    def get_write_buffer_size(self):
+        return len(self._buffer)
+
+    def can_write_eof(self):
+        return True
+
+    def write(self, data):
+        if isinstance(data, bytearray):
+            data = memoryview(data)
+        if not data:
+            return
+        if self._conn_lost or self._closing:
+            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("pipe closed by peer or os.write(pipe, data) raised exception.")
+            self._conn_lost += 1
+            return
+        if not self._buffer:
+            try:
+                n = os.write(self._fd, data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._conn_lost += 1
+                self._fatal_error(exc, "Fatal write error on pipe transport")
+                return
+            if n == len(data):
+                return
+            data = memoryview(data)[n:]
+            self._wait_writable()
+        self._buffer += data
+        self._maybe_pause_protocol()
+
+    def write_eof(self):
+        if self._closing:
+            return
+        self._closing = True
+        if not self._buffer:
+            self._stop_watching()
+            self._call_soon(self._call_connection_lost, None)
+
+    def close(self):
+        if self._pipe is not None and not self._closing:
+            self.write_eof()
+
+    def abort(self):
+        self._close(None)
+
+    def _fatal_error(self, exc, message="Fatal error on pipe transport"):
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+            self._close(exc)
+        else:
+            super()._fatal_error(exc, message)
+
+    def _close(self, exc=None):
+        self._closing = True
+        self._buffer.clear()
+        self._stop_watching()
+        if self._write_ud:
+            self._loop._ring.prep_cancel(self._write_ud)
+        self._call_soon(self._call_connection_lost, exc)
+
+    # -- writing
+
+    def _wait_writable(self):
+        if not self._write_ud:
+            loop = self._loop
+            self._write_ud = loop._start_op(_Writable(self), loop._ring.prep_poll, self._fd,
+                                            POLLOUT)
+            self._live += 1
+
+    def _write_ready(self):
+        try:
+            n = os.write(self._fd, self._buffer)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._buffer.clear()
+            self._conn_lost += 1
+            self._fatal_error(exc, "Fatal write error on pipe transport")
+            return
+        if n == len(self._buffer):
+            self._buffer.clear()
+            self._maybe_resume_protocol()           # may write again
+            if self._closing and not self._buffer:
+                self._stop_watching()
+                self._call_connection_lost(None)
+            return
+        del self._buffer[:n]
+        self._wait_writable()
+
+    # -- the reader going away
+
+    def _watch_peer(self):
+        if self._pipe is not None and not self._closing:
+            loop = self._loop
+            self._peer_ud = loop._start_op(_PeerClosed(self), loop._ring.prep_poll, self._fd,
+                                           POLLIN)
+            self._live += 1
+
+    def _stop_watching(self):
+        if self._peer_ud:
+            self._loop._ring.prep_cancel(self._peer_ud)
+
+    def _peer_closed(self):
+        if self._loop.get_debug():
+            logger.info("%r was closed by peer", self)
+        self._close(BrokenPipeError() if self._buffer else None)
