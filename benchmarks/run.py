@@ -7,6 +7,7 @@
     python benchmarks/run.py --workloads encrypted   # only the TLS rows
     python benchmarks/run.py --workloads sendfile    # only loop.sendfile/FileResponse
     python benchmarks/run.py --workloads other-io    # only the UDP and add_reader echoes
+    python benchmarks/run.py --workloads subprocess  # only spawning /bin/true and piping cat
 
 Every run starts a fresh server process (benchmarks/servers.py) for one
 workload on one loop, pinned to one CPU, and drives it from the C load
@@ -39,9 +40,9 @@ next; that pause shows in requests/s.  Their three rows would add well
 over a minute, so the default set leaves them out; the group "other-io"
 names both.
 
-Two workloads run a benchmark script of their own in a child process, after
-the rest, and each gets its own section of the report (and a key of the
-JSON): "internals", benchmarks/loop_internals.py --json (CPU time per loop
+Three workloads run a benchmark script of their own in a child process,
+after the rest, and each gets its own section of the report (and a key of
+the JSON): "internals", benchmarks/loop_internals.py --json (CPU time per loop
 operation, counts scaled by --internals-scale), and "sendfile",
 benchmarks/sendfile.py --json --parts loops http: loop.sendfile() of a
 100 MiB file on a TCP transport, and aiohttp's FileResponse of a 20 MiB
@@ -52,6 +53,19 @@ download), the sending process's CPU per MiB (or per download), the path
 each loop took (uvloop has no loop.sendfile(): a fallback reads the file in
 the executor), and ratios to asyncio.  It adds about 5 s a round.  The raw
 kernel mechanisms (sendfile.py's part "mechanisms") run only on their own.
+The third, "subprocess", is benchmarks/subprocesses.py --json: each round,
+each loop, in a fresh process pinned to the server's CPU, runs
+--subprocess-spawns (1,000) sequential create_subprocess_exec("/bin/true")
++ wait(), then, in another fresh process, sends --subprocess-mib (64) MiB
+through cat with communicate(input=...) (cat moved to the generator's CPU;
+its output must equal the input).  It gets --rounds, --retries, --loops
+and --baseline.  Its tables give wall time and the loop process's CPU
+(getrusage RUSAGE_SELF, all its threads) per spawn, MiB/s and CPU per MiB,
+the children's CPU (the reaped /bin/true or cat) apart, and ratios to the
+baseline.  A loop whose create_subprocess_exec() raises NotImplementedError
+gets a "not supported" row, not a failure.  It adds about 7 s a round with
+all three loops, some 20 s at the default 3 rounds (more when other work
+forces retries), so it is in the default set.
 
 The loops alternate: every round runs every case on every loop, each round
 starting with a different loop, so slow drift on a shared machine hits all
@@ -87,6 +101,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import loadgen  # noqa: E402
 import report  # noqa: E402
+import subprocesses  # noqa: E402
 from servers import HELLO, make_certificate  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -99,12 +114,13 @@ TLS_HTTP = ["aiohttp-https"]
 OTHER_IO = ["udp", "reader"]            # echoes beyond the stream transports
 INTERNALS = "internals"
 SENDFILE = "sendfile"
-SCRIPTS = [INTERNALS, SENDFILE]         # workloads that run a script of their own
+SUBPROCESS = "subprocess"
+SCRIPTS = [INTERNALS, SENDFILE, SUBPROCESS]   # workloads that run a script of their own
 WORKLOADS = ECHO + HTTP + TLS + OTHER_IO + SCRIPTS
 GROUPS = {"echo": ECHO, "http": HTTP, "encrypted": TLS, "other-io": OTHER_IO,
           "all": WORKLOADS}
 DEFAULT = ["protocol", "streams", "buffered", "sock", "httptools", "aiohttp", "tls",
-           "aiohttp-https", INTERNALS, SENDFILE]
+           "aiohttp-https", INTERNALS, SENDFILE, SUBPROCESS]
 NEEDS = {"uvloop": ["uvloop"], "httptools": ["httptools"], "aiohttp": ["aiohttp"],
          "tls": ["trustme"], "aiohttp-https": ["aiohttp", "trustme"],
          SENDFILE: ["aiohttp"]}
@@ -421,6 +437,78 @@ def run_sendfile(args, loops):
                          + "\n".join(list(last)[-15:])}
 
 
+def run_subprocesses(args, loops):
+    """subprocesses.py's spawn and cat cases, in a child process: its JSON,
+    or {"error": ...}.  Its progress lines are relayed to stderr as they
+    come."""
+    command = [sys.executable, str(HERE / "subprocesses.py"), "--json",
+               "--rounds", str(args.rounds), "--retries", str(args.retries),
+               "--spawns", str(args.subprocess_spawns), "--mib", str(args.subprocess_mib),
+               "--loop-cpu", str(args.server_cpu), "--child-cpu", str(args.client_cpu),
+               "--baseline", args.baseline, "--loops", *loops]
+    # About 2.5 s per loop a round at the defaults; far beyond that, something hangs.
+    timeout = 120 + len(loops) * args.rounds * (1 + args.retries) * (
+        30 + 0.02 * args.subprocess_spawns + 0.5 * args.subprocess_mib)
+    tty = sys.stderr.isatty()
+    last = collections.deque(maxlen=40)
+    with tempfile.TemporaryFile() as out:
+        # subprocesses.py pins itself to the generator's CPU and its runners
+        # to the server's: let it have both.  Its own process group, so that
+        # a timeout ends its children too.
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, cwd=REPO,
+            process_group=0,
+            preexec_fn=lambda: os.sched_setaffinity(0, {args.server_cpu, args.client_cpu}))
+
+        def kill():
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            proc.wait()
+
+        def relay():
+            for raw in proc.stderr:
+                line = raw.decode(errors="replace").rstrip()
+                last.append(line)
+                if tty:
+                    print(f"\r  {line[:108]:<108}", end="", file=sys.stderr, flush=True)
+                elif line:
+                    print(f"  {line}", file=sys.stderr, flush=True)
+
+        relaying = threading.Thread(target=relay, daemon=True)
+        relaying.start()
+        stopped = False
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            kill()
+            return {"error": f"subprocesses.py timed out after {timeout:.0f} s"}
+        except KeyboardInterrupt:
+            # Pass Ctrl-C on: subprocesses.py then prints what it has.
+            stopped = True
+            try:
+                os.killpg(proc.pid, signal.SIGINT)
+                proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired, KeyboardInterrupt):
+                kill()
+        finally:
+            relaying.join(5)
+            proc.stderr.close()
+            if tty:
+                print("\r" + " " * 110 + "\r", end="", file=sys.stderr, flush=True)
+        out.seek(0)
+        text = out.read()
+    try:
+        # Runs that failed are in the JSON (status 1): the report shows them.
+        return json.loads(text)
+    except ValueError:
+        if stopped:
+            return {"error": "interrupted", "interrupted": True}
+        return {"error": f"subprocesses.py failed (status {proc.returncode}):\n"
+                         + "\n".join(list(last)[-15:])}
+
+
 def measured(case, loop, rnd, args, scratch, progress):
     """One round of one case on one loop, repeated while other work disturbs it."""
     label = f"round {rnd + 1}/{args.rounds}: {case.label} on {loop}"
@@ -515,6 +603,11 @@ def parse_args(argv):
                         help="runs per case and loop, alternating loops (default: 3)")
     parser.add_argument("--internals-scale", type=float, default=0.5,
                         help="operation counts of the loop-internals cases (default: 0.5)")
+    parser.add_argument("--subprocess-spawns", type=int, default=1000, metavar="N",
+                        help="spawns of /bin/true per run of the subprocess workload "
+                             "(default: 1000)")
+    parser.add_argument("--subprocess-mib", type=float, default=64, metavar="MIB",
+                        help="MiB through cat per run of the subprocess workload (default: 64)")
     parser.add_argument("--baseline", choices=LOOPS, default="uvloop",
                         help="the loop the ratios compare with (default: uvloop)")
     parser.add_argument("--retries", type=int, default=1,
@@ -555,6 +648,8 @@ def parse_args(argv):
         parser.error(f"udp: a datagram holds at most {MAX_DATAGRAM:,} bytes")
     if args.retries < 0:
         parser.error("--retries cannot be negative")
+    if args.subprocess_spawns < 1 or args.subprocess_mib < 1:
+        parser.error("--subprocess-spawns must be positive, --subprocess-mib at least 1")
     cpus = os.sched_getaffinity(0)
     if args.server_cpu == args.client_cpu or not {args.server_cpu, args.client_cpu} <= cpus:
         parser.error(f"--server-cpu and --client-cpu must be two different CPUs of {sorted(cpus)}")
@@ -650,6 +745,11 @@ def main(argv=None):
               file=sys.stderr, flush=True)
         sendfile = run_sendfile(args, args.loops)
         interrupted = bool(sendfile.get("interrupted"))
+    subprocs = None
+    if SUBPROCESS in args.workloads and not interrupted:
+        print("subprocesses (benchmarks/subprocesses.py) ...", file=sys.stderr, flush=True)
+        subprocs = run_subprocesses(args, args.loops)
+        interrupted = bool(subprocs.get("interrupted"))
 
     data = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
@@ -660,6 +760,8 @@ def main(argv=None):
                      "duration": args.duration, "warmup": args.warmup,
                      "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
                      "internals_scale": args.internals_scale,
+                     "subprocess_spawns": args.subprocess_spawns,
+                     "subprocess_mib": args.subprocess_mib,
                      "tls": TLS_SETTINGS if tls else None},
         "environment": env,
         "cases": [{"case": c.label, "workload": c.workload, "connections": c.connections,
@@ -667,8 +769,12 @@ def main(argv=None):
                   for c in cases for loop in args.loops],
         "internals": internals,
         "sendfile": sendfile,
+        "subprocess": subprocs,
     }
     text = report.markdown(data)
+    if subprocs:
+        # Its own section, after the rest (report.py knows only the others).
+        text = text.rstrip("\n") + "\n\n" + "\n".join(subprocesses.markdown(subprocs, args.loops))
     print(text)
 
     args.results_dir.mkdir(parents=True, exist_ok=True)
@@ -684,7 +790,11 @@ def main(argv=None):
     failed = sum(not r["ok"] for rs in runs.values() for r in rs)
     sendfile_failed = sendfile and ("error" in sendfile or any(
         part["failures"] for part in sendfile["parts"].values()))
-    return 1 if failed or (internals and "error" in internals) or sendfile_failed else 0
+    # A loop without subprocesses ("not supported") is no failure.
+    subprocs_failed = subprocs and ("error" in subprocs or any(
+        part["failures"] for part in subprocs["cases"].values()))
+    return 1 if failed or (internals and "error" in internals) or sendfile_failed \
+        or subprocs_failed else 0
 
 
 if __name__ == "__main__":

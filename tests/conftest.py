@@ -19,7 +19,7 @@ LOOP_KINDS = ("uringloop", "uringloop-compat", "asyncio", "uvloop")
 
 COMPAT_MASK = ("defer_taskrun,coop_taskrun,cqe_mixed,no_sqarray,taskrun_flag,submit_all,"
                "ext_arg,no_iowait,multishot_poll,multishot_accept,multishot_recv,pbuf_ring,"
-               "epoll_wait")
+               "epoll_wait,read_multishot,waitid")
 
 
 def make_loop(kind):

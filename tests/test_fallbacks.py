@@ -4,6 +4,7 @@ follows the loop across threads.  (Semantics shared with asyncio and uvloop
 are tested in test_loop.py on all three loops.)"""
 import asyncio
 import os
+import signal
 import socket
 import threading
 import time
@@ -30,9 +31,12 @@ MASKS = [
     "multishot_recv",
     "pbuf_ring",
     "epoll_wait",
+    "read_multishot",
+    "waitid",
     # an old kernel: every fallback at once
     "defer_taskrun,coop_taskrun,cqe_mixed,no_sqarray,taskrun_flag,submit_all,ext_arg,"
-    "no_iowait,multishot_poll,multishot_accept,multishot_recv,pbuf_ring,epoll_wait",
+    "no_iowait,multishot_poll,multishot_accept,multishot_recv,pbuf_ring,epoll_wait,"
+    "read_multishot,waitid",
 ]
 
 
@@ -121,6 +125,22 @@ async def workload():
         assert loop.remove_reader(a)
         for _ in range(3):
             await asyncio.sleep(0)       # the cancelled wait on the watchers completes
+
+    # a child through pipes, its exit, and a signal, under this mask
+    payload = os.urandom(300_000)
+    proc = await asyncio.create_subprocess_exec(
+        "cat", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert await asyncio.wait_for(proc.communicate(payload), 10) == (payload, None)
+    assert proc.returncode == 0
+    if threading.current_thread() is not threading.main_thread():
+        return "ok"                     # signals reach the main thread's loop only
+    signalled = loop.create_future()
+    loop.add_signal_handler(signal.SIGUSR1, signalled.set_result, "usr1")
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert await asyncio.wait_for(signalled, 5) == "usr1"
+    finally:
+        loop.remove_signal_handler(signal.SIGUSR1)
     return "ok"
 
 

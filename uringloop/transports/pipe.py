@@ -153,7 +153,7 @@ class _Readable(TransportOp):
         t = self.transport
         t._read_ud = 0
         t._live -= 1
-        if res > 0 and t._pipe is not None:
+        if res > 0 and t._pipe is not None and not t._paused:
             t._read_ready()
         t._start_reading()
 
@@ -178,8 +178,11 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
     def pause_reading(self):
         if self._closing or self._paused:
             return
+        # The read stays armed: a protocol often resumes before more data
+        # comes (a StreamReader pauses above twice its limit and resumes
+        # as soon as its reader takes a chunk).  Data that does come is
+        # held, and only then is the read cancelled.
         self._paused = True
-        self._stop_reading()
         if self._loop.get_debug():
             logger.debug("%r pauses reading", self)
 
@@ -229,6 +232,8 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
         if self._closing:
             return
         if self._paused or self._held:
+            if self._paused and not self._held:
+                self._stop_reading()
             self._held.append(data)
         elif data:
             self._protocol.data_received(data)
