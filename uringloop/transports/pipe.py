@@ -22,8 +22,10 @@ asyncio's loop.  Ops still in flight on it are cancelled and the ring
 flushed first, so no queued request names the fd number when it is
 released (the kernel's requests hold the file itself, not the number).
 """
+import collections
 import contextvars
 import errno
+import itertools
 import os
 import stat
 import warnings
@@ -35,6 +37,8 @@ from .base import TransportOp
 
 POLLIN = 0x001
 POLLOUT = 0x004
+# Chunks handed to one writev().
+_IOV_MAX = 64
 # asyncio's pipe transports read at most this much at a time.
 MAX_SIZE = 256 * 1024
 # Where the ring cannot run a multishot read on the file: fall back.
@@ -291,7 +295,7 @@ class _Writable(TransportOp):
         t = self.transport
         t._write_ud = 0
         t._live -= 1
-        if t._buffer and t._pipe is not None and res != -errno.ECANCELED:
+        if t._queued and t._pipe is not None and res != -errno.ECANCELED:
             t._write_ready()
 
 
@@ -315,7 +319,8 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
 
     def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
         super().__init__(extra, loop)
-        self._buffer = bytearray()
+        self._queue = collections.deque()   # bytes, or views of bytes, to write in order
+        self._queued = 0                    # bytes in the queue
         self._conn_lost = 0
         self._write_ud = 0
         self._peer_ud = 0
@@ -325,7 +330,7 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
         self._announce(waiter)
 
     def get_write_buffer_size(self):
-        return len(self._buffer)
+        return self._queued
 
     def can_write_eof(self):
         return True
@@ -340,7 +345,7 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
                 logger.warning("pipe closed by peer or os.write(pipe, data) raised exception.")
             self._conn_lost += 1
             return
-        if not self._buffer:
+        if not self._queued:
             try:
                 n = os.write(self._fd, data)
             except (BlockingIOError, InterruptedError):
@@ -353,16 +358,22 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
                 return
             if n == len(data):
                 return
-            data = memoryview(data)[n:]
             self._wait_writable()
-        self._buffer += data
+        else:
+            n = 0
+        # bytes are queued as they are (a view past what went out), not
+        # copied: they cannot change.  Anything else can, once write()
+        # returns, so its rest is copied, as asyncio's loop copies it.
+        rest = memoryview(data)[n:]
+        self._queue.append(rest if type(data) is bytes else bytes(rest))
+        self._queued += len(rest)
         self._maybe_pause_protocol()
 
     def write_eof(self):
         if self._closing:
             return
         self._closing = True
-        if not self._buffer:
+        if not self._queued:
             self._stop_watching()
             self._call_soon(self._call_connection_lost, None)
 
@@ -383,7 +394,7 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
 
     def _close(self, exc=None):
         self._closing = True
-        self._buffer.clear()
+        self._drop_queue()
         self._stop_watching()
         if self._write_ud:
             self._loop._ring.prep_cancel(self._write_ud)
@@ -399,26 +410,49 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
             self._live += 1
 
     def _write_ready(self):
-        try:
-            n = os.write(self._fd, self._buffer)
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._buffer.clear()
-            self._conn_lost += 1
-            self._fatal_error(exc, "Fatal write error on pipe transport")
+        queue = self._queue
+        while queue:
+            try:
+                if len(queue) == 1:
+                    n = os.write(self._fd, queue[0])
+                else:
+                    n = os.writev(self._fd, list(itertools.islice(queue, _IOV_MAX)))
+            except (BlockingIOError, InterruptedError):
+                break
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._drop_queue()
+                self._conn_lost += 1
+                self._fatal_error(exc, "Fatal write error on pipe transport")
+                return
+            if not self._consume(n):
+                break                           # the pipe is full
+        if queue:
+            self._wait_writable()
             return
-        if n == len(self._buffer):
-            self._buffer.clear()
-            self._maybe_resume_protocol()           # may write again
-            if self._closing and not self._buffer:
-                self._stop_watching()
-                self._call_connection_lost(None)
-            return
-        del self._buffer[:n]
-        self._wait_writable()
+        self._maybe_resume_protocol()           # may write again
+        if self._closing and not self._queued:
+            self._stop_watching()
+            self._call_connection_lost(None)
+
+    def _consume(self, n):
+        """Take n written bytes off the queue's head; True if every chunk
+        offered was written whole."""
+        queue = self._queue
+        self._queued -= n
+        while n:
+            head = queue[0]
+            if n < len(head):
+                queue[0] = head[n:]
+                return False
+            n -= len(head)
+            queue.popleft()
+        return True
+
+    def _drop_queue(self):
+        self._queue.clear()
+        self._queued = 0
 
     # -- the reader going away
 
@@ -436,4 +470,4 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
     def _peer_closed(self):
         if self._loop.get_debug():
             logger.info("%r was closed by peer", self)
-        self._close(BrokenPipeError() if self._buffer else None)
+        self._close(BrokenPipeError() if self._queued else None)
