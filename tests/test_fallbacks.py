@@ -33,10 +33,11 @@ MASKS = [
     "epoll_wait",
     "read_multishot",
     "waitid",
+    "pidfd",
     # an old kernel: every fallback at once
     "defer_taskrun,coop_taskrun,cqe_mixed,no_sqarray,taskrun_flag,submit_all,ext_arg,"
     "no_iowait,multishot_poll,multishot_accept,multishot_recv,pbuf_ring,epoll_wait,"
-    "read_multishot,waitid",
+    "read_multishot,waitid,pidfd",
 ]
 
 

@@ -26,6 +26,14 @@ def _completions(ring):
     return got
 
 
+def _pidfd():
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
+
+
 def _stays_armed(ring, ud):
     """Whether op `ud`'s first completion succeeded and promised more."""
     for _ in range(10):
@@ -87,7 +95,8 @@ def probe_capabilities(mask=None):
         has = {"pbuf_ring": buffers is not None,
                "multishot_poll": _poll_multishot(ring),
                "multishot_accept": _accept_multishot(ring),
-               "multishot_recv": buffers is not None and _recv_multishot(ring, buffers)}
+               "multishot_recv": buffers is not None and _recv_multishot(ring, buffers),
+               "pidfd": _pidfd()}
         armed = {ud for ud, name in ((_POLL, "multishot_poll"), (_ACCEPT, "multishot_accept"),
                                      (_RECV, "multishot_recv")) if has[name]}
         _cancel_and_drain(ring, armed)

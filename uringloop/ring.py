@@ -62,7 +62,8 @@ OPCODES = (
 
 # Capabilities of the loop that are not single kernel bits; masking one
 # makes the loop take its fallback.
-CAPABILITIES = ("multishot_poll", "multishot_accept", "multishot_recv", "pbuf_ring")
+# ("pidfd": os.pidfd_open, which old kernels and seccomp profiles refuse.)
+CAPABILITIES = ("multishot_poll", "multishot_accept", "multishot_recv", "pbuf_ring", "pidfd")
 
 # Features whose absence changes a code path of the core, so masking them
 # is meaningful; the rest are reported, not masked.

@@ -10,9 +10,11 @@ There is no SIGCHLD handler and no watcher thread, so nothing races other
 code that waits for children of its own: a pidfd names one process, never
 "any child".
 
-A loop closed while children still run hands each to a thread that waits
-for it (so no zombie is left behind) and logs, as asyncio's threaded child
-watcher does when the loop that should hear of an exit is closed.
+Where pidfd_open is refused (Linux before 5.3; container seccomp profiles
+that predate it answer ENOSYS or EPERM), a thread waits for each child
+with waitpid(), as asyncio's ThreadedChildWatcher does.  A loop closed
+while children still run hands each to such a thread too (so no zombie is
+left behind), which logs, as asyncio's watcher does, when the child exits.
 """
 import errno
 import os
@@ -79,6 +81,7 @@ class SubprocessMethods:
     def _init_subprocesses(self):
         self._children = {}             # pid -> its _ChildExit/_ChildPoll
         self._waitid = self._ring.features.has("waitid")
+        self._pidfd = self._ring.features.has("pidfd")
 
     async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,
                                          bufsize, extra=None, **kwargs):
@@ -99,10 +102,19 @@ class SubprocessMethods:
     def _watch_child(self, transport):
         pid = transport.get_pid()
         try:
+            if not self._pidfd:
+                raise OSError(errno.ENOSYS, "pidfd masked")
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
             # Already reaped by other code: its status is lost.
             self._report_unknown(transport, pid)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSYS, errno.EPERM, errno.EACCES):
+                raise
+            self._pidfd = False
+            threading.Thread(target=_wait_in_thread, args=(self, transport, pid),
+                             name=f"uringloop-waitpid-{pid}", daemon=True).start()
             return
         watch = (_ChildExit if self._waitid else _ChildPoll)(self, transport, pidfd)
         self._children[pid] = watch
@@ -114,9 +126,11 @@ class SubprocessMethods:
             raise
 
     def _child_exited(self, watch, returncode):
-        transport = watch.transport
-        del self._children[transport.get_pid()]
+        del self._children[watch.transport.get_pid()]
         os.close(watch.pidfd)
+        self._child_status(watch.transport, returncode)
+
+    def _child_status(self, transport, returncode):
         if returncode is None:
             # Reaped meanwhile by other code: Popen.poll() (asyncio's
             # send_signal and close call it) keeps what it found.
@@ -139,6 +153,19 @@ class SubprocessMethods:
             threading.Thread(target=_reap, args=(repr(self), pid, watch.pidfd),
                              name=f"uringloop-reaper-{pid}", daemon=True).start()
         self._children.clear()
+
+
+def _wait_in_thread(loop, transport, pid):
+    try:
+        _, status = os.waitpid(pid, 0)
+        returncode = os.waitstatus_to_exitcode(status)
+    except ChildProcessError:
+        returncode = None               # reaped by other code
+    try:
+        loop.call_soon_threadsafe(loop._child_status, transport, returncode)
+    except RuntimeError:
+        if returncode is not None:
+            logger.warning("Loop %r that handles pid %r is closed", loop, pid)
 
 
 def _reap(loop, pid, pidfd):

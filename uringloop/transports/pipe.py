@@ -135,9 +135,8 @@ class _Read(TransportOp):
         if not flags & CQE_F_MORE:
             t._read_ud = 0
             t._live -= 1
-        if res > 0:
-            t._received(self.buffers.take(flags >> CQE_BUFFER_SHIFT, res)
-                        if flags & CQE_F_BUFFER else b"")
+        if res > 0 and flags & CQE_F_BUFFER:
+            t._received(self.buffers.take(flags >> CQE_BUFFER_SHIFT, res))
         elif res == 0:
             t._received(b"")
         elif res in _NO_MULTISHOT and not t._multishot_failed:
@@ -228,7 +227,7 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
         self._live += 1
 
     def _stop_reading(self):
-        if self._read_ud:
+        if self._read_ud and not self._loop.is_closed():
             self._loop._ring.prep_cancel(self._read_ud)
 
     def _received(self, data):
@@ -396,7 +395,7 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
         self._closing = True
         self._drop_queue()
         self._stop_watching()
-        if self._write_ud:
+        if self._write_ud and not self._loop.is_closed():
             self._loop._ring.prep_cancel(self._write_ud)
         self._call_soon(self._call_connection_lost, exc)
 
@@ -464,7 +463,7 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
             self._live += 1
 
     def _stop_watching(self):
-        if self._peer_ud:
+        if self._peer_ud and not self._loop.is_closed():
             self._loop._ring.prep_cancel(self._peer_ud)
 
     def _peer_closed(self):
