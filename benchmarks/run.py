@@ -368,93 +368,36 @@ def run_internals(args, loops):
 
 
 def run_sendfile(args, loops):
-    """sendfile.py's loop.sendfile() and aiohttp FileResponse parts, in a
-    child process: its JSON, or {"error": ...}.  Its progress lines are
-    relayed to stderr as they come."""
-    command = [sys.executable, str(HERE / "sendfile.py"), "--json", "--parts", "loops", "http",
-               "--rounds", str(args.rounds), "--retries", str(args.retries),
-               "--sender-cpu", str(args.server_cpu), "--reader-cpu", str(args.client_cpu),
-               "--loops", *loops]
+    """sendfile.py's loop.sendfile() and aiohttp FileResponse parts."""
+    options = ["--parts", "loops", "http",
+               "--sender-cpu", str(args.server_cpu), "--reader-cpu", str(args.client_cpu)]
     # About 5 s a round at the defaults; far beyond that, something hangs.
-    timeout = 120 + 60 * args.rounds * (1 + args.retries)
-    tty = sys.stderr.isatty()
-    last = collections.deque(maxlen=40)
-    with tempfile.TemporaryFile() as out:
-        # sendfile.py pins itself to the reader's CPU and its children to
-        # the sender's: let it have both (this process keeps only one).  Its
-        # own process group, so that a timeout ends its children too.
-        proc = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, cwd=REPO,
-            process_group=0,
-            preexec_fn=lambda: os.sched_setaffinity(0, {args.server_cpu, args.client_cpu}))
-
-        def kill():
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            proc.wait()
-
-        def relay():
-            for raw in proc.stderr:
-                line = raw.decode(errors="replace").rstrip()
-                last.append(line)
-                if tty:
-                    print(f"\r  {line[:108]:<108}", end="", file=sys.stderr, flush=True)
-                elif line:
-                    print(f"  {line}", file=sys.stderr, flush=True)
-
-        relaying = threading.Thread(target=relay, daemon=True)
-        relaying.start()
-        stopped = False
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            kill()
-            return {"error": f"sendfile.py timed out after {timeout:.0f} s"}
-        except KeyboardInterrupt:
-            # Pass Ctrl-C on: sendfile.py then prints what it has.
-            stopped = True
-            try:
-                os.killpg(proc.pid, signal.SIGINT)
-                proc.wait(10)
-            except (OSError, subprocess.TimeoutExpired, KeyboardInterrupt):
-                kill()
-        finally:
-            relaying.join(5)
-            proc.stderr.close()
-            if tty:
-                print("\r" + " " * 110 + "\r", end="", file=sys.stderr, flush=True)
-        out.seek(0)
-        text = out.read()
-    try:
-        # Runs that failed are in the JSON (status 1): the report shows them.
-        return json.loads(text)
-    except ValueError:
-        if stopped:
-            return {"error": "interrupted", "interrupted": True}
-        return {"error": f"sendfile.py failed (status {proc.returncode}):\n"
-                         + "\n".join(list(last)[-15:])}
+    return run_script("sendfile.py", options, args, loops,
+                      timeout=120 + 60 * args.rounds * (1 + args.retries))
 
 
 def run_subprocesses(args, loops):
-    """subprocesses.py's spawn and cat cases, in a child process: its JSON,
-    or {"error": ...}.  Its progress lines are relayed to stderr as they
-    come."""
-    command = [sys.executable, str(HERE / "subprocesses.py"), "--json",
-               "--rounds", str(args.rounds), "--retries", str(args.retries),
-               "--spawns", str(args.subprocess_spawns), "--mib", str(args.subprocess_mib),
+    """subprocesses.py's spawn and cat cases."""
+    options = ["--spawns", str(args.subprocess_spawns), "--mib", str(args.subprocess_mib),
                "--loop-cpu", str(args.server_cpu), "--child-cpu", str(args.client_cpu),
-               "--baseline", args.baseline, "--loops", *loops]
+               "--baseline", args.baseline]
     # About 2.5 s per loop a round at the defaults; far beyond that, something hangs.
     timeout = 120 + len(loops) * args.rounds * (1 + args.retries) * (
         30 + 0.02 * args.subprocess_spawns + 0.5 * args.subprocess_mib)
+    return run_script("subprocesses.py", options, args, loops, timeout)
+
+
+def run_script(script, options, args, loops, timeout):
+    """Run benchmarks/<script> --json in a child process: its JSON, or
+    {"error": ...}.  Its progress lines are relayed to stderr as they come."""
+    command = [sys.executable, str(HERE / script), "--json", *options,
+               "--rounds", str(args.rounds), "--retries", str(args.retries), "--loops", *loops]
     tty = sys.stderr.isatty()
     last = collections.deque(maxlen=40)
     with tempfile.TemporaryFile() as out:
-        # subprocesses.py pins itself to the generator's CPU and its runners
-        # to the server's: let it have both.  Its own process group, so that
-        # a timeout ends its children too.
+        # The script pins itself and its children to one CPU each: let it
+        # have both (this process keeps only one).  Its own process group,
+        # so that a timeout ends its children too.
         proc = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, cwd=REPO,
             process_group=0,
@@ -483,9 +426,9 @@ def run_subprocesses(args, loops):
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             kill()
-            return {"error": f"subprocesses.py timed out after {timeout:.0f} s"}
+            return {"error": f"{script} timed out after {timeout:.0f} s"}
         except KeyboardInterrupt:
-            # Pass Ctrl-C on: subprocesses.py then prints what it has.
+            # Pass Ctrl-C on: the script then prints what it has.
             stopped = True
             try:
                 os.killpg(proc.pid, signal.SIGINT)
@@ -505,7 +448,7 @@ def run_subprocesses(args, loops):
     except ValueError:
         if stopped:
             return {"error": "interrupted", "interrupted": True}
-        return {"error": f"subprocesses.py failed (status {proc.returncode}):\n"
+        return {"error": f"{script} failed (status {proc.returncode}):\n"
                          + "\n".join(list(last)[-15:])}
 
 
