@@ -20,6 +20,16 @@ def spread(values):
     return (max(values) - min(values)) / 2 / med if med else 0.0
 
 
+def failure_lines(failures):
+    """A part's failed runs: a Markdown list item holding a code block."""
+    if not failures:
+        return []
+    lines = ["- **failed** runs:", "", "  ```"]
+    for failure in failures:
+        lines += ["  " + x for x in failure.splitlines()]
+    return lines + ["  ```"]
+
+
 def summarize(entry):
     ok = [r for r in entry["runs"] if r["ok"]]
     out = {"runs": len(entry["runs"]), "ok": len(ok)}
@@ -255,11 +265,7 @@ def sendfile_tables(sendfile, loops):
                 if s["runs"] < settings["rounds"] else ""
             lines.append(f"| {loop}{runs} | {s['path']} | " + " | ".join(cells + ratios) + " |")
         lines += [""] + [f"- {note}" for note in part["notes"]]
-        if part["failures"]:
-            lines += ["- **failed** runs:", "", "  ```"]
-            for failure in part["failures"]:
-                lines += ["  " + x for x in failure.splitlines()]
-            lines += ["  ```"]
+        lines += failure_lines(part["failures"])
         lines.append("")
     lines += [
         f"Medians over {settings['rounds']} round(s), ± half the range; ratios are of medians "

@@ -69,6 +69,8 @@ import sys
 import time
 from pathlib import Path
 
+from report import failure_lines, spread   # benchmarks/report.py: the suite's tables
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
@@ -189,11 +191,6 @@ def child_watcher(loop):
             return type(asyncio.get_child_watcher()).__name__
         except (AttributeError, NotImplementedError):
             return "pidfd" if hasattr(os, "pidfd_open") else "thread per child"
-
-
-def spread(values):
-    med = statistics.median(values)
-    return (max(values) - min(values)) / 2 / med if med else 0.0
 
 
 def rotate(items, rnd):
@@ -479,11 +476,7 @@ def markdown(data, loops=None):
                 if s["runs"] < settings["rounds"] else ""
             lines.append(f"| {loop}{short} | " + " | ".join(cells + ratios) + " |")
         lines += [""] + [f"- {note}" for note in part["notes"]]
-        if part["failures"]:
-            lines += ["- **failed** runs:", "", "  ```"]
-            for failure in part["failures"]:
-                lines += ["  " + x for x in failure.splitlines()]
-            lines += ["  ```"]
+        lines += failure_lines(part["failures"])
         lines.append("")
     lines += [f"subprocesses.py saw: {data['environment']}; {data['seconds']:.0f} s in all.", ""]
     return lines

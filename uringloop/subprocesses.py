@@ -101,18 +101,18 @@ class SubprocessMethods:
 
     def _watch_child(self, transport):
         pid = transport.get_pid()
-        try:
-            if not self._pidfd:
-                raise OSError(errno.ENOSYS, "pidfd masked")
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            # Already reaped by other code: its status is lost.
-            self._report_unknown(transport, pid)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.ENOSYS, errno.EPERM, errno.EACCES):
-                raise
-            self._pidfd = False
+        if self._pidfd:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                # Already reaped by other code: its status is lost.
+                self._report_unknown(transport, pid)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSYS, errno.EPERM, errno.EACCES):
+                    raise
+                self._pidfd = False
+        if not self._pidfd:
             threading.Thread(target=_wait_in_thread, args=(self, transport, pid),
                              name=f"uringloop-waitpid-{pid}", daemon=True).start()
             return

@@ -170,7 +170,7 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
         self._attach(loop, pipe, protocol, waiter)
         self._paused = False
         self._read_ud = 0
-        self._held = []                 # chunks that arrived after pause_reading()
+        self._held = collections.deque()    # chunks that arrived after pause_reading()
         self._multishot_failed = False
         self._call_soon(self._start_reading)
         self._announce(waiter)
@@ -245,7 +245,7 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
 
     def _deliver_held(self):
         while self._held and not self._paused and not self._closing:
-            data = self._held.pop(0)
+            data = self._held.popleft()
             if data:
                 self._protocol.data_received(data)
             else:
