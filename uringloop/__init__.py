@@ -6,9 +6,10 @@
     asyncio.set_event_loop_policy(uringloop.Policy())
 """
 from .loop import Loop
+from .opener import open, read_bytes, read_text, write_bytes, write_text
 from .policy import Policy, install, new_event_loop, run
 from .ring import Features, UnsupportedError, probe
 
 __all__ = ["Features", "Loop", "Policy", "UnsupportedError", "install", "new_event_loop",
-           "probe", "run"]
+           "open", "probe", "read_bytes", "read_text", "run", "write_bytes", "write_text"]
 __version__ = "0.1.0"

@@ -14,7 +14,7 @@ from cffi import FFI
 HERE = pathlib.Path(__file__).parent
 C_DIR = HERE / "_c"
 SOURCES = ("ring.c", "prep.c", "module.c", "optable.c", "future.c", "stream.c", "datagram.c",
-           "sockets.c", "callbacks.c")
+           "sockets.c", "files.c", "callbacks.c")
 
 # Every UL_* constant of the ABI and the ring's header is exported by name;
 # cffi reads the values from the compiled headers, so they are defined
@@ -44,6 +44,17 @@ struct ul_ring {
 struct ul_bufring {
     uint32_t count, size;
     uint16_t bgid;
+    ...;
+};
+
+struct ul_statx_timestamp { int64_t tv_sec; uint32_t tv_nsec; ...; };
+struct ul_statx {
+    uint32_t mask, blksize;
+    uint32_t nlink, uid, gid;
+    uint16_t mode;
+    uint64_t ino, size, blocks;
+    struct ul_statx_timestamp atime, btime, ctime, mtime;
+    uint32_t rdev_major, rdev_minor, dev_major, dev_minor;
     ...;
 };
 

@@ -17,6 +17,7 @@ from asyncio import base_events, events, futures, tasks
 from asyncio.log import logger
 
 from . import _c
+from .fileops import RingFileOps
 from .handle import Handle, callback_failed
 from .readiness import ReadinessMethods
 from .ring import CQE_F_MORE, FORKED_MESSAGE, Mask, Ring, Sizes
@@ -118,9 +119,11 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         self._init_readiness()
         self._init_signals()
         self._init_subprocesses()
+        self._file_ops = RingFileOps(self)  # uringloop.open's and uringloop.os's requests
 
     def _new_ring(self):
-        return Ring(self._sizes.entries, self._sizes.cq_entries, mask=self._mask)
+        return Ring(self._sizes.entries, self._sizes.cq_entries, mask=self._mask,
+                    workers=self._sizes.workers)
 
     # -- public extras
 

@@ -65,11 +65,16 @@ OPCODES = (
 # ("pidfd": os.pidfd_open, which old kernels and seccomp profiles refuse.)
 CAPABILITIES = ("multishot_poll", "multishot_accept", "multishot_recv", "pbuf_ring", "pidfd")
 
+# The file and path requests (uringloop.open, uringloop.os); where one is
+# missing or masked, that call runs in the default executor instead.
+FILE_OPCODES = ("openat", "close", "read", "write", "fsync", "ftruncate", "statx",
+                "unlinkat", "renameat", "mkdirat", "symlinkat", "linkat")
+
 # Features whose absence changes a code path of the core, so masking them
 # is meaningful; the rest are reported, not masked.
 MASKABLE_FEATURES = ("single_mmap", "ext_arg", "no_iowait")
 # Opcodes the loop has a fallback for.
-MASKABLE_OPCODES = ("epoll_wait", "read_multishot", "waitid")
+MASKABLE_OPCODES = ("epoll_wait", "read_multishot", "waitid", *FILE_OPCODES)
 
 OPTIONAL_SETUP = ("cqe_mixed", "no_sqarray", "taskrun_flag", "submit_all", "cqsize")
 
@@ -98,6 +103,7 @@ PREPS = {
     "waitid": "waitid",
     "accept": "accept",
     "accept_multishot": "accept",
+    **{name: name for name in FILE_OPCODES},
 }
 # NOPs are for tests of the ring itself; ul_wait() queues a TIMEOUT where
 # the kernel has no EXT_ARG.
@@ -143,12 +149,16 @@ class Sizes:
     """URINGLOOP_RING, parsed: how big each loop's rings are.  `entries`
     and `cq_entries` size the io_uring (the kernel rounds them up to
     powers of two); `buffers` (a power of two) of `buffer_size` bytes
-    each make the provided-buffer ring that receives pick from."""
+    each make the provided-buffer ring that receives pick from.  `workers`
+    caps the kernel threads that run the ring's blocking file work (as
+    many as ThreadPoolExecutor's default: one burst of writes must not
+    start hundreds)."""
 
     entries: int = DEFAULT_ENTRIES
     cq_entries: int = DEFAULT_CQ_ENTRIES
     buffers: int = 128
     buffer_size: int = 64 * 1024
+    workers: int = min(32, (os.cpu_count() or 1) + 4)
 
     @classmethod
     def from_env(cls, value=None):
@@ -262,12 +272,17 @@ _live_rings = weakref.WeakSet()
 class Ring:
     """One io_uring.  Not thread-safe: the loop drives it from one thread."""
 
-    def __init__(self, entries=DEFAULT_ENTRIES, cq_entries=DEFAULT_CQ_ENTRIES, mask=None):
+    def __init__(self, entries=DEFAULT_ENTRIES, cq_entries=DEFAULT_CQ_ENTRIES, mask=None,
+                 workers=0):
         mask = Mask.from_env() if mask is None else mask
         self._r = r = ffi.new("struct ul_ring *")
         self._r.fd = -1
         self.forked = False
         self.tier = self._setup(entries, cq_entries, mask)
+        # Kept by the kernel for whichever thread issues (Linux 5.15; older
+        # kernels refuse it and keep their own bound).
+        if workers:
+            lib.ul_register_iowq_max_workers(r, workers, workers)
         # The issuing thread, marked in a thread-local: thread idents are
         # reused, a thread-local is not inherited by a later thread.
         self.thread = None

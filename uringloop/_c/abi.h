@@ -48,16 +48,28 @@
 
 /* opcodes (enum io_uring_op) */
 #define UL_OP_NOP                0
+#define UL_OP_FSYNC              3
 #define UL_OP_POLL_ADD           6
 #define UL_OP_SENDMSG            9
 #define UL_OP_RECVMSG            10
 #define UL_OP_TIMEOUT            11
 #define UL_OP_ACCEPT             13
 #define UL_OP_ASYNC_CANCEL       14
+#define UL_OP_OPENAT             18
+#define UL_OP_CLOSE              19
+#define UL_OP_STATX              21
+#define UL_OP_READ               22
+#define UL_OP_WRITE              23
 #define UL_OP_SEND               26
 #define UL_OP_RECV               27
+#define UL_OP_RENAMEAT           35
+#define UL_OP_UNLINKAT           36
+#define UL_OP_MKDIRAT            37
+#define UL_OP_SYMLINKAT          38
+#define UL_OP_LINKAT             39
 #define UL_OP_READ_MULTISHOT     49
 #define UL_OP_WAITID             50
+#define UL_OP_FTRUNCATE          55
 #define UL_OP_EPOLL_WAIT         59
 
 /* op-specific flags */
@@ -68,6 +80,7 @@
 #define UL_CANCEL_ALL            (1u << 0)
 #define UL_CANCEL_FD             (1u << 1)
 #define UL_CANCEL_ANY            (1u << 2)
+#define UL_FSYNC_DATASYNC        (1u << 0)   /* sqe->fsync_flags */
 
 /* What a multishot RECVMSG writes at the start of each buffer it picks:
  * then the source address (msg_namelen bytes are set aside for it), the
@@ -79,9 +92,28 @@ struct ul_recvmsg_out {
     uint32_t flags;         /* MSG_TRUNC where it did not fit */
 };
 
+/* What STATX writes (struct statx of <linux/stat.h>, 256 bytes). */
+struct ul_statx_timestamp {
+    int64_t  tv_sec;
+    uint32_t tv_nsec;
+    int32_t  reserved;
+};
+
+struct ul_statx {
+    uint32_t mask, blksize;
+    uint64_t attributes;
+    uint32_t nlink, uid, gid;
+    uint16_t mode, spare0;
+    uint64_t ino, size, blocks, attributes_mask;
+    struct ul_statx_timestamp atime, btime, ctime, mtime;
+    uint32_t rdev_major, rdev_minor, dev_major, dev_minor;
+    uint64_t spare[14];
+};
+
 /* register opcodes */
 #define UL_REGISTER_PROBE        8
 #define UL_REGISTER_ENABLE_RINGS 12
+#define UL_REGISTER_IOWQ_MAX_WORKERS 19
 #define UL_REGISTER_PBUF_RING    22
 #define UL_UNREGISTER_PBUF_RING  23
 

@@ -69,13 +69,16 @@ static PyObject *poll_future(PyObject *module, PyObject *const *args, Py_ssize_t
     return ud ? PyLong_FromUnsignedLong(ud) : NULL;
 }
 
-/* install_future_op(cls): cls's records resolve their future in C */
+/* install_future_op(cls): cls's records resolve their future in C; the
+ * first class installed (ops.FutureOp) is the one poll_future makes, later
+ * ones are its subclasses with slots of their own (the file requests'). */
 static PyObject *install_future_op(PyObject *module, PyObject *cls)
 {
     if (!PyType_Check(cls) || FIND_FIELDS(cls, future_op_fields) < 0 ||
         ul_register_kind((PyTypeObject *)cls, future_complete, UL_NO_CONTEXT) < 0)
         return NULL;
-    hold((PyObject **)&future_op_type, cls);
+    if (!future_op_type)
+        hold((PyObject **)&future_op_type, cls);
     Py_RETURN_NONE;
 }
 

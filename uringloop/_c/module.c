@@ -13,6 +13,7 @@
  *   stream.c     the stream transport's fast paths, BufferedRecv
  *   datagram.c   the datagram transport's receive fast path
  *   sockets.c    recv_nowait, send_nowait
+ *   files.c      pread_nowait
  *   callbacks.c  install_loop: call_soon, the ready queue, Handle._run...
  */
 #include "pyobj.h"
@@ -23,13 +24,14 @@ int ul_future_install(PyObject *dict);
 int ul_stream_install(PyObject *dict);
 int ul_datagram_install(PyObject *dict);
 int ul_sockets_install(PyObject *dict);
+int ul_files_install(PyObject *dict);
 int ul_callbacks_install(PyObject *dict);
 
 static int install(PyObject *dict)
 {
     if (ul_optable_install(dict) < 0 || ul_future_install(dict) < 0 ||
         ul_stream_install(dict) < 0 || ul_datagram_install(dict) < 0 ||
-        ul_sockets_install(dict) < 0)
+        ul_sockets_install(dict) < 0 || ul_files_install(dict) < 0)
         return -1;
     return ul_callbacks_install(dict);
 }

@@ -290,3 +290,148 @@ int ul_prep_wait_timeout(struct ul_ring *r, struct ul_timespec *ts)
     }
     return err;
 }
+
+/* File and path requests.  Paths and buffers belong to the op record until
+ * the final CQE; an offset of -1 means the file's current position (pipes,
+ * FIFOs, character devices). */
+
+int ul_prep_openat(struct ul_ring *r, uint64_t ud, int dfd, const char *path, int flags,
+                   unsigned mode)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_OPENAT, ud, dfd, &err);
+    if (sqe) {
+        sqe->addr = ptr(path);
+        sqe->len = mode;
+        sqe->op_flags = (uint32_t)flags;
+    }
+    return err;
+}
+
+int ul_prep_close(struct ul_ring *r, uint64_t ud, int fd)
+{
+    int err = 0;
+    start(r, UL_OP_CLOSE, ud, fd, &err);
+    return err;
+}
+
+int ul_prep_read(struct ul_ring *r, uint64_t ud, int fd, void *buf, unsigned len,
+                 int64_t offset)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_READ, ud, fd, &err);
+    if (sqe) {
+        sqe->addr = ptr(buf);
+        sqe->len = len;
+        sqe->off = (uint64_t)offset;
+    }
+    return err;
+}
+
+int ul_prep_write(struct ul_ring *r, uint64_t ud, int fd, const void *buf, unsigned len,
+                  int64_t offset)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_WRITE, ud, fd, &err);
+    if (sqe) {
+        sqe->addr = ptr(buf);
+        sqe->len = len;
+        sqe->off = (uint64_t)offset;
+    }
+    return err;
+}
+
+/* flags: UL_FSYNC_DATASYNC for fdatasync */
+int ul_prep_fsync(struct ul_ring *r, uint64_t ud, int fd, unsigned flags)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_FSYNC, ud, fd, &err);
+    if (sqe)
+        sqe->op_flags = flags;
+    return err;
+}
+
+int ul_prep_ftruncate(struct ul_ring *r, uint64_t ud, int fd, int64_t length)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_FTRUNCATE, ud, fd, &err);
+    if (sqe)
+        sqe->off = (uint64_t)length;
+    return err;
+}
+
+int ul_prep_statx(struct ul_ring *r, uint64_t ud, int dfd, const char *path, int flags,
+                  unsigned mask, void *statxbuf)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_STATX, ud, dfd, &err);
+    if (sqe) {
+        sqe->addr = ptr(path);
+        sqe->len = mask;
+        sqe->op_flags = (uint32_t)flags;
+        sqe->off = ptr(statxbuf);   /* addr2 */
+    }
+    return err;
+}
+
+int ul_prep_unlinkat(struct ul_ring *r, uint64_t ud, int dfd, const char *path, int flags)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_UNLINKAT, ud, dfd, &err);
+    if (sqe) {
+        sqe->addr = ptr(path);
+        sqe->op_flags = (uint32_t)flags;
+    }
+    return err;
+}
+
+int ul_prep_renameat(struct ul_ring *r, uint64_t ud, int olddfd, const char *oldpath,
+                     int newdfd, const char *newpath, unsigned flags)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_RENAMEAT, ud, olddfd, &err);
+    if (sqe) {
+        sqe->addr = ptr(oldpath);
+        sqe->len = (uint32_t)newdfd;
+        sqe->off = ptr(newpath);    /* addr2 */
+        sqe->op_flags = flags;
+    }
+    return err;
+}
+
+int ul_prep_mkdirat(struct ul_ring *r, uint64_t ud, int dfd, const char *path, unsigned mode)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_MKDIRAT, ud, dfd, &err);
+    if (sqe) {
+        sqe->addr = ptr(path);
+        sqe->len = mode;
+    }
+    return err;
+}
+
+int ul_prep_symlinkat(struct ul_ring *r, uint64_t ud, const char *target, int newdfd,
+                      const char *linkpath)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_SYMLINKAT, ud, newdfd, &err);
+    if (sqe) {
+        sqe->addr = ptr(target);
+        sqe->off = ptr(linkpath);   /* addr2 */
+    }
+    return err;
+}
+
+int ul_prep_linkat(struct ul_ring *r, uint64_t ud, int olddfd, const char *oldpath,
+                   int newdfd, const char *newpath, int flags)
+{
+    int err = 0;
+    struct ul_sqe *sqe = start(r, UL_OP_LINKAT, ud, olddfd, &err);
+    if (sqe) {
+        sqe->addr = ptr(oldpath);
+        sqe->len = (uint32_t)newdfd;
+        sqe->off = ptr(newpath);    /* addr2 */
+        sqe->op_flags = (uint32_t)flags;
+    }
+    return err;
+}

@@ -486,3 +486,13 @@ void ul_bufring_exit(struct ul_ring *r, struct ul_bufring *br)
         munmap(br->ring, br->count * sizeof(struct ul_buf));
     br->ring = NULL;
 }
+
+/* Caps the kernel's worker threads that run this ring's blocking work
+ * (file reads and writes that miss the page cache, path lookups): bounded
+ * work (regular files) and unbounded (sockets, pipes).  0 leaves a count
+ * as it is. */
+int ul_register_iowq_max_workers(struct ul_ring *r, unsigned bounded, unsigned unbounded)
+{
+    uint32_t counts[2] = {bounded, unbounded};
+    return sys_register(r->fd, UL_REGISTER_IOWQ_MAX_WORKERS, counts, 2) < 0 ? -errno : 0;
+}

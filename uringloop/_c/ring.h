@@ -117,6 +117,26 @@ unsigned ul_siginfo_size(void);
 int ul_child_returncode(const void *info);
 int ul_prep_accept(struct ul_ring *r, uint64_t ud, int fd, unsigned flags);
 int ul_prep_accept_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned flags);
+int ul_prep_openat(struct ul_ring *r, uint64_t ud, int dfd, const char *path, int flags,
+                   unsigned mode);
+int ul_prep_close(struct ul_ring *r, uint64_t ud, int fd);
+int ul_prep_read(struct ul_ring *r, uint64_t ud, int fd, void *buf, unsigned len,
+                 int64_t offset);
+int ul_prep_write(struct ul_ring *r, uint64_t ud, int fd, const void *buf, unsigned len,
+                  int64_t offset);
+int ul_prep_fsync(struct ul_ring *r, uint64_t ud, int fd, unsigned flags);
+int ul_prep_ftruncate(struct ul_ring *r, uint64_t ud, int fd, int64_t length);
+int ul_prep_statx(struct ul_ring *r, uint64_t ud, int dfd, const char *path, int flags,
+                  unsigned mask, void *statxbuf);
+int ul_prep_unlinkat(struct ul_ring *r, uint64_t ud, int dfd, const char *path, int flags);
+int ul_prep_renameat(struct ul_ring *r, uint64_t ud, int olddfd, const char *oldpath,
+                     int newdfd, const char *newpath, unsigned flags);
+int ul_prep_mkdirat(struct ul_ring *r, uint64_t ud, int dfd, const char *path, unsigned mode);
+int ul_prep_symlinkat(struct ul_ring *r, uint64_t ud, const char *target, int newdfd,
+                      const char *linkpath);
+int ul_prep_linkat(struct ul_ring *r, uint64_t ud, int olddfd, const char *oldpath,
+                   int newdfd, const char *newpath, int flags);
+int ul_register_iowq_max_workers(struct ul_ring *r, unsigned bounded, unsigned unbounded);
 
 /* module.c: puts the CPython objects of the C code into the dict at this
  * address (uringloop/_c/__init__.py's namespace) */

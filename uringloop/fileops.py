@@ -1,0 +1,331 @@
+"""The file and path operations under uringloop.open and uringloop.os.
+
+Two backends with one interface (coroutines taking fds, offsets and paths
+already made bytes):
+
+- RingFileOps, one per uringloop loop: each call is one request on the
+  ring (OPENAT, READ, WRITE, CLOSE, STATX, FSYNC, FTRUNCATE, UNLINKAT,
+  RENAMEAT, MKDIRAT, SYMLINKAT, LINKAT), queued for the iteration's single
+  enter.  The op record owns the path, the buffer or the statx struct the
+  kernel reads or writes until the request's completion, whoever cancels.
+  Reads first ask the page cache without blocking (_c.pread_nowait): a hit
+  costs what read(2) costs, with no loop iteration.
+- ExecutorFileOps, for any other loop (asyncio's, uvloop) and for each
+  request this kernel lacks or URINGLOOP_DISABLE masks: the blocking call in
+  the loop's default executor, as aiofiles does.
+
+Paths come as os.fspath() made them (str or bytes), offsets of -1 mean
+the file's own position (pipes, FIFOs, character devices).  Errors are the
+OSError subclasses os raises, naming the paths as os does.  The page-cache
+try before a ring READ (_c.pread_nowait) is the file object's, which knows
+whether the file's filesystem has one.
+"""
+import os
+from asyncio import exceptions
+
+from . import _c
+from ._uring import ffi, lib
+from .ops import FutureOp
+from .ring import FILE_OPCODES
+
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_REMOVEDIR = 0x200
+AT_SYMLINK_FOLLOW = 0x400
+AT_EMPTY_PATH = 0x1000
+STATX_BASIC_STATS = 0x7FF
+_NEW_STATX = ffi.new_allocator(should_clear_after_alloc=False)
+
+
+class _FileOp(FutureOp):
+    """A request whose completion resolves `future` (in C, as FutureOp's);
+    `keep` is what the kernel reads or writes: path, buffer, statx."""
+
+    __slots__ = ("keep",)
+
+    def __init__(self, future, keep):
+        self.future = future
+        self.keep = keep
+
+
+class _Open(_FileOp):
+    """OPENAT: a future cancelled before the completion leaves an fd that
+    the kernel opened anyway, which this closes."""
+
+    __slots__ = ()
+
+    def complete(self, res, flags):
+        fut = self.future
+        if fut.done():
+            if res >= 0:
+                os.close(res)
+        elif res >= 0:
+            fut.set_result(res)
+        else:
+            fut.set_exception(OSError(-res, os.strerror(-res)))
+
+
+_c.install_future_op(_FileOp)
+
+
+def file_ops(loop):
+    """The backend for `loop`: its ring's, or the executor's."""
+    ops = getattr(loop, "_file_ops", None)
+    return ops if ops is not None else ExecutorFileOps(loop)
+
+
+def _error(exc, *filenames):
+    """exc again, with the filenames os would name."""
+    return OSError(exc.errno, exc.strerror, *filenames)
+
+
+def _c_path(path):
+    """A NUL-terminated char[] of path (bytes keep theirs past the end),
+    refused as os refuses it where it holds a NUL."""
+    raw = os.fsencode(path)
+    if b"\0" in raw:
+        raise ValueError("embedded null byte")
+    return ffi.from_buffer(raw)
+
+
+def stat_result(sx):
+    """os.stat_result from a struct statx, as os.stat() builds it."""
+    times = []
+    for ts in (sx.atime, sx.mtime, sx.ctime):
+        times.append((ts.tv_sec, ts.tv_sec + ts.tv_nsec * 1e-9, ts.tv_sec * 10**9 + ts.tv_nsec))
+    (ai, af, an), (mi, mf, mn), (ci, cf, cn) = times
+    return os.stat_result((sx.mode, sx.ino, os.makedev(sx.dev_major, sx.dev_minor), sx.nlink,
+                           sx.uid, sx.gid, sx.size, ai, mi, ci, af, mf, cf, an, mn, cn,
+                           sx.blksize, sx.blocks, os.makedev(sx.rdev_major, sx.rdev_minor)))
+
+
+class RingFileOps:
+    __slots__ = ("_loop", "_executor", "_has")
+
+    def __init__(self, loop):
+        self._loop = loop
+        self._executor = ExecutorFileOps(loop)
+        has = loop._ring.features.has
+        self._has = {name: has(name) for name in FILE_OPCODES}
+
+    async def _run(self, op, prep, *args):
+        loop = self._loop
+        ud = loop._start_op(op, prep, *args)
+        fut = op.future
+        try:
+            return await fut
+        except exceptions.CancelledError:
+            # A future that is not cancelled was resolved: that request is
+            # over and its slot may be another's already.
+            if fut.cancelled():
+                loop._ring.prep_cancel(ud)
+            raise
+
+    def _request(self, keep, prep, *args):
+        return self._run(_FileOp(self._loop.create_future(), keep), prep, *args)
+
+    # -- fds
+
+    async def open(self, path, flags, mode, dir_fd=None):
+        if not self._has["openat"]:
+            return await self._executor.open(path, flags, mode, dir_fd)
+        name = _c_path(path)
+        try:
+            return await self._run(_Open(self._loop.create_future(), name),
+                                   self._loop._ring.prep_openat,
+                                   AT_FDCWD if dir_fd is None else dir_fd, name, flags, mode)
+        except OSError as exc:
+            raise _error(exc, path) from None
+
+    async def read(self, fd, n, offset):
+        if not self._has["read"]:
+            return await self._executor.read(fd, n, offset)
+        buf = bytearray(n)
+        got = await self._request(buf, self._loop._ring.prep_read, fd, ffi.from_buffer(buf),
+                                  n, offset)
+        del buf[got:]
+        return bytes(buf)
+
+    async def readinto(self, fd, buf, offset):
+        view = memoryview(buf).cast("B")
+        if not self._has["read"]:
+            return await self._executor.readinto(fd, view, offset)
+        # The view pins the buffer: it cannot be resized while the kernel
+        # may still write into it.
+        return await self._request(view, self._loop._ring.prep_read, fd, ffi.from_buffer(view),
+                                   len(view), offset)
+
+    async def write(self, fd, data, offset):
+        view = memoryview(data).cast("B")
+        if not self._has["write"]:
+            return await self._executor.write(fd, view, offset)
+        return await self._request(view, self._loop._ring.prep_write, fd, ffi.from_buffer(view),
+                                   len(view), offset)
+
+    async def close(self, fd):
+        if not self._has["close"]:
+            return await self._executor.close(fd)
+        await self._request(None, self._loop._ring.prep_close, fd)
+
+    async def fsync(self, fd, datasync=False):
+        if not self._has["fsync"]:
+            return await self._executor.fsync(fd, datasync)
+        await self._request(None, self._loop._ring.prep_fsync, fd,
+                            lib.UL_FSYNC_DATASYNC if datasync else 0)
+
+    async def ftruncate(self, fd, length):
+        if not self._has["ftruncate"]:
+            return await self._executor.ftruncate(fd, length)
+        await self._request(None, self._loop._ring.prep_ftruncate, fd, length)
+
+    # -- paths
+
+    async def stat(self, path, dir_fd=None, follow_symlinks=True):
+        """path: bytes, or an fd (int) to stat the open file."""
+        if not self._has["statx"]:
+            return await self._executor.stat(path, dir_fd, follow_symlinks)
+        sx = _NEW_STATX("struct ul_statx *")
+        if isinstance(path, int):
+            dfd, name, flags = path, _c_path(b""), AT_EMPTY_PATH
+        else:
+            dfd, name = AT_FDCWD if dir_fd is None else dir_fd, _c_path(path)
+            flags = 0 if follow_symlinks else AT_SYMLINK_NOFOLLOW
+        try:
+            await self._request((name, sx), self._loop._ring.prep_statx, dfd, name, flags,
+                                STATX_BASIC_STATS, sx)
+        except OSError as exc:
+            raise (exc if isinstance(path, int) else _error(exc, path)) from None
+        return stat_result(sx)
+
+    async def unlink(self, path, dir_fd=None, rmdir=False):
+        if not self._has["unlinkat"]:
+            return await self._executor.unlink(path, dir_fd, rmdir)
+        name = _c_path(path)
+        try:
+            await self._request(name, self._loop._ring.prep_unlinkat,
+                                AT_FDCWD if dir_fd is None else dir_fd, name,
+                                AT_REMOVEDIR if rmdir else 0)
+        except OSError as exc:
+            raise _error(exc, path) from None
+
+    async def rename(self, src, dst, src_dir_fd=None, dst_dir_fd=None):
+        if not self._has["renameat"]:
+            return await self._executor.rename(src, dst, src_dir_fd, dst_dir_fd)
+        old, new = _c_path(src), _c_path(dst)
+        try:
+            await self._request((old, new), self._loop._ring.prep_renameat,
+                                AT_FDCWD if src_dir_fd is None else src_dir_fd, old,
+                                AT_FDCWD if dst_dir_fd is None else dst_dir_fd, new, 0)
+        except OSError as exc:
+            raise _error(exc, src, None, dst) from None
+
+    async def mkdir(self, path, mode, dir_fd=None):
+        if not self._has["mkdirat"]:
+            return await self._executor.mkdir(path, mode, dir_fd)
+        name = _c_path(path)
+        try:
+            await self._request(name, self._loop._ring.prep_mkdirat,
+                                AT_FDCWD if dir_fd is None else dir_fd, name, mode)
+        except OSError as exc:
+            raise _error(exc, path) from None
+
+    async def symlink(self, target, link, dir_fd=None):
+        if not self._has["symlinkat"]:
+            return await self._executor.symlink(target, link, dir_fd)
+        old, new = _c_path(target), _c_path(link)
+        try:
+            await self._request((old, new), self._loop._ring.prep_symlinkat, old,
+                                AT_FDCWD if dir_fd is None else dir_fd, new)
+        except OSError as exc:
+            raise _error(exc, target, None, link) from None
+
+    async def link(self, src, dst, src_dir_fd=None, dst_dir_fd=None, follow_symlinks=True):
+        if not self._has["linkat"]:
+            return await self._executor.link(src, dst, src_dir_fd, dst_dir_fd, follow_symlinks)
+        old, new = _c_path(src), _c_path(dst)
+        try:
+            await self._request((old, new), self._loop._ring.prep_linkat,
+                                AT_FDCWD if src_dir_fd is None else src_dir_fd, old,
+                                AT_FDCWD if dst_dir_fd is None else dst_dir_fd, new,
+                                AT_SYMLINK_FOLLOW if follow_symlinks else 0)
+        except OSError as exc:
+            raise _error(exc, src, None, dst) from None
+
+
+def _pread(fd, n, offset):
+    return os.read(fd, n) if offset < 0 else os.pread(fd, n, offset)
+
+
+def _preadinto(fd, view, offset):
+    return os.readv(fd, [view]) if offset < 0 else os.preadv(fd, [view], offset)
+
+
+def _pwrite(fd, view, offset):
+    return os.write(fd, view) if offset < 0 else os.pwrite(fd, view, offset)
+
+
+def _open(path, flags, mode, dir_fd):
+    return os.open(path, flags, mode, dir_fd=dir_fd)
+
+
+def _stat(path, dir_fd, follow_symlinks):
+    if isinstance(path, int):
+        return os.fstat(path)
+    return os.stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+
+
+def _remove(path, dir_fd, rmdir):
+    return (os.rmdir if rmdir else os.unlink)(path, dir_fd=dir_fd)
+
+
+class ExecutorFileOps:
+    """The same calls as blocking os functions in the default executor."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop):
+        self._loop = loop
+
+    def _call(self, func, *args):
+        return self._loop.run_in_executor(None, func, *args)
+
+    async def open(self, path, flags, mode, dir_fd=None):
+        return await self._call(_open, path, flags, mode, dir_fd)
+
+    async def read(self, fd, n, offset):
+        return await self._call(_pread, fd, n, offset)
+
+    async def readinto(self, fd, buf, offset):
+        return await self._call(_preadinto, fd, memoryview(buf).cast("B"), offset)
+
+    async def write(self, fd, data, offset):
+        return await self._call(_pwrite, fd, memoryview(data).cast("B"), offset)
+
+    async def close(self, fd):
+        await self._call(os.close, fd)
+
+    async def fsync(self, fd, datasync=False):
+        await self._call(os.fdatasync if datasync else os.fsync, fd)
+
+    async def ftruncate(self, fd, length):
+        await self._call(os.ftruncate, fd, length)
+
+    async def stat(self, path, dir_fd=None, follow_symlinks=True):
+        return await self._call(_stat, path, dir_fd, follow_symlinks)
+
+    async def unlink(self, path, dir_fd=None, rmdir=False):
+        await self._call(_remove, path, dir_fd, rmdir)
+
+    async def rename(self, src, dst, src_dir_fd=None, dst_dir_fd=None):
+        await self._call(lambda: os.rename(src, dst, src_dir_fd=src_dir_fd,
+                                           dst_dir_fd=dst_dir_fd))
+
+    async def mkdir(self, path, mode, dir_fd=None):
+        await self._call(lambda: os.mkdir(path, mode, dir_fd=dir_fd))
+
+    async def symlink(self, target, link, dir_fd=None):
+        await self._call(lambda: os.symlink(target, link, dir_fd=dir_fd))
+
+    async def link(self, src, dst, src_dir_fd=None, dst_dir_fd=None, follow_symlinks=True):
+        await self._call(lambda: os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd,
+                                         follow_symlinks=follow_symlinks))

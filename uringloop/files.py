@@ -1,0 +1,573 @@
+"""uringloop.open: file objects for asyncio whose I/O goes through the ring.
+
+    async with uringloop.open("data.bin", "rb") as f:
+        await f.seek(4096)
+        block = await f.read(4096)
+
+The built-in open()'s arguments, modes and exceptions, and the built-in
+file objects' methods as coroutines (aiofiles' API: fileno() alone is
+plain).  BinaryFile is the binary file at every buffering (0: each call is
+one request, as FileIO; otherwise a read buffer and a write buffer of the
+file's block size, as BufferedRandom); text mode wraps one in a TextFile
+(text.py).
+
+Regular files are read and written at explicit offsets: the object keeps
+its position (the kernel's file offset is left alone, as with os.pread),
+so no request waits for another's offset.  Files without a position of
+their own to speak of (pipes, FIFOs, character devices) and files opened
+for appending use the kernel's position (offset -1).  A read asks the
+page cache first without blocking (_c.pread_nowait); only a miss becomes a
+READ on the ring.  On loops that are not uringloop every request runs in
+the default executor instead (fileops.ExecutorFileOps).
+
+One operation at a time runs on a file object: calls made while another is
+in progress wait their turn in order, as the built-in file's lock makes
+threads wait.
+"""
+import collections
+import errno
+import io
+import os
+import stat
+import warnings
+from asyncio import events, exceptions
+
+from . import _c
+from .fileops import RingFileOps, file_ops
+
+_NO_NOWAIT = (errno.EOPNOTSUPP, errno.EINVAL)
+_READALL_STEP = 64 * 1024
+
+
+def _closed(what):
+    return ValueError(f"{what} {'to' if what == 'write' else 'of'} closed file")
+
+
+class BinaryFile:
+    """A file opened in binary mode by uringloop.open()."""
+
+    def __init__(self, ops, fd, name, mode, readable, writable, append, buffer_size, closefd):
+        self._ops = ops
+        self._fd = fd
+        self.name = name
+        self.mode = mode
+        self._readable = readable
+        self._writable = writable
+        self._closefd = closefd
+        self._closed = False
+        self._size = buffer_size        # 0: unbuffered
+        info = os.fstat(fd)
+        # The object's own position (explicit offsets), or None: the kernel's.
+        self._pos = None
+        if stat.S_ISREG(info.st_mode) and not append:
+            self._pos = os.lseek(fd, 0, os.SEEK_CUR)
+        self._seekable = self._pos is not None or _can_seek(fd)
+        self._nowait = isinstance(ops, RingFileOps)
+        self._rbuf = b""                # read ahead, unread from _rpos on
+        self._rpos = 0
+        self._wbuf = bytearray()        # written, not yet sent
+        self._busy = False
+        self._waiters = collections.deque()
+
+    def __repr__(self):
+        return f"<uringloop.BinaryFile name={self.name!r} mode={self.mode!r}>"
+
+    def __del__(self):
+        if getattr(self, "_closed", True):
+            return
+        warnings.warn(f"unclosed file {self!r}", ResourceWarning, source=self)
+        # As the built-in file's finalizer: the buffered bytes are written
+        # (here blocking, there being no loop to wait on) and the fd closed.
+        try:
+            self._write_buffer_blocking()
+        finally:
+            self._closed = True
+            if self._closefd:
+                os.close(self._fd)
+
+    # -- one operation at a time
+
+    async def _turn(self):
+        waiter = events.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except exceptions.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._next()            # handed the turn as it was cancelled
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def _next(self):
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)     # the turn passes on: still busy
+                return
+        self._busy = False
+
+    # -- state checks, with the built-in file's errors
+
+    def _check(self, what, allowed=True):
+        if self._closed:
+            raise _closed(what)
+        if not allowed:
+            raise io.UnsupportedOperation(what if self._size else
+                                          "File not open for reading"
+                                          if what.startswith("read") else
+                                          "File not open for writing")
+
+    def _check_open(self):
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+
+    @property
+    def closed(self):
+        return self._closed
+
+    def fileno(self):
+        self._check_open()
+        return self._fd
+
+    # -- raw requests (the caller holds the turn)
+
+    def _offset(self):
+        return -1 if self._pos is None else self._pos
+
+    async def _raw_read(self, n):
+        data = None
+        if self._nowait:
+            try:
+                data = _c.pread_nowait(self._fd, n, self._offset())
+            except OSError as exc:
+                if exc.errno not in _NO_NOWAIT:
+                    raise
+                self._nowait = False    # this filesystem has no such try
+        if data is None:
+            data = await self._ops.read(self._fd, n, self._offset())
+        if self._pos is not None:
+            self._pos += len(data)
+        return data
+
+    async def _raw_write(self, data):
+        """One write request; how much it took."""
+        n = await self._ops.write(self._fd, data, self._offset())
+        if self._pos is not None:
+            self._pos += n
+        return n
+
+    async def _raw_write_all(self, data):
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[await self._raw_write(view):]
+
+    # -- buffers
+
+    def _unread(self):
+        return len(self._rbuf) - self._rpos
+
+    def _drop_read_buffer(self):
+        """Forget the read-ahead; the position goes back to the first byte
+        not yet returned."""
+        unread = self._unread()
+        if unread:
+            if self._pos is None:
+                os.lseek(self._fd, -unread, os.SEEK_CUR)
+            else:
+                self._pos -= unread
+        self._rbuf = b""
+        self._rpos = 0
+
+    async def _flush(self):
+        if self._wbuf:
+            data = bytes(self._wbuf)
+            self._wbuf.clear()
+            await self._raw_write_all(data)
+
+    def _write_buffer_blocking(self):
+        data, self._wbuf = bytes(self._wbuf), bytearray()
+        while data:
+            if self._pos is None:
+                n = os.write(self._fd, data)
+            else:
+                n = os.pwrite(self._fd, data, self._pos)
+                self._pos += n
+            data = data[n:]
+
+    def _take(self, n):
+        """Up to n bytes of the read-ahead."""
+        start = self._rpos
+        if start == 0 and n >= len(self._rbuf):
+            data = self._rbuf
+        else:
+            data = self._rbuf[start:start + n]
+        self._rpos = start + len(data)
+        return data
+
+    def _tell(self):
+        raw = os.lseek(self._fd, 0, os.SEEK_CUR) if self._pos is None else self._pos
+        return raw - self._unread() + len(self._wbuf)
+
+    # -- reading (the caller holds the turn)
+
+    async def _read(self, n):
+        if self._wbuf:
+            await self._flush()
+        if n <= self._unread():
+            return self._take(n)
+        parts = [self._take(n)] if self._unread() else []
+        self._rbuf, self._rpos = b"", 0
+        want = n - (len(parts[0]) if parts else 0)
+        if not self._size:                  # unbuffered: one request
+            data = await self._raw_read(want)
+            return parts[0] + data if parts else data
+        while want > 0:
+            data = await self._raw_read(max(want, self._size))
+            if not data:
+                break
+            if len(data) > want:
+                self._rbuf = data
+                data = self._take(want)
+            parts.append(data)
+            want -= len(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _readall(self):
+        if self._wbuf:
+            await self._flush()
+        parts = [self._take(self._unread())] if self._unread() else []
+        self._rbuf, self._rpos = b"", 0
+        step = _READALL_STEP
+        if self._pos is not None:
+            # the size tells how much in one request (and one more to see
+            # the end: /proc and /sys files say 0 and have more)
+            step = max(os.fstat(self._fd).st_size - self._pos + 1, 1)
+        while True:
+            data = await self._raw_read(step)
+            if not data:
+                break
+            parts.append(data)
+            step = max(_READALL_STEP, len(data))
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _read1(self, size):
+        """At most one request."""
+        if self._wbuf:
+            await self._flush()
+        if size < 0:
+            size = self._size or _READALL_STEP
+        if not size:
+            return b""
+        if not self._unread():
+            if size > self._size:
+                return await self._raw_read(size)
+            await self._fill()
+        return self._take(size)
+
+    async def _fill(self):
+        """Read ahead once into the (empty) buffer; False at the end."""
+        self._rbuf = await self._raw_read(self._size or 1)
+        self._rpos = 0
+        return bool(self._rbuf)
+
+    async def _readline(self, limit):
+        if self._wbuf:
+            await self._flush()
+        byte_by_byte = not self._size and self._pos is None
+        parts = []
+        while True:
+            buf, start = self._rbuf, self._rpos
+            end = len(buf) if limit < 0 else min(len(buf), start + limit)
+            nl = buf.find(b"\n", start, end)
+            part = self._take((nl + 1 if nl >= 0 else end) - start)
+            if part:
+                parts.append(part)
+                limit -= len(part)
+            if nl >= 0 or limit == 0:
+                break
+            if byte_by_byte:
+                # a pipe's bytes past the line are not ours to take
+                self._rbuf, self._rpos = await self._raw_read(1), 0
+                if not self._rbuf:
+                    break
+            elif not await self._fill():
+                break
+        if not self._size:
+            self._drop_read_buffer()    # unbuffered: nothing is kept back
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    # -- writing (the caller holds the turn)
+
+    async def _write(self, data):
+        view = memoryview(data).cast("B")
+        n = len(view)
+        if self._unread():
+            self._drop_read_buffer()
+        if not self._size:
+            return await self._raw_write(view)
+        if len(self._wbuf) + n <= self._size:
+            self._wbuf += view
+            return n
+        await self._flush()
+        if n >= self._size:
+            await self._raw_write_all(view)
+        else:
+            self._wbuf += view
+        return n
+
+    async def _seek(self, offset, whence):
+        if whence == os.SEEK_CUR and self._pos is not None:
+            offset, whence = self._tell() + offset, os.SEEK_SET
+        if (whence == os.SEEK_SET and self._pos is not None and not self._wbuf
+                and 0 <= offset - (self._pos - len(self._rbuf)) <= len(self._rbuf)):
+            self._rpos = offset - (self._pos - len(self._rbuf))   # inside the read-ahead
+            return offset
+        await self._flush()
+        if self._pos is None:
+            if whence == os.SEEK_CUR:
+                offset -= self._unread()
+            self._rbuf, self._rpos = b"", 0
+            return os.lseek(self._fd, offset, whence)
+        self._drop_read_buffer()
+        if whence == os.SEEK_END:
+            offset, whence = os.fstat(self._fd).st_size + offset, os.SEEK_SET
+        if whence == os.SEEK_SET:
+            if offset < 0:
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            self._pos = offset
+        else:                               # SEEK_DATA, SEEK_HOLE
+            self._pos = os.lseek(self._fd, offset, whence)
+        return self._pos
+
+    # -- the public coroutines: each takes the turn
+
+    async def read(self, size=-1):
+        self._check("read", self._readable)
+        size = _size(size)
+        if self._busy:
+            await self._turn()
+        self._busy = True
+        try:
+            return await (self._readall() if size < 0 else self._read(size))
+        finally:
+            self._next()
+
+    async def read1(self, size=-1):
+        self._check("read1" if self._size else "read", self._readable)
+        size = _size(size)
+        if self._busy:
+            await self._turn()
+        self._busy = True
+        try:
+            return await self._read1(size)
+        finally:
+            self._next()
+
+    async def readall(self):
+        return await self.read()
+
+    async def peek(self, size=0):
+        self._check("peek", self._readable)
+        if self._busy:
+            await self._turn()
+        self._busy = True
+        try:
+            if self._wbuf:
+                await self._flush()
+            if not self._unread():
+                await self._fill()
+            return self._rbuf[self._rpos:]
+        finally:
+            self._next()
+
+    async def readinto(self, buffer):
+        return await self._readinto(buffer, self.read)
+
+    async def readinto1(self, buffer):
+        return await self._readinto(buffer, self.read1)
+
+    async def _readinto(self, buffer, read):
+        self._check("readinto", self._readable)
+        view = memoryview(buffer).cast("B")
+        data = await read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    async def readline(self, size=-1):
+        self._check("readline", self._readable)
+        size = _size(size)
+        if self._busy:
+            await self._turn()
+        self._busy = True
+        try:
+            return await self._readline(size)
+        finally:
+            self._next()
+
+    async def readlines(self, hint=-1):
+        hint = _size(hint)
+        lines, total = [], 0
+        while line := await self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        self._check_open()
+        line = await self.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line
+
+    async def write(self, data):
+        self._check("write", self._writable)
+        if isinstance(data, str):
+            raise TypeError("a bytes-like object is required, not 'str'")
+        if self._busy:
+            await self._turn()
+        self._busy = True
+        try:
+            return await self._write(data)
+        finally:
+            self._next()
+
+    async def writelines(self, lines):
+        self._check("write", self._writable)
+        for line in lines:
+            await self.write(line)
+
+    async def flush(self):
+        self._check_open()
+        if self._busy:
+            await self._turn()
+        self._busy = True
+        try:
+            await self._flush()
+        finally:
+            self._next()
+
+    async def seek(self, offset, whence=os.SEEK_SET):
+        self._check("seek")
+        offset, whence = _index(offset), _index(whence)
+        if self._busy:
+            await self._turn()
+        self._busy = True
+        try:
+            return await self._seek(offset, whence)
+        finally:
+            self._next()
+
+    async def tell(self):
+        self._check_open()
+        if self._busy:
+            await self._turn()
+        self._busy = True
+        try:
+            return self._tell()
+        finally:
+            self._next()
+
+    async def truncate(self, size=None):
+        self._check("truncate", self._writable)
+        if self._busy:
+            await self._turn()
+        self._busy = True
+        try:
+            await self._flush()
+            if size is None:
+                size = self._tell()
+            await self._ops.ftruncate(self._fd, _index(size))
+            return size
+        finally:
+            self._next()
+
+    async def fsync(self):
+        await self._sync(False)
+
+    async def fdatasync(self):
+        await self._sync(True)
+
+    async def _sync(self, datasync):
+        self._check_open()
+        if self._busy:
+            await self._turn()
+        self._busy = True
+        try:
+            await self._flush()
+            await self._ops.fsync(self._fd, datasync)
+        finally:
+            self._next()
+
+    async def close(self):
+        if self._closed:
+            return
+        if self._busy:
+            await self._turn()
+        self._busy = True
+        try:
+            if self._closed:
+                return
+            try:
+                await self._flush()
+            finally:
+                self._closed = True
+                await self._release_fd()
+        finally:
+            self._next()
+
+    async def _release_fd(self):
+        if self._closefd:
+            await self._ops.close(self._fd)
+        elif self._pos is not None:
+            # someone else's fd: leave its offset where this object's was
+            os.lseek(self._fd, self._pos, os.SEEK_SET)
+
+    async def readable(self):
+        self._check_open()
+        return self._readable
+
+    async def writable(self):
+        self._check_open()
+        return self._writable
+
+    async def seekable(self):
+        self._check_open()
+        return self._seekable
+
+    async def isatty(self):
+        self._check_open()
+        return os.isatty(self._fd)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc_info):
+        await self.close()
+
+
+def _can_seek(fd):
+    try:
+        os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError:
+        return False
+    return True
+
+
+def _index(value):
+    if not isinstance(value, int):
+        raise TypeError(f"'{type(value).__name__}' object cannot be interpreted as an integer")
+    return value
+
+
+def _size(size):
+    if size is None:
+        return -1
+    if not isinstance(size, int):
+        raise TypeError(f"argument should be integer or None, not '{type(size).__name__}'")
+    return size

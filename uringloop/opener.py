@@ -1,0 +1,204 @@
+"""uringloop.open() and the whole-file helpers read_bytes, read_text,
+write_bytes and write_text.
+
+open() checks its arguments as the built-in open() does, with the same
+exceptions and messages, opens the file with OPENAT on the ring (or the
+executor, on other loops) and wraps the fd in a BinaryFile, and that in a
+TextFile for text mode.  What it returns is awaitable and an async context
+manager, as aiofiles.open()'s is:
+
+    f = await uringloop.open(path)          # or
+    async with uringloop.open(path) as f:   # closed on the way out
+
+One difference from the built-in: an unknown encoding is refused before the
+file is opened, so a refused open(path, "w", encoding=...) leaves the file
+as it was (the built-in has truncated it already).
+"""
+import codecs
+import errno
+import io
+import locale
+import os
+import stat
+import warnings
+from asyncio import events
+
+from .fileops import file_ops
+from .files import BinaryFile
+from .text import TextFile
+
+_MODE_CHARS = frozenset("rwxab+t")
+_NEWLINES = (None, "", "\n", "\r", "\r\n")
+
+
+class _Mode:
+    """A mode string, read as the built-in open() reads it."""
+
+    def __init__(self, mode):
+        chars = set(mode)
+        if chars - _MODE_CHARS or len(chars) != len(mode):
+            raise ValueError(f"invalid mode: '{mode}'")
+        self.text = "t" in chars
+        self.binary = "b" in chars
+        if self.text and self.binary:
+            raise ValueError("can't have text and binary mode at once")
+        kinds = [c for c in "xrwa" if c in chars]
+        if len(kinds) > 1:
+            raise ValueError("must have exactly one of create/read/write/append mode")
+        if not kinds:
+            raise ValueError("Must have exactly one of create/read/write/append mode and "
+                             "at most one plus")
+        kind, plus = kinds[0], "+" in chars
+        self.readable = kind == "r" or plus
+        self.writable = kind != "r" or plus
+        self.append = kind == "a"
+        self.flags = os.O_CLOEXEC | (os.O_RDWR if plus else
+                                     os.O_RDONLY if kind == "r" else os.O_WRONLY)
+        self.flags |= {"r": 0, "w": os.O_CREAT | os.O_TRUNC, "a": os.O_CREAT | os.O_APPEND,
+                       "x": os.O_CREAT | os.O_EXCL}[kind]
+        # the raw file's mode string, as FileIO.mode spells it
+        self.raw = {"x": "xb", "a": "ab", "r": "rb", "w": "rb" if plus else "wb"}[kind]
+        if plus:
+            self.raw += "+"
+
+
+def _check_str(name, value):
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"open() argument '{name}' must be str or None, "
+                        f"not {type(value).__name__}")
+
+
+def _text_encoding(encoding):
+    """The codec text mode will use, refused as TextIOWrapper refuses it."""
+    encoding = io.text_encoding(encoding, 4)
+    if encoding == "locale":
+        encoding = locale.getencoding()
+    if not codecs.lookup(encoding)._is_text_encoding:
+        raise LookupError(f"{encoding!r} is not a text encoding; "
+                          "use codecs.open() to handle arbitrary codecs")
+    return encoding
+
+
+class _Opening:
+    """What open() returns: await it for the file, or use it in `async
+    with` to have the file closed at the end of the block."""
+
+    __slots__ = ("_coro", "_file")
+
+    def __init__(self, coro):
+        self._coro = coro
+        self._file = None
+
+    def __await__(self):
+        return self._coro.__await__()
+
+    async def __aenter__(self):
+        self._file = await self._coro
+        return self._file
+
+    async def __aexit__(self, *exc_info):
+        await self._file.close()
+
+
+def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None,
+         closefd=True, opener=None):
+    """The built-in open(), for asyncio: the file's methods are coroutines."""
+    return _Opening(_open(file, mode, buffering, encoding, errors, newline, closefd, opener))
+
+
+async def _open(file, mode, buffering, encoding, errors, newline, closefd, opener):
+    if not isinstance(file, int):
+        file = os.fspath(file)
+    if not isinstance(mode, str):
+        raise TypeError(f"open() argument 'mode' must be str, not {type(mode).__name__}")
+    if not isinstance(buffering, int):
+        raise TypeError(f"'{type(buffering).__name__}' object cannot be interpreted as an "
+                        "integer")
+    for name, value in (("encoding", encoding), ("errors", errors), ("newline", newline)):
+        _check_str(name, value)
+    parsed = _Mode(mode)
+    if parsed.binary:
+        for name, value in (("encoding", encoding), ("errors", errors), ("newline", newline)):
+            if value is not None:
+                raise ValueError(f"binary mode doesn't take an {name} argument"
+                                 if name != "newline" else
+                                 "binary mode doesn't take a newline argument")
+        if buffering == 1:
+            warnings.warn("line buffering (buffering=1) isn't supported in binary mode, "
+                          "the default buffer size will be used", RuntimeWarning, 3)
+    else:
+        if buffering == 0:
+            raise ValueError("can't have unbuffered text I/O")
+        if newline not in _NEWLINES:
+            raise ValueError(f"illegal newline value: {newline}")
+        encoding = _text_encoding(encoding)
+        errors = "strict" if errors is None else errors
+    ops = file_ops(events.get_running_loop())
+    fd = await _open_fd(ops, file, parsed.flags, closefd, opener)
+    try:
+        return _wrap(ops, fd, file, mode, parsed, buffering, encoding, errors, newline, closefd)
+    except BaseException:
+        if closefd:
+            os.close(fd)
+        raise
+
+
+async def _open_fd(ops, file, flags, closefd, opener):
+    if isinstance(file, int):
+        if file < 0:
+            raise ValueError("negative file descriptor")
+        return file
+    if not closefd:
+        raise ValueError("Cannot use closefd=False with file name")
+    if opener is None:
+        return await ops.open(file, flags, 0o666)
+    fd = opener(file, flags)
+    if not isinstance(fd, int):
+        raise TypeError("expected integer from opener")
+    if fd < 0:
+        raise ValueError(f"opener returned {fd}")
+    return fd
+
+
+def _wrap(ops, fd, file, mode, parsed, buffering, encoding, errors, newline, closefd):
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), file)
+    if parsed.append:
+        os.lseek(fd, 0, os.SEEK_END)        # as FileIO: tell() says the end at once
+    line_buffering = not parsed.binary and (buffering == 1 or
+                                            (buffering < 0 and os.isatty(fd)))
+    if buffering == 1 or buffering < 0:
+        buffering = info.st_blksize if info.st_blksize > 1 else io.DEFAULT_BUFFER_SIZE
+    binary = BinaryFile(ops, fd, file, parsed.raw, parsed.readable, parsed.writable,
+                        parsed.append, buffering, closefd)
+    if parsed.binary:
+        return binary
+    return TextFile(binary, encoding, errors, newline, line_buffering, mode)
+
+
+# -- whole files, as pathlib.Path's methods
+
+async def read_bytes(path):
+    async with open(path, "rb") as f:
+        return await f.read()
+
+
+async def read_text(path, encoding=None, errors=None, newline=None):
+    encoding = io.text_encoding(encoding)
+    async with open(path, "r", encoding=encoding, errors=errors, newline=newline) as f:
+        return await f.read()
+
+
+async def write_bytes(path, data):
+    view = memoryview(data)
+    async with open(path, "wb") as f:
+        return await f.write(view)
+
+
+async def write_text(path, data, encoding=None, errors=None, newline=None):
+    if not isinstance(data, str):
+        raise TypeError(f"data must be str, not {type(data).__name__}")
+    encoding = io.text_encoding(encoding)
+    async with open(path, "w", encoding=encoding, errors=errors, newline=newline) as f:
+        return await f.write(data)
