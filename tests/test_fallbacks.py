@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import tempfile
 import threading
 import time
 
@@ -13,6 +14,7 @@ import pytest
 
 import uringloop
 from uringloop import loop as loopmod
+from uringloop.ring import FILE_OPCODES
 
 MASKS = [
     "",
@@ -34,10 +36,12 @@ MASKS = [
     "read_multishot",
     "waitid",
     "pidfd",
+    "openat,close,read,write,fsync,ftruncate,statx",
+    "unlinkat,renameat,mkdirat,symlinkat,linkat",
     # an old kernel: every fallback at once
     "defer_taskrun,coop_taskrun,cqe_mixed,no_sqarray,taskrun_flag,submit_all,ext_arg,"
     "no_iowait,multishot_poll,multishot_accept,multishot_recv,pbuf_ring,epoll_wait,"
-    "read_multishot,waitid,pidfd",
+    "read_multishot,waitid,pidfd," + ",".join(FILE_OPCODES),
 ]
 
 
@@ -127,6 +131,8 @@ async def workload():
         for _ in range(3):
             await asyncio.sleep(0)       # the cancelled wait on the watchers completes
 
+    await files_workload()
+
     # a child through pipes, its exit, and a signal, under this mask
     payload = os.urandom(300_000)
     proc = await asyncio.create_subprocess_exec(
@@ -143,6 +149,40 @@ async def workload():
     finally:
         loop.remove_signal_handler(signal.SIGUSR1)
     return "ok"
+
+
+async def files_workload():
+    """Files and paths, through the ring or (masked) the executor."""
+    import uringloop.os as uos
+    with tempfile.TemporaryDirectory() as top:
+        path = os.path.join(top, "data")
+        payload = os.urandom(200_000)
+        async with uringloop.open(path, "wb") as f:
+            assert await f.write(payload) == len(payload)
+            await f.fsync()
+            await f.truncate(150_000)
+        async with uringloop.open(path, "rb") as f:
+            await f.seek(1000)
+            assert await f.read(5000) == payload[1000:6000]
+            assert await f.read() == payload[6000:150_000]
+        assert (await uos.stat(path)).st_size == 150_000
+        await uringloop.write_text(path, "a\r\nb\nc")
+        assert await uringloop.read_text(path) == "a\nb\nc"
+        await uos.mkdir(os.path.join(top, "dir"))
+        await uos.rename(path, os.path.join(top, "dir", "moved"))
+        await uos.symlink("moved", os.path.join(top, "dir", "sym"))
+        await uos.link(os.path.join(top, "dir", "moved"), os.path.join(top, "hard"))
+        assert await uringloop.read_text(os.path.join(top, "dir", "sym")) == "a\nb\nc"
+        for name in ("dir/sym", "dir/moved", "hard"):
+            await uos.remove(os.path.join(top, name))
+        await uos.rmdir(os.path.join(top, "dir"))
+        assert os.listdir(top) == []
+        try:
+            await uringloop.open(os.path.join(top, "missing"))
+        except FileNotFoundError as exc:
+            assert exc.filename == os.path.join(top, "missing")
+        else:
+            raise AssertionError("opened a missing file")
 
 
 @pytest.mark.parametrize("mask", MASKS)

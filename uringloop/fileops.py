@@ -21,6 +21,7 @@ try before a ring READ (_c.pread_nowait) is the file object's, which knows
 whether the file's filesystem has one.
 """
 import os
+import stat
 from asyncio import exceptions
 
 from . import _c
@@ -49,14 +50,14 @@ class _FileOp(FutureOp):
 
 
 class _Open(_FileOp):
-    """OPENAT: a future cancelled before the completion leaves an fd that
-    the kernel opened anyway, which this closes."""
+    """OPENAT: a future cancelled (or a loop closed) before the completion
+    leaves an fd that the kernel opened anyway, which this closes."""
 
     __slots__ = ()
 
     def complete(self, res, flags):
         fut = self.future
-        if fut.done():
+        if fut.done() or fut.get_loop().is_closed():    # nobody will take the fd
             if res >= 0:
                 os.close(res)
         elif res >= 0:
@@ -129,11 +130,25 @@ class RingFileOps:
     async def open(self, path, flags, mode, dir_fd=None):
         if not self._has["openat"]:
             return await self._executor.open(path, flags, mode, dir_fd)
+        dfd = AT_FDCWD if dir_fd is None else dir_fd
+        fd = await self._open(self._loop._ring.prep_openat, path, dfd, flags, mode)
+        if flags & os.O_ACCMODE == os.O_RDONLY and stat.S_ISFIFO(os.fstat(fd).st_mode):
+            # Opened inline with O_NONBLOCK: it did not wait for a writer, as
+            # open(2) does.  Again in a worker, which waits; the first fd
+            # keeps the FIFO open meanwhile, so a writer that it woke sees
+            # no moment without a reader.
+            try:
+                return await self._open(self._loop._ring.prep_openat_async, path, dfd, flags,
+                                        mode)
+            finally:
+                os.close(fd)
+        return fd
+
+    async def _open(self, prep, path, dfd, flags, mode):
         name = _c_path(path)
         try:
-            return await self._run(_Open(self._loop.create_future(), name),
-                                   self._loop._ring.prep_openat,
-                                   AT_FDCWD if dir_fd is None else dir_fd, name, flags, mode)
+            return await self._run(_Open(self._loop.create_future(), name), prep, dfd, name,
+                                   flags, mode)
         except OSError as exc:
             raise _error(exc, path) from None
 

@@ -343,12 +343,27 @@ class BinaryFile:
     # -- the public coroutines: each takes the turn
 
     async def read(self, size=-1):
-        self._check("read", self._readable)
-        size = _size(size)
+        if self._closed or not self._readable:
+            self._check("read", self._readable)
+        if type(size) is not int:
+            size = _size(size)
         if self._busy:
             await self._turn()
         self._busy = True
         try:
+            # The common case, a read from the page cache past the buffer,
+            # in one try with no further coroutine.
+            if (self._nowait and size >= self._size and self._pos is not None
+                    and self._rpos == len(self._rbuf) and not self._wbuf):
+                try:
+                    data = _c.pread_nowait(self._fd, size, self._pos)
+                except OSError:
+                    data = None         # _read's try says what it was
+                if data is not None:
+                    self._pos += len(data)
+                    if len(data) == size or not data or not self._size:
+                        return data
+                    return data + await self._read(size - len(data))
             return await (self._readall() if size < 0 else self._read(size))
         finally:
             self._next()
@@ -455,6 +470,10 @@ class BinaryFile:
     async def seek(self, offset, whence=os.SEEK_SET):
         self._check("seek")
         offset, whence = _index(offset), _index(whence)
+        if (whence == os.SEEK_SET and 0 <= offset and self._pos is not None and not self._busy
+                and not self._wbuf and not self._rbuf):
+            self._pos = offset          # nothing buffered: only the number moves
+            return offset
         if self._busy:
             await self._turn()
         self._busy = True

@@ -104,6 +104,7 @@ PREPS = {
     "accept": "accept",
     "accept_multishot": "accept",
     **{name: name for name in FILE_OPCODES},
+    "openat_async": "openat",
 }
 # NOPs are for tests of the ring itself; ul_wait() queues a TIMEOUT where
 # the kernel has no EXT_ARG.

@@ -295,17 +295,32 @@ int ul_prep_wait_timeout(struct ul_ring *r, struct ul_timespec *ts)
  * the final CQE; an offset of -1 means the file's current position (pipes,
  * FIFOs, character devices). */
 
-int ul_prep_openat(struct ul_ring *r, uint64_t ud, int dfd, const char *path, int flags,
-                   unsigned mode)
+static int openat(struct ul_ring *r, uint64_t ud, int dfd, const char *path, int flags,
+                  unsigned mode, uint8_t sqe_flags)
 {
     int err = 0;
     struct ul_sqe *sqe = start(r, UL_OP_OPENAT, ud, dfd, &err);
     if (sqe) {
+        sqe->flags = sqe_flags;
         sqe->addr = ptr(path);
         sqe->len = mode;
         sqe->op_flags = (uint32_t)flags;
     }
     return err;
+}
+
+int ul_prep_openat(struct ul_ring *r, uint64_t ud, int dfd, const char *path, int flags,
+                   unsigned mode)
+{
+    return openat(r, ud, dfd, path, flags, mode, 0);
+}
+
+/* The same, never tried inline: an inline OPENAT adds O_NONBLOCK, with
+ * which a FIFO opened for reading does not wait for a writer. */
+int ul_prep_openat_async(struct ul_ring *r, uint64_t ud, int dfd, const char *path, int flags,
+                         unsigned mode)
+{
+    return openat(r, ud, dfd, path, flags, mode, UL_SQE_ASYNC);
 }
 
 int ul_prep_close(struct ul_ring *r, uint64_t ud, int fd)

@@ -119,6 +119,8 @@ int ul_prep_accept(struct ul_ring *r, uint64_t ud, int fd, unsigned flags);
 int ul_prep_accept_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned flags);
 int ul_prep_openat(struct ul_ring *r, uint64_t ud, int dfd, const char *path, int flags,
                    unsigned mode);
+int ul_prep_openat_async(struct ul_ring *r, uint64_t ud, int dfd, const char *path, int flags,
+                         unsigned mode);
 int ul_prep_close(struct ul_ring *r, uint64_t ud, int fd);
 int ul_prep_read(struct ul_ring *r, uint64_t ud, int fd, void *buf, unsigned len,
                  int64_t offset);

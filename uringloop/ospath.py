@@ -1,0 +1,81 @@
+"""aiofiles.os.path's coroutines (uringloop.os.path), on the loop's ring.
+
+exists, isfile, isdir, islink, getsize, getmtime, getatime and getctime
+are one STATX request each on a uringloop loop (uringloop.os.stat and
+lstat), with os.path's answers: exists, isfile and isdir are False where
+stat raises OSError or ValueError (a broken symlink, a NUL in the path),
+islink where lstat does.  ismount, samefile, sameopenfile and abspath run
+os.path's function in the loop's default executor on every loop.
+"""
+import os.path
+import stat as _stat
+
+from .os import lstat, stat, wrap
+
+__all__ = [
+    "abspath", "exists", "getatime", "getctime", "getmtime", "getsize", "isdir", "isfile",
+    "islink", "ismount", "samefile", "sameopenfile",
+]
+
+
+async def exists(path):
+    """os.path.exists: True where stat succeeds."""
+    try:
+        await stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+async def isfile(path):
+    """os.path.isfile: whether path is a regular file, symlinks followed."""
+    try:
+        st = await stat(path)
+    except (OSError, ValueError):
+        return False
+    return _stat.S_ISREG(st.st_mode)
+
+
+async def isdir(s):
+    """os.path.isdir: whether s is a directory, symlinks followed."""
+    try:
+        st = await stat(s)
+    except (OSError, ValueError):
+        return False
+    return _stat.S_ISDIR(st.st_mode)
+
+
+async def islink(path):
+    """os.path.islink: whether path is a symbolic link."""
+    try:
+        st = await lstat(path)
+    # AttributeError as os.path's: an __fspath__ raising it means False.
+    except (OSError, ValueError, AttributeError):
+        return False
+    return _stat.S_ISLNK(st.st_mode)
+
+
+async def getsize(filename):
+    """os.path.getsize: st_size."""
+    return (await stat(filename)).st_size
+
+
+async def getmtime(filename):
+    """os.path.getmtime: st_mtime."""
+    return (await stat(filename)).st_mtime
+
+
+async def getatime(filename):
+    """os.path.getatime: st_atime."""
+    return (await stat(filename)).st_atime
+
+
+async def getctime(filename):
+    """os.path.getctime: st_ctime."""
+    return (await stat(filename)).st_ctime
+
+
+abspath = wrap(os.path.abspath)
+ismount = wrap(os.path.ismount)
+samefile = wrap(os.path.samefile)
+sameopenfile = wrap(os.path.sameopenfile)
