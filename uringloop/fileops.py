@@ -20,6 +20,8 @@ OSError subclasses os raises, naming the paths as os does.  The page-cache
 try before a ring READ (_c.pread_nowait) is the file object's, which knows
 whether the file's filesystem has one.
 """
+import errno
+import fcntl
 import os
 import stat
 from asyncio import exceptions
@@ -36,6 +38,9 @@ AT_SYMLINK_FOLLOW = 0x400
 AT_EMPTY_PATH = 0x1000
 STATX_BASIC_STATS = 0x7FF
 _NEW_STATX = ffi.new_allocator(should_clear_after_alloc=False)
+# What a lookup in the dentry cache alone answers for certain (a negative
+# dentry is cached too); any other error goes to the ring to be told again.
+_CACHED_ANSWERS = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EACCES, errno.ENAMETOOLONG)
 
 
 class _FileOp(FutureOp):
@@ -80,13 +85,17 @@ def _error(exc, *filenames):
     return OSError(exc.errno, exc.strerror, *filenames)
 
 
-def _c_path(path):
-    """A NUL-terminated char[] of path (bytes keep theirs past the end),
-    refused as os refuses it where it holds a NUL."""
+def _encoded(path):
+    """path as bytes, refused as os refuses it where it holds a NUL."""
     raw = os.fsencode(path)
     if b"\0" in raw:
         raise ValueError("embedded null byte")
-    return ffi.from_buffer(raw)
+    return raw
+
+
+def _c_path(path):
+    """A NUL-terminated char[] of path (bytes keep theirs past the end)."""
+    return ffi.from_buffer(_encoded(path))
 
 
 def stat_result(sx):
@@ -101,13 +110,14 @@ def stat_result(sx):
 
 
 class RingFileOps:
-    __slots__ = ("_loop", "_executor", "_has")
+    __slots__ = ("_loop", "_executor", "_has", "nowait")
 
     def __init__(self, loop):
         self._loop = loop
         self._executor = ExecutorFileOps(loop)
         has = loop._ring.features.has
         self._has = {name: has(name) for name in FILE_OPCODES}
+        self.nowait = has("file_nowait")    # try the caches before a request
 
     async def _run(self, op, prep, *args):
         loop = self._loop
@@ -131,7 +141,15 @@ class RingFileOps:
         if not self._has["openat"]:
             return await self._executor.open(path, flags, mode, dir_fd)
         dfd = AT_FDCWD if dir_fd is None else dir_fd
-        fd = await self._open(self._loop._ring.prep_openat, path, dfd, flags, mode)
+        fd = -1
+        if self.nowait and not flags & (os.O_CREAT | os.O_TRUNC):
+            # What an inline OPENAT does (dentry cache only, O_NONBLOCK so
+            # that no FIFO or device waits), without the loop iteration.
+            fd = _c.open_cached(dfd, _encoded(path), flags | os.O_NONBLOCK)
+            if fd >= 0 and not flags & os.O_NONBLOCK:
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        if fd < 0:                          # not cached, or refused: the ring says why
+            fd = await self._open(self._loop._ring.prep_openat, path, dfd, flags, mode)
         if flags & os.O_ACCMODE == os.O_RDONLY and stat.S_ISFIFO(os.fstat(fd).st_mode):
             # Opened inline with O_NONBLOCK: it did not wait for a writer, as
             # open(2) does.  Again in a worker, which waits; the first fd
@@ -199,6 +217,10 @@ class RingFileOps:
         """path: bytes, or an fd (int) to stat the open file."""
         if not self._has["statx"]:
             return await self._executor.stat(path, dir_fd, follow_symlinks)
+        if self.nowait:
+            found = self._stat_cached(path, dir_fd, follow_symlinks)
+            if found is not None:
+                return found
         sx = _NEW_STATX("struct ul_statx *")
         if isinstance(path, int):
             dfd, name, flags = path, _c_path(b""), AT_EMPTY_PATH
@@ -211,6 +233,23 @@ class RingFileOps:
         except OSError as exc:
             raise (exc if isinstance(path, int) else _error(exc, path)) from None
         return stat_result(sx)
+
+    @staticmethod
+    def _stat_cached(path, dir_fd, follow_symlinks):
+        """os.stat's answer where the dentry cache has it all (an fd's
+        inode is at hand), else None: STATX would cost a worker thread."""
+        if isinstance(path, int):
+            return os.fstat(path)
+        flags = os.O_PATH | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
+        fd = _c.open_cached(AT_FDCWD if dir_fd is None else dir_fd, _encoded(path), flags)
+        if fd >= 0:
+            try:
+                return os.fstat(fd)
+            finally:
+                os.close(fd)
+        if -fd in _CACHED_ANSWERS:
+            raise OSError(-fd, os.strerror(-fd), path)
+        return None
 
     async def unlink(self, path, dir_fd=None, rmdir=False):
         if not self._has["unlinkat"]:

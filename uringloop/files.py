@@ -33,7 +33,6 @@ import warnings
 from asyncio import events, exceptions
 
 from . import _c
-from .fileops import RingFileOps, file_ops
 
 _NO_NOWAIT = (errno.EOPNOTSUPP, errno.EINVAL)
 _READALL_STEP = 64 * 1024
@@ -46,7 +45,9 @@ def _closed(what):
 class BinaryFile:
     """A file opened in binary mode by uringloop.open()."""
 
-    def __init__(self, ops, fd, name, mode, readable, writable, append, buffer_size, closefd):
+    def __init__(self, ops, fd, name, mode, readable, writable, append, buffer_size, closefd,
+                 info, fresh):
+        """info: the fd's os.fstat(); fresh: opened here, so at offset 0."""
         self._ops = ops
         self._fd = fd
         self.name = name
@@ -56,13 +57,12 @@ class BinaryFile:
         self._closefd = closefd
         self._closed = False
         self._size = buffer_size        # 0: unbuffered
-        info = os.fstat(fd)
         # The object's own position (explicit offsets), or None: the kernel's.
         self._pos = None
         if stat.S_ISREG(info.st_mode) and not append:
-            self._pos = os.lseek(fd, 0, os.SEEK_CUR)
+            self._pos = 0 if fresh else os.lseek(fd, 0, os.SEEK_CUR)
         self._seekable = self._pos is not None or _can_seek(fd)
-        self._nowait = isinstance(ops, RingFileOps)
+        self._nowait = getattr(ops, "nowait", False)   # the ring's, unmasked
         self._rbuf = b""                # read ahead, unread from _rpos on
         self._rpos = 0
         self._wbuf = bytearray()        # written, not yet sent

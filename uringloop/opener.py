@@ -16,6 +16,7 @@ as it was (the built-in has truncated it already).
 """
 import codecs
 import errno
+import functools
 import io
 import locale
 import os
@@ -29,6 +30,11 @@ from .text import TextFile
 
 _MODE_CHARS = frozenset("rwxab+t")
 _NEWLINES = (None, "", "\n", "\r", "\r\n")
+
+
+@functools.lru_cache(maxsize=64)
+def _parse(mode):
+    return _Mode(mode)
 
 
 class _Mode:
@@ -116,7 +122,7 @@ async def _open(file, mode, buffering, encoding, errors, newline, closefd, opene
                         "integer")
     for name, value in (("encoding", encoding), ("errors", errors), ("newline", newline)):
         _check_str(name, value)
-    parsed = _Mode(mode)
+    parsed = _parse(mode)
     if parsed.binary:
         for name, value in (("encoding", encoding), ("errors", errors), ("newline", newline)):
             if value is not None:
@@ -136,7 +142,8 @@ async def _open(file, mode, buffering, encoding, errors, newline, closefd, opene
     ops = file_ops(events.get_running_loop())
     fd = await _open_fd(ops, file, parsed.flags, closefd, opener)
     try:
-        return _wrap(ops, fd, file, mode, parsed, buffering, encoding, errors, newline, closefd)
+        return _wrap(ops, fd, file, mode, parsed, buffering, encoding, errors, newline, closefd,
+                     opener is None and not isinstance(file, int))
     except BaseException:
         if closefd:
             os.close(fd)
@@ -160,7 +167,7 @@ async def _open_fd(ops, file, flags, closefd, opener):
     return fd
 
 
-def _wrap(ops, fd, file, mode, parsed, buffering, encoding, errors, newline, closefd):
+def _wrap(ops, fd, file, mode, parsed, buffering, encoding, errors, newline, closefd, fresh):
     info = os.fstat(fd)
     if stat.S_ISDIR(info.st_mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), file)
@@ -171,7 +178,7 @@ def _wrap(ops, fd, file, mode, parsed, buffering, encoding, errors, newline, clo
     if buffering == 1 or buffering < 0:
         buffering = info.st_blksize if info.st_blksize > 1 else io.DEFAULT_BUFFER_SIZE
     binary = BinaryFile(ops, fd, file, parsed.raw, parsed.readable, parsed.writable,
-                        parsed.append, buffering, closefd)
+                        parsed.append, buffering, closefd, info, fresh)
     if parsed.binary:
         return binary
     return TextFile(binary, encoding, errors, newline, line_buffering, mode)

@@ -62,8 +62,12 @@ OPCODES = (
 
 # Capabilities of the loop that are not single kernel bits; masking one
 # makes the loop take its fallback.
-# ("pidfd": os.pidfd_open, which old kernels and seccomp profiles refuse.)
-CAPABILITIES = ("multishot_poll", "multishot_accept", "multishot_recv", "pbuf_ring", "pidfd")
+# ("pidfd": os.pidfd_open, which old kernels and seccomp profiles refuse;
+# "file_nowait": the files' tries without blocking before a ring request,
+# preadv2(RWF_NOWAIT) and openat2(RESOLVE_CACHED), each of which falls back
+# per call where the kernel refuses it.)
+CAPABILITIES = ("multishot_poll", "multishot_accept", "multishot_recv", "pbuf_ring", "pidfd",
+                "file_nowait")
 
 # The file and path requests (uringloop.open, uringloop.os); where one is
 # missing or masked, that call runs in the default executor instead.

@@ -13,7 +13,7 @@
  *   stream.c     the stream transport's fast paths, BufferedRecv
  *   datagram.c   the datagram transport's receive fast path
  *   sockets.c    recv_nowait, send_nowait
- *   files.c      pread_nowait
+ *   files.c      pread_nowait, open_cached
  *   callbacks.c  install_loop: call_soon, the ready queue, Handle._run...
  */
 #include "pyobj.h"
