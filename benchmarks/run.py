@@ -8,6 +8,7 @@
     python benchmarks/run.py --workloads sendfile    # only loop.sendfile/FileResponse
     python benchmarks/run.py --workloads other-io    # only the UDP and add_reader echoes
     python benchmarks/run.py --workloads subprocess  # only spawning /bin/true and piping cat
+    python benchmarks/run.py --workloads files       # only uringloop.open vs aiofiles and co.
 
 Every run starts a fresh server process (benchmarks/servers.py) for one
 workload on one loop, pinned to one CPU, and drives it from the C load
@@ -40,7 +41,7 @@ next; that pause shows in requests/s.  Their three rows would add well
 over a minute, so the default set leaves them out; the group "other-io"
 names both.
 
-Three workloads run a benchmark script of their own in a child process,
+Four workloads run a benchmark script of their own in a child process,
 after the rest, and each gets its own section of the report (and a key of
 the JSON): "internals", benchmarks/loop_internals.py --json (CPU time per loop
 operation, counts scaled by --internals-scale), and "sendfile",
@@ -66,6 +67,24 @@ baseline.  A loop whose create_subprocess_exec() raises NotImplementedError
 gets a "not supported" row, not a failure.  It adds about 7 s a round with
 all three loops, some 20 s at the default 3 rounds (more when other work
 forces retries), so it is in the default set.
+The fourth, "files", is benchmarks/files.py --json: uringloop.open() and
+uringloop.os on uringloop's loop against aiofiles on asyncio's loop and on
+uvloop, asyncio.to_thread() around the blocking calls on both, and the
+blocking calls in a plain loop (the floor), each case and contestant in a
+fresh process: --files-reads (10,000) 4 KiB reads at random offsets of a
+--files-mib (256) MiB file in the page cache by 1 task and by 64, reading
+and writing such a file in 1 MiB chunks, and --files-count (1,000) small
+files created, written, stat()ed, read back and deleted by 64 tasks.  Its
+files go to a fresh directory in the temporary directory (/var/tmp if that
+is a tmpfs), deleted afterwards.  It gets --rounds, --retries and --loops;
+--full gives it the issue's sizes (1 GiB, 100,000 reads, 10,000 files).  Its
+tables give reads/s, MiB/s or files/s, the process's CPU (getrusage
+RUSAGE_SELF: executor threads and io_uring's kernel workers included) per
+read, MiB or file, ratios to aiofiles and to the blocking calls, the peak
+numbers of io_uring workers and of other threads, and whether uringloop
+meets the issue's targets.  A uringloop without open() and uringloop.os
+gets "skipped" rows, not failures.  It adds about 15 s a round, some 45 s
+at the default 3 rounds (more when other work forces retries).
 
 The loops alternate: every round runs every case on every loop, each round
 starting with a different loop, so slow drift on a shared machine hits all
@@ -99,6 +118,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import files  # noqa: E402
 import loadgen  # noqa: E402
 import report  # noqa: E402
 import subprocesses  # noqa: E402
@@ -115,15 +135,16 @@ OTHER_IO = ["udp", "reader"]            # echoes beyond the stream transports
 INTERNALS = "internals"
 SENDFILE = "sendfile"
 SUBPROCESS = "subprocess"
-SCRIPTS = [INTERNALS, SENDFILE, SUBPROCESS]   # workloads that run a script of their own
+FILES = "files"
+SCRIPTS = [INTERNALS, SENDFILE, SUBPROCESS, FILES]   # workloads that run a script of their own
 WORKLOADS = ECHO + HTTP + TLS + OTHER_IO + SCRIPTS
 GROUPS = {"echo": ECHO, "http": HTTP, "encrypted": TLS, "other-io": OTHER_IO,
           "all": WORKLOADS}
 DEFAULT = ["protocol", "streams", "buffered", "sock", "httptools", "aiohttp", "tls",
-           "aiohttp-https", INTERNALS, SENDFILE, SUBPROCESS]
+           "aiohttp-https", INTERNALS, SENDFILE, SUBPROCESS, FILES]
 NEEDS = {"uvloop": ["uvloop"], "httptools": ["httptools"], "aiohttp": ["aiohttp"],
          "tls": ["trustme"], "aiohttp-https": ["aiohttp", "trustme"],
-         SENDFILE: ["aiohttp"]}
+         SENDFILE: ["aiohttp"], FILES: ["aiofiles"]}
 # Echo sizes of their own, for the rows named, when neither --sizes nor
 # --full says otherwise.
 OWN_SIZES = {"tls": [4096], "udp": [64, 1400], "reader": [64]}
@@ -387,6 +408,17 @@ def run_subprocesses(args, loops):
     return run_script("subprocesses.py", options, args, loops, timeout)
 
 
+def run_files(args, loops):
+    """files.py's random, sequential and small-file cases."""
+    options = ["--file-mib", str(args.files_mib), "--reads", str(args.files_reads),
+               "--small-files", str(args.files_count)]
+    # About 15 s a round at the defaults (aiofiles' ~20,000 reads/s and
+    # ~3,000 files/s set the pace); far beyond that, something hangs.
+    timeout = 120 + args.rounds * (1 + args.retries) * (
+        30 + 5e-3 * args.files_reads + 20e-3 * args.files_count + 0.2 * args.files_mib)
+    return run_script("files.py", options, args, loops, timeout)
+
+
 def run_script(script, options, args, loops, timeout):
     """Run benchmarks/<script> --json in a child process: its JSON, or
     {"error": ...}.  Its progress lines are relayed to stderr as they come."""
@@ -537,7 +569,8 @@ def parse_args(argv):
     parser.add_argument("--full", action="store_true",
                         help="connections 1 100 1000 and sizes 64 4k 64k (overrides both), "
                              "for the TLS and reader rows too (udp keeps 64 1400: a datagram "
-                             "holds at most 65,507 bytes)")
+                             "holds at most 65,507 bytes); the files workload at the issue's "
+                             "sizes (1 GiB file, 100,000 reads, 10,000 small files)")
     parser.add_argument("--duration", type=float, default=2.0,
                         help="measured seconds per run (default: 2)")
     parser.add_argument("--warmup", type=float, default=0.5,
@@ -551,6 +584,15 @@ def parse_args(argv):
                              "(default: 1000)")
     parser.add_argument("--subprocess-mib", type=float, default=64, metavar="MIB",
                         help="MiB through cat per run of the subprocess workload (default: 64)")
+    parser.add_argument("--files-mib", type=int, metavar="MIB",
+                        help="size of the files workload's file (default: 256; "
+                             f"{files.FULL['file_mib']:,} with --full)")
+    parser.add_argument("--files-reads", type=int, metavar="N",
+                        help="random 4 KiB reads per run of the files workload (default: "
+                             f"10,000; {files.FULL['reads']:,} with --full)")
+    parser.add_argument("--files-count", type=int, metavar="N",
+                        help="small files per run of the files workload (default: 1,000; "
+                             f"{files.FULL['small_files']:,} with --full)")
     parser.add_argument("--baseline", choices=LOOPS, default="uvloop",
                         help="the loop the ratios compare with (default: uvloop)")
     parser.add_argument("--retries", type=int, default=1,
@@ -593,6 +635,13 @@ def parse_args(argv):
         parser.error("--retries cannot be negative")
     if args.subprocess_spawns < 1 or args.subprocess_mib < 1:
         parser.error("--subprocess-spawns must be positive, --subprocess-mib at least 1")
+    sizes = files.FULL if args.full else files.QUICK
+    for option, key in (("files_mib", "file_mib"), ("files_reads", "reads"),
+                        ("files_count", "small_files")):
+        if getattr(args, option) is None:
+            setattr(args, option, sizes[key])
+        elif getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be positive")
     cpus = os.sched_getaffinity(0)
     if args.server_cpu == args.client_cpu or not {args.server_cpu, args.client_cpu} <= cpus:
         parser.error(f"--server-cpu and --client-cpu must be two different CPUs of {sorted(cpus)}")
@@ -693,6 +742,11 @@ def main(argv=None):
         print("subprocesses (benchmarks/subprocesses.py) ...", file=sys.stderr, flush=True)
         subprocs = run_subprocesses(args, args.loops)
         interrupted = bool(subprocs.get("interrupted"))
+    file_io = None
+    if FILES in args.workloads and not interrupted:
+        print("files (benchmarks/files.py) ...", file=sys.stderr, flush=True)
+        file_io = run_files(args, args.loops)
+        interrupted = bool(file_io.get("interrupted"))
 
     data = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
@@ -705,6 +759,8 @@ def main(argv=None):
                      "internals_scale": args.internals_scale,
                      "subprocess_spawns": args.subprocess_spawns,
                      "subprocess_mib": args.subprocess_mib,
+                     "files_mib": args.files_mib, "files_reads": args.files_reads,
+                     "files_count": args.files_count,
                      "tls": TLS_SETTINGS if tls else None},
         "environment": env,
         "cases": [{"case": c.label, "workload": c.workload, "connections": c.connections,
@@ -713,11 +769,14 @@ def main(argv=None):
         "internals": internals,
         "sendfile": sendfile,
         "subprocess": subprocs,
+        "files": file_io,
     }
     text = report.markdown(data)
     if subprocs:
         # Its own section, after the rest (report.py knows only the others).
         text = text.rstrip("\n") + "\n\n" + "\n".join(subprocesses.markdown(subprocs, args.loops))
+    if file_io:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(files.markdown(file_io))
     print(text)
 
     args.results_dir.mkdir(parents=True, exist_ok=True)
@@ -736,8 +795,11 @@ def main(argv=None):
     # A loop without subprocesses ("not supported") is no failure.
     subprocs_failed = subprocs and ("error" in subprocs or any(
         part["failures"] for part in subprocs["cases"].values()))
+    # uringloop rows "skipped" (no uringloop.open yet) are no failure either.
+    files_failed = file_io and ("error" in file_io or any(
+        part["failures"] for part in file_io["cases"].values()))
     return 1 if failed or (internals and "error" in internals) or sendfile_failed \
-        or subprocs_failed else 0
+        or subprocs_failed or files_failed else 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ semantic difference shows up as a test that passes on two and fails on one.
 A fourth kind, "uringloop-compat", is uringloop with every kernel feature
 it can do without masked (URINGLOOP_DISABLE): the ring an old kernel gives,
 so each behavioural test also proves the fallback paths (the path requests
-newer than Linux 5.10 go to the executor there).
+newer than Linux 5.10 go to the executor there, and files skip the caches'
+tries, so that every read, open and stat is a ring request).
 """
 import asyncio
 import functools
@@ -21,7 +22,7 @@ LOOP_KINDS = ("uringloop", "uringloop-compat", "asyncio", "uvloop")
 COMPAT_MASK = ("defer_taskrun,coop_taskrun,cqe_mixed,no_sqarray,taskrun_flag,submit_all,"
                "ext_arg,no_iowait,multishot_poll,multishot_accept,multishot_recv,pbuf_ring,"
                "epoll_wait,read_multishot,waitid,unlinkat,renameat,mkdirat,symlinkat,linkat,"
-               "ftruncate")
+               "ftruncate,file_nowait")
 
 
 def make_loop(kind):

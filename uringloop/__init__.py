@@ -4,7 +4,12 @@
     uringloop.run(main())                       # or
     asyncio.run(main(), loop_factory=uringloop.new_event_loop)   # or
     asyncio.set_event_loop_policy(uringloop.Policy())
+
+    async with uringloop.open("data.bin", "rb") as f:   # files through the ring
+        data = await f.read()
+    await uringloop.os.remove("data.bin")
 """
+from . import os        # aiofiles.os's functions (uringloop.os.stat, ...)
 from .loop import Loop
 from .opener import open, read_bytes, read_text, write_bytes, write_text
 from .policy import Policy, install, new_event_loop, run

@@ -34,6 +34,7 @@ from .ring import FILE_OPCODES
 AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_REMOVEDIR = 0x200
+AT_NO_AUTOMOUNT = 0x800
 AT_SYMLINK_FOLLOW = 0x400
 AT_EMPTY_PATH = 0x1000
 STATX_BASIC_STATS = 0x7FF
@@ -226,7 +227,8 @@ class RingFileOps:
             dfd, name, flags = path, _c_path(b""), AT_EMPTY_PATH
         else:
             dfd, name = AT_FDCWD if dir_fd is None else dir_fd, _c_path(path)
-            flags = 0 if follow_symlinks else AT_SYMLINK_NOFOLLOW
+            # as stat(2): an automount point is not mounted by a stat
+            flags = AT_NO_AUTOMOUNT | (0 if follow_symlinks else AT_SYMLINK_NOFOLLOW)
         try:
             await self._request((name, sx), self._loop._ring.prep_statx, dfd, name, flags,
                                 STATX_BASIC_STATS, sx)

@@ -136,6 +136,9 @@ class BinaryFile:
         return -1 if self._pos is None else self._pos
 
     async def _raw_read(self, n):
+        """One read request at the raw position.  The read-ahead is all
+        taken by now; it is dropped, so that it always ends at _pos."""
+        self._rbuf, self._rpos = b"", 0
         data = None
         if self._nowait:
             try:
@@ -355,6 +358,7 @@ class BinaryFile:
             # in one try with no further coroutine.
             if (self._nowait and size >= self._size and self._pos is not None
                     and self._rpos == len(self._rbuf) and not self._wbuf):
+                self._rbuf, self._rpos = b"", 0
                 try:
                     data = _c.pread_nowait(self._fd, size, self._pos)
                 except OSError:
@@ -426,7 +430,7 @@ class BinaryFile:
         while line := await self.readline():
             lines.append(line)
             total += len(line)
-            if 0 < hint <= total:
+            if 0 < hint < total:
                 break
         return lines
 

@@ -7,18 +7,20 @@ where ``import aiofiles.os`` was, and the same calls work.
 
 On a uringloop loop stat, lstat, remove, unlink, rmdir, rename, replace,
 mkdir, link and symlink are each one ring request (STATX, UNLINKAT,
-RENAMEAT, MKDIRAT, LINKAT, SYMLINKAT); on any other loop, and for each
-request the kernel lacks, the os function runs in the loop's default
-executor (uringloop.fileops).  Directory listing has no ring request: the
+RENAMEAT, MKDIRAT, LINKAT, SYMLINKAT), or none where the dentry cache
+answers a stat first; on any other loop, and for each request the kernel
+lacks, the os function runs in the loop's default executor
+(uringloop.fileops).  Directory listing has no ring request: the
 executor, on every loop, runs listdir, scandir and the other functions
 that have none (readlink, access, makedirs, removedirs, renames, getcwd,
 statvfs, sendfile), as aiofiles runs all of them.
 
-Arguments, results and errors are os's.  What the ring cannot take as it
-is -- a path that is not str, bytes or os.PathLike, a path holding a NUL,
-a negative fd, a dir_fd or mode out of a C int's range -- goes to the os
-function itself in the executor, so that its checks, warnings and messages
-(which change between Python versions) are the answer.
+Arguments, results and errors are os's.  Only plain arguments go to the
+ring: paths str, bytes or os.PathLike without a NUL, an fd (>= 0) to stat
+with no other argument, dir_fds and modes that fit a C int.  Anything else
+goes to the os function itself in the executor, so that its checks,
+warnings and messages (which change between Python versions) are the
+answer.
 
 The path functions are uringloop.os.path (uringloop.ospath), as
 aiofiles.os.path.
@@ -81,7 +83,8 @@ def _dir_fds(*fds):
 
 async def stat(path, *, dir_fd=None, follow_symlinks=True):
     """os.stat: a STATX request (of the open file where path is an fd)."""
-    if _c_int(path) and path >= 0 and dir_fd is None:
+    # An fd with other arguments goes to os, which knows which it refuses.
+    if _c_int(path) and path >= 0 and dir_fd is None and follow_symlinks is True:
         return await _fstat(path)
     name = _fspath(path)
     if name is None or not _dir_fds(dir_fd):

@@ -1,11 +1,12 @@
 """aiofiles.os.path's coroutines (uringloop.os.path), on the loop's ring.
 
 exists, isfile, isdir, islink, getsize, getmtime, getatime and getctime
-are one STATX request each on a uringloop loop (uringloop.os.stat and
-lstat), with os.path's answers: exists, isfile and isdir are False where
-stat raises OSError or ValueError (a broken symlink, a NUL in the path),
-islink where lstat does.  ismount, samefile, sameopenfile and abspath run
-os.path's function in the loop's default executor on every loop.
+are a stat each (uringloop.os.stat and lstat: a STATX request on a
+uringloop loop, where the dentry cache does not answer first), with
+os.path's answers: exists, isfile and isdir are False where stat raises
+OSError or ValueError (a broken symlink, a NUL in the path), islink where
+lstat does.  ismount, samefile, sameopenfile and abspath run os.path's
+function in the loop's default executor on every loop.
 """
 import os.path
 import stat as _stat
@@ -47,9 +48,9 @@ async def isdir(s):
 
 async def islink(path):
     """os.path.islink: whether path is a symbolic link."""
+    # AttributeError as in os.path's: an __fspath__ raising it means False.
     try:
         st = await lstat(path)
-    # AttributeError as os.path's: an __fspath__ raising it means False.
     except (OSError, ValueError, AttributeError):
         return False
     return _stat.S_ISLNK(st.st_mode)

@@ -18,7 +18,7 @@ import codecs
 import io
 import os
 
-from .files import _size
+from .files import _index, _size
 
 CHUNK = 8192
 
@@ -224,7 +224,7 @@ class TextFile:
 
     async def readline(self, size=-1):
         self._check(self._decoder is not None)
-        size = _size(size)
+        size = _index(size)             # the built-in takes no None here
         await self._enter()
         try:
             await self.buffer._flush()
@@ -238,7 +238,7 @@ class TextFile:
         while line := await self.readline():
             lines.append(line)
             total += len(line)
-            if 0 < hint <= total:
+            if 0 < hint < total:
                 break
         return lines
 
@@ -314,37 +314,45 @@ class TextFile:
 
     def _reconstruct(self, position, dec_flags, fed, skip):
         """The cookie of the character `skip` characters into what `fed`
-        decodes to from a clean decoder with dec_flags."""
+        decodes to from a clean decoder with dec_flags.  The search is the
+        built-in's, step for step, so that the cookie is the same number:
+        a jump by the last chunk's bytes per character to a point where the
+        decoder holds nothing (stepping back one, two, four... bytes while
+        past the character), then a byte at a time, moving the start to
+        each later point where the decoder holds nothing."""
         decoder = self._decoder
-        # A first jump, by the last chunk's bytes per character, to a point
-        # where the decoder holds nothing; then a byte at a time.
-        start, flags, chars = 0, dec_flags, 0
-        guess = int(self._b2c * skip)
-        while guess > 0:
+        start, back = int(self._b2c * skip), 1
+        while start > 0:
             decoder.setstate((b"", dec_flags))
-            n = len(decoder.decode(fed[:guess]))
-            held, at = decoder.getstate()
-            if not held and n <= skip:
-                start, flags, chars = guess, at, n
-                break
-            guess //= 2
-        decoder.setstate((b"", flags))
-        clean = (start, flags, chars)
-        i, need_eof = start, False
-        while chars < skip:
-            if i == len(fed):
-                chars += len(decoder.decode(b"", final=True))
-                need_eof = True
-                if chars < skip:
-                    raise OSError("can't reconstruct logical file position")
-                break
+            chars = len(decoder.decode(fed[:start]))
+            if chars <= skip:
+                held, flags = decoder.getstate()
+                if not held:
+                    dec_flags, skip = flags, skip - chars
+                    break
+                start, back = start - len(held), 1
+            else:
+                start, back = start - back, back * 2
+        if start <= 0:
+            start = 0
+            decoder.setstate((b"", dec_flags))
+        position += start
+        if not skip:
+            return _pack(position, dec_flags)
+        chars = to_feed = 0
+        for i in range(start, len(fed)):
             chars += len(decoder.decode(fed[i:i + 1]))
-            i += 1
-            held, at = decoder.getstate()
-            if not held and chars <= skip:
-                clean = (i, at, chars)
-        start, flags, before = clean
-        return _pack(position + start, flags, i - start, need_eof, skip - before)
+            to_feed += 1
+            held, flags = decoder.getstate()
+            if not held and chars <= skip:      # a safe point: start over here
+                position, dec_flags, skip = position + to_feed, flags, skip - chars
+                chars = to_feed = 0
+            if chars >= skip:
+                return _pack(position, dec_flags, to_feed, False, skip)
+        chars += len(decoder.decode(b"", final=True))
+        if chars < skip:
+            raise OSError("can't reconstruct logical file position")
+        return _pack(position, dec_flags, to_feed, True, skip)
 
     async def seek(self, cookie, whence=os.SEEK_SET):
         self._check()
