@@ -16,5 +16,5 @@ from .policy import Policy, install, new_event_loop, run
 from .ring import Features, UnsupportedError, probe
 
 __all__ = ["Features", "Loop", "Policy", "UnsupportedError", "install", "new_event_loop",
-           "open", "probe", "read_bytes", "read_text", "run", "write_bytes", "write_text"]
+           "open", "os", "probe", "read_bytes", "read_text", "run", "write_bytes", "write_text"]
 __version__ = "0.1.0"

@@ -20,6 +20,7 @@ OSError subclasses os raises, naming the paths as os does.  The page-cache
 try before a ring READ (_c.pread_nowait) is the file object's, which knows
 whether the file's filesystem has one.
 """
+import asyncio
 import errno
 import fcntl
 import os
@@ -196,6 +197,17 @@ class RingFileOps:
         return await self._request(view, self._loop._ring.prep_write, fd, ffi.from_buffer(view),
                                    len(view), offset)
 
+    def start_write(self, fd, data, offset):
+        """Queue a write; its future, which nothing cancels: the bytes are
+        the kernel's to write (data must not change meanwhile)."""
+        if not self._has["write"]:
+            return self._executor.start_write(fd, data, offset)
+        view = memoryview(data).cast("B")
+        fut = self._loop.create_future()
+        self._loop._start_op(_FileOp(fut, view), self._loop._ring.prep_write, fd,
+                             ffi.from_buffer(view), len(view), offset)
+        return fut
+
     async def close(self, fd):
         if not self._has["close"]:
             return await self._executor.close(fd)
@@ -308,6 +320,11 @@ class RingFileOps:
             raise _error(exc, src, None, dst) from None
 
 
+def _close_unwanted(opening):
+    if not opening.cancelled() and opening.exception() is None:
+        os.close(opening.result())
+
+
 def _pread(fd, n, offset):
     return os.read(fd, n) if offset < 0 else os.pread(fd, n, offset)
 
@@ -346,7 +363,14 @@ class ExecutorFileOps:
         return self._loop.run_in_executor(None, func, *args)
 
     async def open(self, path, flags, mode, dir_fd=None):
-        return await self._call(_open, path, flags, mode, dir_fd)
+        opening = self._call(_open, path, flags, mode, dir_fd)
+        try:
+            # shielded: a thread already in open(2) cannot be stopped, and
+            # the fd it returns to a cancelled caller must still be closed
+            return await asyncio.shield(opening)
+        except exceptions.CancelledError:
+            opening.add_done_callback(_close_unwanted)
+            raise
 
     async def read(self, fd, n, offset):
         return await self._call(_pread, fd, n, offset)
@@ -356,6 +380,9 @@ class ExecutorFileOps:
 
     async def write(self, fd, data, offset):
         return await self._call(_pwrite, fd, memoryview(data).cast("B"), offset)
+
+    def start_write(self, fd, data, offset):
+        return self._call(_pwrite, fd, memoryview(data).cast("B"), offset)
 
     async def close(self, fd):
         await self._call(os.close, fd)

@@ -38,8 +38,11 @@ _NO_NOWAIT = (errno.EOPNOTSUPP, errno.EINVAL)
 _READALL_STEP = 64 * 1024
 
 
-def _closed(what):
-    return ValueError(f"{what} {'to' if what == 'write' else 'of'} closed file")
+# The built-in files' words for a closed file: FileIO's, and IOBase's
+# where a method of its runs (readlines, writelines, a read-only's flush).
+_RAW_CLOSED = "I/O operation on closed file"
+_BASE_CLOSED = "I/O operation on closed file."
+_WHENCES = (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END, os.SEEK_DATA, os.SEEK_HOLE)
 
 
 class BinaryFile:
@@ -66,6 +69,7 @@ class BinaryFile:
         self._rbuf = b""                # read ahead, unread from _rpos on
         self._rpos = 0
         self._wbuf = bytearray()        # written, not yet sent
+        self._behind = None             # (future, bytes, offset) of a write in flight
         self._busy = False
         self._waiters = collections.deque()
 
@@ -109,18 +113,34 @@ class BinaryFile:
 
     # -- state checks, with the built-in file's errors
 
-    def _check(self, what, allowed=True):
-        if self._closed:
-            raise _closed(what)
-        if not allowed:
-            raise io.UnsupportedOperation(what if self._size else
-                                          "File not open for reading"
-                                          if what.startswith("read") else
-                                          "File not open for writing")
+    # The built-in's order too: a buffered file says what it cannot do
+    # before that it is closed, FileIO (buffering=0) the other way round.
 
-    def _check_open(self):
+    def _check_read(self, closed, unsupported="read"):
+        if self._size:
+            if not self._readable:
+                raise io.UnsupportedOperation(unsupported)
+            if self._closed:
+                raise ValueError(closed)
+        elif self._closed:
+            raise ValueError(_RAW_CLOSED)
+        elif not self._readable:
+            raise io.UnsupportedOperation("File not open for reading")
+
+    def _check_write(self, closed):
+        if self._size:
+            if not self._writable:
+                raise io.UnsupportedOperation("write")
+            if self._closed:
+                raise ValueError(closed)
+        elif self._closed:
+            raise ValueError(_RAW_CLOSED)
+        elif not self._writable:
+            raise io.UnsupportedOperation("File not open for writing")
+
+    def _check_open(self, buffered=_RAW_CLOSED):
         if self._closed:
-            raise ValueError("I/O operation on closed file.")
+            raise ValueError(buffered if self._size else _RAW_CLOSED)
 
     @property
     def closed(self):
@@ -162,8 +182,41 @@ class BinaryFile:
 
     async def _raw_write_all(self, data):
         view = memoryview(data).cast("B")
+        if self._pos is not None:
+            return await self._write_behind(view)
         while view:
             view = view[await self._raw_write(view):]
+
+    async def _write_behind(self, view):
+        """Queue a write of a regular file and return once the one before it
+        is done: a sequence of writes keeps the kernel's worker busy while
+        the loop goes on.  An error of the write left in flight is the next
+        call's (as a buffered write's is the flush's)."""
+        if not isinstance(view.obj, bytes):
+            view = memoryview(bytes(view))      # the caller may change theirs
+        offset = self._pos
+        behind = self._behind
+        if behind is not None and offset < behind[2] + len(behind[1]) \
+                and behind[2] < offset + len(view):
+            await self._settle()            # overlapping: in order, not both at once
+            behind = None
+        self._behind = (self._ops.start_write(self._fd, view, offset), view, offset)
+        self._pos = offset + len(view)
+        if behind is not None:
+            await self._settle_write(behind)
+
+    async def _settle(self):
+        behind, self._behind = self._behind, None
+        await self._settle_write(behind)
+
+    async def _settle_write(self, behind):
+        fut, view, offset = behind
+        done = await fut
+        while done < len(view):             # short (a full disk, a signal): the rest
+            if not done:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            view, offset = view[done:], offset + done
+            done = await self._ops.write(self._fd, view, offset)
 
     # -- buffers
 
@@ -182,11 +235,17 @@ class BinaryFile:
         self._rbuf = b""
         self._rpos = 0
 
+    async def _send_buffer(self):
+        data = bytes(self._wbuf)
+        self._wbuf.clear()
+        await self._raw_write_all(data)
+
     async def _flush(self):
+        """Everything written so far is the kernel's."""
         if self._wbuf:
-            data = bytes(self._wbuf)
-            self._wbuf.clear()
-            await self._raw_write_all(data)
+            await self._send_buffer()
+        if self._behind is not None:
+            await self._settle()
 
     def _write_buffer_blocking(self):
         data, self._wbuf = bytes(self._wbuf), bytearray()
@@ -215,7 +274,7 @@ class BinaryFile:
     # -- reading (the caller holds the turn)
 
     async def _read(self, n):
-        if self._wbuf:
+        if self._wbuf or self._behind is not None:
             await self._flush()
         if n <= self._unread():
             return self._take(n)
@@ -237,7 +296,7 @@ class BinaryFile:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def _readall(self):
-        if self._wbuf:
+        if self._wbuf or self._behind is not None:
             await self._flush()
         parts = [self._take(self._unread())] if self._unread() else []
         self._rbuf, self._rpos = b"", 0
@@ -256,7 +315,7 @@ class BinaryFile:
 
     async def _read1(self, size):
         """At most one request."""
-        if self._wbuf:
+        if self._wbuf or self._behind is not None:
             await self._flush()
         if size < 0:
             size = self._size or _READALL_STEP
@@ -275,7 +334,7 @@ class BinaryFile:
         return bool(self._rbuf)
 
     async def _readline(self, limit):
-        if self._wbuf:
+        if self._wbuf or self._behind is not None:
             await self._flush()
         byte_by_byte = not self._size and self._pos is None
         parts = []
@@ -312,7 +371,8 @@ class BinaryFile:
         if len(self._wbuf) + n <= self._size:
             self._wbuf += view
             return n
-        await self._flush()
+        if self._wbuf:
+            await self._send_buffer()
         if n >= self._size:
             await self._raw_write_all(view)
         else:
@@ -323,6 +383,7 @@ class BinaryFile:
         if whence == os.SEEK_CUR and self._pos is not None:
             offset, whence = self._tell() + offset, os.SEEK_SET
         if (whence == os.SEEK_SET and self._pos is not None and not self._wbuf
+                and self._behind is None
                 and 0 <= offset - (self._pos - len(self._rbuf)) <= len(self._rbuf)):
             self._rpos = offset - (self._pos - len(self._rbuf))   # inside the read-ahead
             return offset
@@ -347,7 +408,7 @@ class BinaryFile:
 
     async def read(self, size=-1):
         if self._closed or not self._readable:
-            self._check("read", self._readable)
+            self._check_read("read of closed file")
         if type(size) is not int:
             size = _size(size)
         if self._busy:
@@ -357,7 +418,8 @@ class BinaryFile:
             # The common case, a read from the page cache past the buffer,
             # in one try with no further coroutine.
             if (self._nowait and size >= self._size and self._pos is not None
-                    and self._rpos == len(self._rbuf) and not self._wbuf):
+                    and self._rpos == len(self._rbuf) and not self._wbuf
+                    and self._behind is None):
                 self._rbuf, self._rpos = b"", 0
                 try:
                     data = _c.pread_nowait(self._fd, size, self._pos)
@@ -373,7 +435,7 @@ class BinaryFile:
             self._next()
 
     async def read1(self, size=-1):
-        self._check("read1" if self._size else "read", self._readable)
+        self._check_read("read of closed file", "read1")
         size = _size(size)
         if self._busy:
             await self._turn()
@@ -387,12 +449,12 @@ class BinaryFile:
         return await self.read()
 
     async def peek(self, size=0):
-        self._check("peek", self._readable)
+        self._check_read("peek of closed file", "peek")
         if self._busy:
             await self._turn()
         self._busy = True
         try:
-            if self._wbuf:
+            if self._wbuf or self._behind is not None:
                 await self._flush()
             if not self._unread():
                 await self._fill()
@@ -401,20 +463,21 @@ class BinaryFile:
             self._next()
 
     async def readinto(self, buffer):
+        self._check_read("readinto of closed file")
         return await self._readinto(buffer, self.read)
 
     async def readinto1(self, buffer):
+        self._check_read("readinto of closed file", "read1")
         return await self._readinto(buffer, self.read1)
 
     async def _readinto(self, buffer, read):
-        self._check("readinto", self._readable)
         view = memoryview(buffer).cast("B")
         data = await read(len(view))
         view[:len(data)] = data
         return len(data)
 
     async def readline(self, size=-1):
-        self._check("readline", self._readable)
+        self._check_read("readline of closed file")
         size = _size(size)
         if self._busy:
             await self._turn()
@@ -425,6 +488,8 @@ class BinaryFile:
             self._next()
 
     async def readlines(self, hint=-1):
+        if self._closed:
+            raise ValueError(_BASE_CLOSED)
         hint = _size(hint)
         lines, total = [], 0
         while line := await self.readline():
@@ -435,19 +500,26 @@ class BinaryFile:
         return lines
 
     def __aiter__(self):
+        if self._closed:
+            raise ValueError(_BASE_CLOSED)      # IOBase.__iter__'s words
         return self
 
     async def __anext__(self):
-        self._check_open()
+        if self._closed and not self._size:
+            raise ValueError(_BASE_CLOSED)      # IOBase.__next__'s words
+        self._check_read("readline of closed file")
         line = await self.readline()
         if not line:
             raise StopAsyncIteration
         return line
 
     async def write(self, data):
-        self._check("write", self._writable)
-        if isinstance(data, str):
-            raise TypeError("a bytes-like object is required, not 'str'")
+        self._check_write("write to closed file")
+        try:
+            data = memoryview(data)
+        except TypeError:
+            raise TypeError(f"a bytes-like object is required, not "
+                            f"'{type(data).__name__}'") from None
         if self._busy:
             await self._turn()
         self._busy = True
@@ -457,12 +529,15 @@ class BinaryFile:
             self._next()
 
     async def writelines(self, lines):
-        self._check("write", self._writable)
+        if self._closed:
+            raise ValueError(_BASE_CLOSED)
         for line in lines:
             await self.write(line)
 
     async def flush(self):
-        self._check_open()
+        if self._closed:
+            raise ValueError("flush of closed file" if self._size and self._writable
+                             else _BASE_CLOSED)
         if self._busy:
             await self._turn()
         self._busy = True
@@ -472,8 +547,13 @@ class BinaryFile:
             self._next()
 
     async def seek(self, offset, whence=os.SEEK_SET):
-        self._check("seek")
+        self._check_open("seek of closed file")
         offset, whence = _index(offset), _index(whence)
+        if self._size:
+            if whence not in _WHENCES:
+                raise ValueError(f"whence value {whence} unsupported")
+            if not self._seekable:
+                raise io.UnsupportedOperation("File or stream is not seekable.")
         if (whence == os.SEEK_SET and 0 <= offset and self._pos is not None and not self._busy
                 and not self._wbuf and not self._rbuf):
             self._pos = offset          # nothing buffered: only the number moves
@@ -497,7 +577,10 @@ class BinaryFile:
             self._next()
 
     async def truncate(self, size=None):
-        self._check("truncate", self._writable)
+        self._check_open("truncate of closed file")
+        if not self._writable:
+            raise io.UnsupportedOperation("truncate" if self._size else
+                                          "File not open for writing")
         if self._busy:
             await self._turn()
         self._busy = True
@@ -551,12 +634,17 @@ class BinaryFile:
             # someone else's fd: leave its offset where this object's was
             os.lseek(self._fd, self._pos, os.SEEK_SET)
 
+    # A buffered file made for one way only answers the other without
+    # looking whether it is closed, as the built-in's does.
+
     async def readable(self):
-        self._check_open()
+        if self._readable or not self._size:
+            self._check_open()
         return self._readable
 
     async def writable(self):
-        self._check_open()
+        if self._writable or not self._size:
+            self._check_open()
         return self._writable
 
     async def seekable(self):

@@ -100,6 +100,7 @@ class TextFile:
         return await self.buffer.isatty()
 
     async def flush(self):
+        self._check()
         await self.buffer.flush()
 
     async def close(self):
@@ -126,6 +127,7 @@ class TextFile:
         buffer._busy = True
 
     def _check(self, allowed=True, what="readable"):
+        """Closed first, then whether it can: TextIOWrapper's order."""
         if self.buffer._closed:
             raise ValueError("I/O operation on closed file.")
         if not allowed:
@@ -233,6 +235,7 @@ class TextFile:
             self.buffer._next()
 
     async def readlines(self, hint=-1):
+        self._check()
         hint = _size(hint)
         lines, total = [], 0
         while line := await self.readline():
@@ -243,6 +246,7 @@ class TextFile:
         return lines
 
     def __aiter__(self):
+        self._check()
         return self
 
     async def __anext__(self):
@@ -275,11 +279,12 @@ class TextFile:
         return length
 
     async def writelines(self, lines):
+        self._check()
         for line in lines:
             await self.write(line)
 
     async def truncate(self, size=None):
-        self._check(self.buffer._writable, "writable")
+        self._check()
         await self.flush()
         if size is None:
             size = await self.tell()
