@@ -328,8 +328,10 @@ class BinaryFile:
         return self._take(size)
 
     async def _fill(self):
-        """Read ahead once into the (empty) buffer; False at the end."""
-        self._rbuf = await self._raw_read(self._size or 1)
+        """Read ahead once into the (empty) buffer; False at the end.
+        Unbuffered, a regular file reads ahead all the same: what is not
+        taken is dropped, its position never having moved."""
+        self._rbuf = await self._raw_read(self._size or _READALL_STEP)
         self._rpos = 0
         return bool(self._rbuf)
 

@@ -157,6 +157,8 @@ async def _open_fd(ops, file, flags, closefd, opener):
         return file
     if not closefd:
         raise ValueError("Cannot use closefd=False with file name")
+    if ("\0" if isinstance(file, str) else b"\0") in file:
+        raise ValueError("embedded null byte")     # the built-in's words, not os.open's
     if opener is None:
         return await ops.open(file, flags, 0o666)
     fd = opener(file, flags)
