@@ -410,3 +410,47 @@ def test_interrupted_dispatch_loses_no_completion():
         assert len(loop._ops) == 1              # only the wake-up poll is left
     finally:
         loop.close()
+
+
+def _kernel_workers():
+    count = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as comm:
+                count += comm.read().startswith("iou-wrk")
+        except OSError:
+            pass                        # a thread gone meanwhile
+    return count
+
+
+def test_file_workers_are_bounded(monkeypatch, tmp_path):
+    """1,000 writes at once (each a worker's job on ext4, whose buffered
+    writes cannot be tried inline; a filesystem that can may need none)
+    start no more kernel threads than URINGLOOP_RING's workers, here 3."""
+    monkeypatch.setenv("URINGLOOP_RING", "workers=3")
+    peak, done = [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _kernel_workers())
+            time.sleep(0.002)
+
+    async def write(i, data):
+        async with uringloop.open(tmp_path / str(i), "wb") as f:
+            await f.write(data)
+
+    async def main():
+        data = os.urandom(256 * 1024)
+        await asyncio.gather(*(write(i, data) for i in range(1000)))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    loop = uringloop.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        done.set()
+        sampler.join()
+        loop.close()
+    assert all((tmp_path / str(i)).stat().st_size == 256 * 1024 for i in range(1000))
+    assert peak[0] <= 3
