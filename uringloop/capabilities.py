@@ -10,6 +10,7 @@ import os
 import select
 import socket
 
+from . import _c
 from .ring import CAPABILITIES, CQE_F_MORE, Ring
 
 _ACCEPT_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
@@ -31,6 +32,16 @@ def _pidfd():
         os.close(os.pidfd_open(os.getpid()))
     except OSError:
         return False
+    return True
+
+
+def _file_nowait():
+    """openat2(RESOLVE_CACHED) (Linux 5.12), on the root, which is always
+    in the dentry cache; seccomp profiles older than openat2 refuse it."""
+    fd = _c.open_cached(-100, b"/", os.O_PATH | os.O_CLOEXEC)
+    if fd < 0:
+        return False
+    os.close(fd)
     return True
 
 
@@ -96,7 +107,8 @@ def probe_capabilities(mask=None):
                "multishot_poll": _poll_multishot(ring),
                "multishot_accept": _accept_multishot(ring),
                "multishot_recv": buffers is not None and _recv_multishot(ring, buffers),
-               "pidfd": _pidfd()}
+               "pidfd": _pidfd(),
+               "file_nowait": _file_nowait()}
         armed = {ud for ud, name in ((_POLL, "multishot_poll"), (_ACCEPT, "multishot_accept"),
                                      (_RECV, "multishot_recv")) if has[name]}
         _cancel_and_drain(ring, armed)

@@ -99,7 +99,7 @@ class BinaryFile:
         except exceptions.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self._next()            # handed the turn as it was cancelled
-            else:
+            elif waiter in self._waiters:   # (_next may have dropped it already)
                 self._waiters.remove(waiter)
             raise
 
