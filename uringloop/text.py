@@ -11,8 +11,9 @@ point where the decoder held nothing, the decoder's flags there, how many
 bytes past it to decode and how many characters of that to skip, packed
 in the bit fields of CPython's C implementation, so that the numbers are
 the built-in's.  Where the decoder holds nothing at the current character
-(utf-8, latin-1 between lines) the cookie is simply the byte offset.  To find that point, tell() decodes the last chunk read again
-from the snapshot taken before it was read.
+(utf-8, latin-1 between lines) the cookie is simply the byte offset.  To
+find that point, tell() decodes the last chunk read again from the
+snapshot taken before it was read, searching as the built-in does.
 """
 import codecs
 import io
