@@ -111,7 +111,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from report import failure_lines, spread   # benchmarks/report.py: the suite's tables
+# benchmarks/report.py: the suite's tables and helpers
+from report import failure_lines, finish, format_size, plural, progress, spread
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -227,21 +228,6 @@ def default_dir():
 def rotate(items, rnd):
     k = rnd % len(items)
     return items[k:] + items[:k]
-
-
-def progress(text):
-    print(text, file=sys.stderr, flush=True)
-
-
-def plural(n, word):
-    return f"{n:,} {word}{'s' * (n != 1)}"
-
-
-def format_size(n):
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale and n % scale == 0:
-            return f"{n // scale} {unit}"
-    return f"{n} B"
 
 
 # -- the data file ------------------------------------------------------------
@@ -1173,15 +1159,7 @@ def main(argv=None):
     finally:
         shutil.rmtree(args.work, ignore_errors=True)
     data = as_json(args, env, collected, time.monotonic() - started, interrupted)
-    failed = any(part["failures"] for part in data["cases"].values())
-    for part in data["cases"].values():
-        for failure in part["failures"]:
-            progress(failure)
-    if args.json:
-        print(json.dumps(data))
-    else:
-        print("\n".join(markdown(data)))
-    return 1 if failed or interrupted else 0
+    return finish(data, args.json, markdown)
 
 
 if __name__ == "__main__":

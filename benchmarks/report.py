@@ -1,6 +1,8 @@
 """Turn run.py's raw results into the Markdown report and the PNG chart."""
+import json
 import math
 import statistics
+import sys
 
 COLORS = {"uringloop": "#d62728", "asyncio": "#7f7f7f", "uvloop": "#1f77b4"}
 # A run is flagged when the generator was this busy while the server was not
@@ -18,6 +20,32 @@ def spread(values):
     """Half the range over rounds, relative to the median."""
     med = statistics.median(values)
     return (max(values) - min(values)) / 2 / med if med else 0.0
+
+
+def progress(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def plural(n, word):
+    return f"{n:,} {word}{'s' * (n != 1)}"
+
+
+def format_size(n):
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} B"
+
+
+def finish(data, as_json, tables):
+    """A script's last word: each failed run to stderr, then its JSON or
+    its Markdown tables (tables(data) -> lines) to stdout; the exit status."""
+    for part in data["cases"].values():
+        for failure in part["failures"]:
+            progress(failure)
+    print(json.dumps(data) if as_json else "\n".join(tables(data)))
+    failed = any(part["failures"] for part in data["cases"].values())
+    return 1 if failed or data.get("interrupted") else 0
 
 
 def failure_lines(failures):

@@ -101,6 +101,8 @@ import threading
 import time
 from pathlib import Path
 
+from report import format_size, progress   # benchmarks/report.py
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SOURCE = HERE / "sendfile_paths.c"
@@ -182,13 +184,6 @@ def parse_size(text):
     text = text.strip().lower().removesuffix("b").removesuffix("i")
     scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
     return int(float(text[:-1] if scale > 1 else text) * scale)
-
-
-def format_size(n):
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale and n % scale == 0:
-            return f"{n // scale} {unit}"
-    return f"{n} B"
 
 
 def test_file(size, tag):
@@ -364,10 +359,6 @@ def stderr_tail(f, lines=8):
     f.seek(0)
     text = f.read().decode(errors="replace").strip()
     return "\n".join(text.splitlines()[-lines:])
-
-
-def progress(text):
-    print(text, file=sys.stderr, flush=True)
 
 
 def rotate(items, rnd):

@@ -69,7 +69,8 @@ import sys
 import time
 from pathlib import Path
 
-from report import failure_lines, spread   # benchmarks/report.py: the suite's tables
+# benchmarks/report.py: the suite's tables and helpers
+from report import failure_lines, finish, plural, progress, spread
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -196,14 +197,6 @@ def child_watcher(loop):
 def rotate(items, rnd):
     k = rnd % len(items)
     return items[k:] + items[:k]
-
-
-def progress(text):
-    print(text, file=sys.stderr, flush=True)
-
-
-def plural(n, word):
-    return f"{n:,} {word}{'s' * (n != 1)}"
 
 
 # -- the role: one case on one loop, in this process ----------------------------
@@ -567,15 +560,7 @@ def main(argv=None):
         interrupted = True
         progress("interrupted: the tables hold the runs finished so far")
     data = as_json(args, env, collected, time.monotonic() - started, interrupted)
-    failed = any(part["failures"] for part in data["cases"].values())
-    for part in data["cases"].values():
-        for failure in part["failures"]:
-            progress(failure)
-    if args.json:
-        print(json.dumps(data))
-    else:
-        print("\n".join(markdown(data)))
-    return 1 if failed or interrupted else 0
+    return finish(data, args.json, markdown)
 
 
 if __name__ == "__main__":

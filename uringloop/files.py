@@ -492,14 +492,7 @@ class BinaryFile:
     async def readlines(self, hint=-1):
         if self._closed:
             raise ValueError(_BASE_CLOSED)
-        hint = _size(hint)
-        lines, total = [], 0
-        while line := await self.readline():
-            lines.append(line)
-            total += len(line)
-            if 0 < hint < total:
-                break
-        return lines
+        return await readlines(self, _size(hint))
 
     def __aiter__(self):
         if self._closed:
@@ -662,6 +655,18 @@ class BinaryFile:
 
     async def __aexit__(self, *exc_info):
         await self.close()
+
+
+async def readlines(f, hint):
+    """f's lines up to the one that takes their total past hint (> 0), as
+    IOBase.readlines (BytesIO stops one line earlier)."""
+    lines, total = [], 0
+    while line := await f.readline():
+        lines.append(line)
+        total += len(line)
+        if 0 < hint < total:
+            break
+    return lines
 
 
 def _can_seek(fd):

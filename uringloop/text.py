@@ -19,7 +19,7 @@ import codecs
 import io
 import os
 
-from .files import _index, _size
+from .files import _index, _size, readlines
 
 CHUNK = 8192
 
@@ -237,14 +237,7 @@ class TextFile:
 
     async def readlines(self, hint=-1):
         self._check()
-        hint = _size(hint)
-        lines, total = [], 0
-        while line := await self.readline():
-            lines.append(line)
-            total += len(line)
-            if 0 < hint < total:
-                break
-        return lines
+        return await readlines(self, _size(hint))
 
     def __aiter__(self):
         self._check()
