@@ -1,24 +1,24 @@
 """The file and path operations under uringloop.open and uringloop.os.
 
-Two backends with one interface (coroutines taking fds, offsets and paths
-already made bytes):
+Two backends with one interface (coroutines taking fds, offsets, and paths
+as os.fspath() made them, str or bytes):
 
 - RingFileOps, one per uringloop loop: each call is one request on the
   ring (OPENAT, READ, WRITE, CLOSE, STATX, FSYNC, FTRUNCATE, UNLINKAT,
   RENAMEAT, MKDIRAT, SYMLINKAT, LINKAT), queued for the iteration's single
   enter.  The op record owns the path, the buffer or the statx struct the
   kernel reads or writes until the request's completion, whoever cancels.
-  Reads first ask the page cache without blocking (_c.pread_nowait): a hit
-  costs what read(2) costs, with no loop iteration.
+  An open or a stat first asks the dentry cache without blocking
+  (_c.open_cached, openat2 RESOLVE_CACHED): STATX and the path requests
+  never run inline in io_uring, each costs a worker thread's hop.
 - ExecutorFileOps, for any other loop (asyncio's, uvloop) and for each
   request this kernel lacks or URINGLOOP_DISABLE masks: the blocking call in
   the loop's default executor, as aiofiles does.
 
-Paths come as os.fspath() made them (str or bytes), offsets of -1 mean
-the file's own position (pipes, FIFOs, character devices).  Errors are the
-OSError subclasses os raises, naming the paths as os does.  The page-cache
-try before a ring READ (_c.pread_nowait) is the file object's, which knows
-whether the file's filesystem has one.
+Offsets of -1 mean the file's own position (pipes, FIFOs, character
+devices).  Errors are the OSError subclasses os raises, naming the paths as
+os does.  The page-cache try before a ring READ (_c.pread_nowait) is the
+file object's, which knows whether the file's filesystem has one.
 """
 import asyncio
 import errno
@@ -35,8 +35,8 @@ from .ring import FILE_OPCODES
 AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_REMOVEDIR = 0x200
-AT_NO_AUTOMOUNT = 0x800
 AT_SYMLINK_FOLLOW = 0x400
+AT_NO_AUTOMOUNT = 0x800
 AT_EMPTY_PATH = 0x1000
 STATX_BASIC_STATS = 0x7FF
 _NEW_STATX = ffi.new_allocator(should_clear_after_alloc=False)
@@ -181,15 +181,6 @@ class RingFileOps:
         del buf[got:]
         return bytes(buf)
 
-    async def readinto(self, fd, buf, offset):
-        view = memoryview(buf).cast("B")
-        if not self._has["read"]:
-            return await self._executor.readinto(fd, view, offset)
-        # The view pins the buffer: it cannot be resized while the kernel
-        # may still write into it.
-        return await self._request(view, self._loop._ring.prep_read, fd, ffi.from_buffer(view),
-                                   len(view), offset)
-
     async def write(self, fd, data, offset):
         view = memoryview(data).cast("B")
         if not self._has["write"]:
@@ -329,10 +320,6 @@ def _pread(fd, n, offset):
     return os.read(fd, n) if offset < 0 else os.pread(fd, n, offset)
 
 
-def _preadinto(fd, view, offset):
-    return os.readv(fd, [view]) if offset < 0 else os.preadv(fd, [view], offset)
-
-
 def _pwrite(fd, view, offset):
     return os.write(fd, view) if offset < 0 else os.pwrite(fd, view, offset)
 
@@ -374,9 +361,6 @@ class ExecutorFileOps:
 
     async def read(self, fd, n, offset):
         return await self._call(_pread, fd, n, offset)
-
-    async def readinto(self, fd, buf, offset):
-        return await self._call(_preadinto, fd, memoryview(buf).cast("B"), offset)
 
     async def write(self, fd, data, offset):
         return await self._call(_pwrite, fd, memoryview(data).cast("B"), offset)
