@@ -22,9 +22,9 @@ file object's, which knows whether the file's filesystem has one.
 """
 import asyncio
 import errno
-import fcntl
 import os
 import stat
+import sys
 from asyncio import exceptions
 
 from . import _c
@@ -39,6 +39,7 @@ AT_SYMLINK_FOLLOW = 0x400
 AT_NO_AUTOMOUNT = 0x800
 AT_EMPTY_PATH = 0x1000
 STATX_BASIC_STATS = 0x7FF
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 _NEW_STATX = ffi.new_allocator(should_clear_after_alloc=False)
 # What a lookup in the dentry cache alone answers for certain (a negative
 # dentry is cached too); any other error goes to the ring to be told again.
@@ -88,8 +89,9 @@ def _error(exc, *filenames):
 
 
 def _encoded(path):
-    """path as bytes, refused as os refuses it where it holds a NUL."""
-    raw = os.fsencode(path)
+    """path (str or bytes) as bytes, refused as os refuses it where it holds
+    a NUL."""
+    raw = path.encode(_FS_ENCODING, _FS_ERRORS) if isinstance(path, str) else path
     if b"\0" in raw:
         raise ValueError("embedded null byte")
     return raw
@@ -111,19 +113,65 @@ def stat_result(sx):
                            sx.blksize, sx.blocks, os.makedev(sx.rdev_major, sx.rdev_minor)))
 
 
+class _LinkedClose(_FileOp):
+    """The CLOSE linked behind a file's last WRITE: its result is -ECANCELED
+    where the write failed or fell short (the fd is still open then).  With
+    nobody waiting any more (a cancelled close(), a closed loop), it closes
+    the fd itself."""
+
+    __slots__ = ()
+
+    def complete(self, res, flags):
+        fut = self.future
+        if fut.done() or fut.get_loop().is_closed():     # nobody will close it
+            if res == -errno.ECANCELED:
+                os.close(self.keep)
+        elif res < 0 and res != -errno.ECANCELED:
+            fut.set_exception(OSError(-res, os.strerror(-res)))
+        else:
+            fut.set_result(res)
+
+
 class RingFileOps:
-    __slots__ = ("_loop", "_executor", "_has", "nowait")
+    __slots__ = ("_loop", "_ring", "_r", "_add", "_release", "_executor", "_has", "nowait",
+                 "pairs")
 
     def __init__(self, loop):
         self._loop = loop
+        self._ring = loop._ring
+        self._r = loop._ring._r
+        self._add = loop._ops.add
+        self._release = loop._ops.release
         self._executor = ExecutorFileOps(loop)
         has = loop._ring.features.has
         self._has = {name: has(name) for name in FILE_OPCODES}
         self.nowait = has("file_nowait")    # try the caches before a request
+        self.pairs = self._has["write"] and self._has["close"]  # write_close()
+
+    def _submit(self, op, prep, *args):
+        """Put op in the loop's table and queue prep's request (prep: a
+        lib.ul_prep_* function); the user_data."""
+        ud = self._add(op)
+        while err := prep(self._r, ud, *args):
+            try:
+                self._ring.check(err)       # a full SQ before the loop ran: retried
+            except BaseException:
+                self._release(ud)
+                raise
+        return ud
+
+    def _request(self, keep, prep, *args):
+        """The future of a request that always ends (a regular file's, a
+        path's): a cancelled caller leaves it to end, its record owning
+        `keep` until then, and its result to nobody."""
+        fut = self._loop.create_future()
+        self._submit(_FileOp(fut, keep), prep, *args)
+        return fut
 
     async def _run(self, op, prep, *args):
-        loop = self._loop
-        ud = loop._start_op(op, prep, *args)
+        """A request that may wait without end (a FIFO's open, a pipe's
+        read): a cancelled caller cancels it in the kernel."""
+        ud = self._submit(op, prep, *args)
         fut = op.future
         try:
             return await fut
@@ -131,89 +179,94 @@ class RingFileOps:
             # A future that is not cancelled was resolved: that request is
             # over and its slot may be another's already.
             if fut.cancelled():
-                loop._ring.prep_cancel(ud)
+                self._ring.prep_cancel(ud)
             raise
-
-    def _request(self, keep, prep, *args):
-        return self._run(_FileOp(self._loop.create_future(), keep), prep, *args)
 
     # -- fds
 
-    async def open(self, path, flags, mode, dir_fd=None):
+    async def open(self, path, flags):
+        """open(path, flags, 0o666): the fd and its os.fstat()."""
         if not self._has["openat"]:
-            return await self._executor.open(path, flags, mode, dir_fd)
-        dfd = AT_FDCWD if dir_fd is None else dir_fd
+            return await self._executor.open(path, flags)
+        raw = _encoded(path)
         fd = -1
         if self.nowait and not flags & (os.O_CREAT | os.O_TRUNC):
             # What an inline OPENAT does (dentry cache only, O_NONBLOCK so
             # that no FIFO or device waits), without the loop iteration.
-            fd = _c.open_cached(dfd, _encoded(path), flags | os.O_NONBLOCK)
-            if fd >= 0 and not flags & os.O_NONBLOCK:
-                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-        if fd < 0:                          # not cached, or refused: the ring says why
-            fd = await self._open(self._loop._ring.prep_openat, path, dfd, flags, mode)
-        if flags & os.O_ACCMODE == os.O_RDONLY and stat.S_ISFIFO(os.fstat(fd).st_mode):
-            # Opened inline with O_NONBLOCK: it did not wait for a writer, as
-            # open(2) does.  Again in a worker, which waits; the first fd
-            # keeps the FIFO open meanwhile, so a writer that it woke sees
-            # no moment without a reader.
-            try:
-                return await self._open(self._loop._ring.prep_openat_async, path, dfd, flags,
-                                        mode)
-            finally:
-                os.close(fd)
-        return fd
-
-    async def _open(self, prep, path, dfd, flags, mode):
-        name = _c_path(path)
+            fd = _c.open_cached(AT_FDCWD, raw, flags)
         try:
-            return await self._run(_Open(self._loop.create_future(), name), prep, dfd, name,
-                                   flags, mode)
+            if fd < 0:                      # not cached, or refused: the ring says why
+                fd = await self._open(lib.ul_prep_openat, raw, flags)
+            info = os.fstat(fd)
+            if flags & os.O_ACCMODE == os.O_RDONLY and stat.S_ISFIFO(info.st_mode):
+                # Opened inline with O_NONBLOCK: it did not wait for a
+                # writer, as open(2) does.  Again in a worker, which waits;
+                # the first fd keeps the FIFO open meanwhile, so a writer
+                # that it woke sees no moment without a reader.
+                first = fd
+                try:
+                    fd = await self._open(lib.ul_prep_openat_async, raw, flags)
+                finally:
+                    os.close(first)
+                info = os.fstat(fd)
         except OSError as exc:
             raise _error(exc, path) from None
+        return fd, info
+
+    def _open(self, prep, raw, flags):
+        name = ffi.from_buffer(raw)
+        return self._run(_Open(self._loop.create_future(), name), prep, AT_FDCWD, name, flags,
+                         0o666)
 
     async def read(self, fd, n, offset):
         if not self._has["read"]:
             return await self._executor.read(fd, n, offset)
         buf = bytearray(n)
-        got = await self._request(buf, self._loop._ring.prep_read, fd, ffi.from_buffer(buf),
-                                  n, offset)
+        got = await self._run(_FileOp(self._loop.create_future(), buf), lib.ul_prep_read, fd,
+                              ffi.from_buffer(buf), n, offset)
         del buf[got:]
         return bytes(buf)
 
-    async def write(self, fd, data, offset):
+    def write(self, fd, data, offset):
+        """The future of a write, which nothing cancels: the bytes are the
+        kernel's to write (data must not change meanwhile)."""
         view = memoryview(data).cast("B")
         if not self._has["write"]:
-            return await self._executor.write(fd, view, offset)
-        return await self._request(view, self._loop._ring.prep_write, fd, ffi.from_buffer(view),
-                                   len(view), offset)
+            return self._executor.write(fd, view, offset)
+        return self._request(view, lib.ul_prep_write, fd, ffi.from_buffer(view), len(view),
+                             offset)
 
-    def start_write(self, fd, data, offset):
-        """Queue a write; its future, which nothing cancels: the bytes are
-        the kernel's to write (data must not change meanwhile)."""
-        if not self._has["write"]:
-            return self._executor.start_write(fd, data, offset)
+    def write_close(self, fd, data, offset):
+        """A file's last write and its close, linked (self.pairs): their two
+        futures.  The close's result is -ECANCELED where the write failed or
+        fell short: the fd is still open then."""
         view = memoryview(data).cast("B")
-        fut = self._loop.create_future()
-        self._loop._start_op(_FileOp(fut, view), self._loop._ring.prep_write, fd,
-                             ffi.from_buffer(view), len(view), offset)
-        return fut
+        loop = self._loop
+        wfut, cfut = loop.create_future(), loop.create_future()
+        cud = self._add(_LinkedClose(cfut, fd))
+        try:
+            self._submit(_FileOp(wfut, view), lib.ul_prep_write_close, cud, fd,
+                         ffi.from_buffer(view), len(view), offset)
+        except BaseException:
+            self._release(cud)
+            raise
+        return wfut, cfut
 
-    async def close(self, fd):
+    def close(self, fd):
         if not self._has["close"]:
-            return await self._executor.close(fd)
-        await self._request(None, self._loop._ring.prep_close, fd)
+            return self._executor.close(fd)
+        return self._request(None, lib.ul_prep_close, fd)
 
-    async def fsync(self, fd, datasync=False):
+    def fsync(self, fd, datasync=False):
         if not self._has["fsync"]:
-            return await self._executor.fsync(fd, datasync)
-        await self._request(None, self._loop._ring.prep_fsync, fd,
-                            lib.UL_FSYNC_DATASYNC if datasync else 0)
+            return self._executor.fsync(fd, datasync)
+        return self._request(None, lib.ul_prep_fsync, fd,
+                             lib.UL_FSYNC_DATASYNC if datasync else 0)
 
-    async def ftruncate(self, fd, length):
+    def ftruncate(self, fd, length):
         if not self._has["ftruncate"]:
-            return await self._executor.ftruncate(fd, length)
-        await self._request(None, self._loop._ring.prep_ftruncate, fd, length)
+            return self._executor.ftruncate(fd, length)
+        return self._request(None, lib.ul_prep_ftruncate, fd, length)
 
     # -- paths
 
@@ -233,7 +286,7 @@ class RingFileOps:
             # as stat(2): an automount point is not mounted by a stat
             flags = AT_NO_AUTOMOUNT | (0 if follow_symlinks else AT_SYMLINK_NOFOLLOW)
         try:
-            await self._request((name, sx), self._loop._ring.prep_statx, dfd, name, flags,
+            await self._request((name, sx), lib.ul_prep_statx, dfd, name, flags,
                                 STATX_BASIC_STATS, sx)
         except OSError as exc:
             raise (exc if isinstance(path, int) else _error(exc, path)) from None
@@ -261,7 +314,7 @@ class RingFileOps:
             return await self._executor.unlink(path, dir_fd, rmdir)
         name = _c_path(path)
         try:
-            await self._request(name, self._loop._ring.prep_unlinkat,
+            await self._request(name, lib.ul_prep_unlinkat,
                                 AT_FDCWD if dir_fd is None else dir_fd, name,
                                 AT_REMOVEDIR if rmdir else 0)
         except OSError as exc:
@@ -272,7 +325,7 @@ class RingFileOps:
             return await self._executor.rename(src, dst, src_dir_fd, dst_dir_fd)
         old, new = _c_path(src), _c_path(dst)
         try:
-            await self._request((old, new), self._loop._ring.prep_renameat,
+            await self._request((old, new), lib.ul_prep_renameat,
                                 AT_FDCWD if src_dir_fd is None else src_dir_fd, old,
                                 AT_FDCWD if dst_dir_fd is None else dst_dir_fd, new, 0)
         except OSError as exc:
@@ -283,7 +336,7 @@ class RingFileOps:
             return await self._executor.mkdir(path, mode, dir_fd)
         name = _c_path(path)
         try:
-            await self._request(name, self._loop._ring.prep_mkdirat,
+            await self._request(name, lib.ul_prep_mkdirat,
                                 AT_FDCWD if dir_fd is None else dir_fd, name, mode)
         except OSError as exc:
             raise _error(exc, path) from None
@@ -293,7 +346,7 @@ class RingFileOps:
             return await self._executor.symlink(target, link, dir_fd)
         old, new = _c_path(target), _c_path(link)
         try:
-            await self._request((old, new), self._loop._ring.prep_symlinkat, old,
+            await self._request((old, new), lib.ul_prep_symlinkat, old,
                                 AT_FDCWD if dir_fd is None else dir_fd, new)
         except OSError as exc:
             raise _error(exc, target, None, link) from None
@@ -303,7 +356,7 @@ class RingFileOps:
             return await self._executor.link(src, dst, src_dir_fd, dst_dir_fd, follow_symlinks)
         old, new = _c_path(src), _c_path(dst)
         try:
-            await self._request((old, new), self._loop._ring.prep_linkat,
+            await self._request((old, new), lib.ul_prep_linkat,
                                 AT_FDCWD if src_dir_fd is None else src_dir_fd, old,
                                 AT_FDCWD if dst_dir_fd is None else dst_dir_fd, new,
                                 AT_SYMLINK_FOLLOW if follow_symlinks else 0)
@@ -313,7 +366,7 @@ class RingFileOps:
 
 def _close_unwanted(opening):
     if not opening.cancelled() and opening.exception() is None:
-        os.close(opening.result())
+        os.close(opening.result()[0])
 
 
 def _pread(fd, n, offset):
@@ -324,8 +377,9 @@ def _pwrite(fd, view, offset):
     return os.write(fd, view) if offset < 0 else os.pwrite(fd, view, offset)
 
 
-def _open(path, flags, mode, dir_fd):
-    return os.open(path, flags, mode, dir_fd=dir_fd)
+def _open(path, flags):
+    fd = os.open(path, flags, 0o666)
+    return fd, os.fstat(fd)
 
 
 def _stat(path, dir_fd, follow_symlinks):
@@ -349,8 +403,8 @@ class ExecutorFileOps:
     def _call(self, func, *args):
         return self._loop.run_in_executor(None, func, *args)
 
-    async def open(self, path, flags, mode, dir_fd=None):
-        opening = self._call(_open, path, flags, mode, dir_fd)
+    async def open(self, path, flags):
+        opening = self._call(_open, path, flags)
         try:
             # shielded: a thread already in open(2) cannot be stopped, and
             # the fd it returns to a cancelled caller must still be closed
@@ -362,20 +416,18 @@ class ExecutorFileOps:
     async def read(self, fd, n, offset):
         return await self._call(_pread, fd, n, offset)
 
-    async def write(self, fd, data, offset):
-        return await self._call(_pwrite, fd, memoryview(data).cast("B"), offset)
-
-    def start_write(self, fd, data, offset):
+    def write(self, fd, data, offset):
+        """Started at once, as the ring's."""
         return self._call(_pwrite, fd, memoryview(data).cast("B"), offset)
 
-    async def close(self, fd):
-        await self._call(os.close, fd)
+    def close(self, fd):
+        return self._call(os.close, fd)
 
-    async def fsync(self, fd, datasync=False):
-        await self._call(os.fdatasync if datasync else os.fsync, fd)
+    def fsync(self, fd, datasync=False):
+        return self._call(os.fdatasync if datasync else os.fsync, fd)
 
-    async def ftruncate(self, fd, length):
-        await self._call(os.ftruncate, fd, length)
+    def ftruncate(self, fd, length):
+        return self._call(os.ftruncate, fd, length)
 
     async def stat(self, path, dir_fd=None, follow_symlinks=True):
         return await self._call(_stat, path, dir_fd, follow_symlinks)

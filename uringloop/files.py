@@ -104,6 +104,7 @@ class BinaryFile:
             raise
 
     def _next(self):
+        """The turn to the first waiter still waiting, or back to nobody."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -200,7 +201,7 @@ class BinaryFile:
                 and behind[2] < offset + len(view):
             await self._settle()            # overlapping: in order, not both at once
             behind = None
-        self._behind = (self._ops.start_write(self._fd, view, offset), view, offset)
+        self._behind = (self._ops.write(self._fd, view, offset), view, offset)
         self._pos = offset + len(view)
         if behind is not None:
             await self._settle_write(behind)
@@ -301,15 +302,22 @@ class BinaryFile:
         parts = [self._take(self._unread())] if self._unread() else []
         self._rbuf, self._rpos = b"", 0
         step = _READALL_STEP
+        sized = False
         if self._pos is not None:
-            # the size tells how much in one request (and one more to see
-            # the end: /proc and /sys files say 0 and have more)
-            step = max(os.fstat(self._fd).st_size - self._pos + 1, 1)
+            # The size tells how much in one request, and one byte more to
+            # see the end: less came, so that is the end (a file that says
+            # size 0 - /proc's - gets no such trust).
+            size = os.fstat(self._fd).st_size
+            sized = size > self._pos
+            step = max(size - self._pos + 1, 1)
         while True:
             data = await self._raw_read(step)
             if not data:
                 break
             parts.append(data)
+            if sized and len(data) < step:
+                break
+            sized = False
             step = max(_READALL_STEP, len(data))
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
@@ -614,20 +622,53 @@ class BinaryFile:
         try:
             if self._closed:
                 return
+            if self._wbuf and self._closefd and self._pos is not None and \
+                    getattr(self._ops, "pairs", False):
+                await self._close_writing()
+                return
             try:
-                await self._flush()
+                if self._wbuf or self._behind is not None:
+                    await self._flush()
             finally:
                 self._closed = True
-                await self._release_fd()
+                if self._closefd:
+                    await self._ops.close(self._fd)
+                elif self._pos is not None:
+                    # someone else's fd: its offset where this object's was
+                    os.lseek(self._fd, self._pos, os.SEEK_SET)
         finally:
             self._next()
 
-    async def _release_fd(self):
-        if self._closefd:
-            await self._ops.close(self._fd)
-        elif self._pos is not None:
-            # someone else's fd: leave its offset where this object's was
-            os.lseek(self._fd, self._pos, os.SEEK_SET)
+    async def _close_writing(self):
+        """The buffered bytes' write and the close, linked on the ring: the
+        closer waits once (the usual end of a file just written)."""
+        if self._behind is not None:
+            try:
+                await self._settle()
+            except BaseException:
+                self._closed = True
+                await self._ops.close(self._fd)
+                raise
+        data = bytes(self._wbuf)
+        self._wbuf.clear()
+        offset = self._pos
+        self._pos += len(data)
+        self._closed = True
+        wfut, cfut = self._ops.write_close(self._fd, data, offset)
+        try:
+            # The close completes after the write: one wake-up for both.
+            closed = await cfut
+        except exceptions.CancelledError:
+            # nobody to take the write's outcome; the close's completion
+            # closes the fd if the link broke
+            if not wfut.cancel():
+                wfut.exception()
+            raise
+        if closed == -errno.ECANCELED:      # the write failed or fell short: fd still open
+            try:
+                await self._settle_write((wfut, memoryview(data), offset))
+            finally:
+                await self._ops.close(self._fd)
 
     # A buffered file made for one way only answers the other without
     # looking whether it is closed, as the built-in's does.
@@ -653,8 +694,8 @@ class BinaryFile:
     async def __aenter__(self):
         return self
 
-    async def __aexit__(self, *exc_info):
-        await self.close()
+    def __aexit__(self, *exc_info):
+        return self.close()
 
 
 async def readlines(f, hint):

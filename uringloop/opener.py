@@ -89,30 +89,29 @@ class _Opening:
     """What open() returns: await it for the file, or use it in `async
     with` to have the file closed at the end of the block."""
 
-    __slots__ = ("_coro", "_file")
+    __slots__ = ("_coro", "file")
 
-    def __init__(self, coro):
-        self._coro = coro
-        self._file = None
+    def __init__(self, *args):
+        self._coro = _open(self, *args)   # sets self.file
+        self.file = None
 
     def __await__(self):
         return self._coro.__await__()
 
-    async def __aenter__(self):
-        self._file = await self._coro
-        return self._file
+    def __aenter__(self):
+        return self._coro
 
-    async def __aexit__(self, *exc_info):
-        await self._file.close()
+    def __aexit__(self, *exc_info):
+        return self.file.close()
 
 
 def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None,
          closefd=True, opener=None):
     """The built-in open(), for asyncio: the file's methods are coroutines."""
-    return _Opening(_open(file, mode, buffering, encoding, errors, newline, closefd, opener))
+    return _Opening(file, mode, buffering, encoding, errors, newline, closefd, opener)
 
 
-async def _open(file, mode, buffering, encoding, errors, newline, closefd, opener):
+async def _open(opening, file, mode, buffering, encoding, errors, newline, closefd, opener):
     if not isinstance(file, int):
         file = os.fspath(file)
     if not isinstance(mode, str):
@@ -120,9 +119,34 @@ async def _open(file, mode, buffering, encoding, errors, newline, closefd, opene
     if not isinstance(buffering, int):
         raise TypeError(f"'{type(buffering).__name__}' object cannot be interpreted as an "
                         "integer")
-    for name, value in (("encoding", encoding), ("errors", errors), ("newline", newline)):
-        _check_str(name, value)
+    texts = encoding is not None or errors is not None or newline is not None
+    if texts:
+        for name, value in (("encoding", encoding), ("errors", errors), ("newline", newline)):
+            _check_str(name, value)
     parsed = _parse(mode)
+    if not parsed.binary or texts or buffering == 1:
+        encoding, errors = _check_text(parsed, buffering, encoding, errors, newline)
+    ops = file_ops(events.get_running_loop())
+    if isinstance(file, int) or opener is not None or not closefd:
+        fd = _open_fd(file, parsed.flags, closefd, opener)
+        info = None
+    else:
+        if ("\0" if isinstance(file, str) else b"\0") in file:
+            raise ValueError("embedded null byte")     # the built-in's words, not os.open's
+        fd, info = await ops.open(file, parsed.flags)
+    try:
+        opening.file = _wrap(ops, fd, info, file, mode, parsed, buffering, encoding, errors,
+                             newline, closefd, opener is None and not isinstance(file, int))
+        return opening.file
+    except BaseException:
+        if closefd:
+            os.close(fd)
+        raise
+
+
+def _check_text(parsed, buffering, encoding, errors, newline):
+    """The built-in's checks of the text arguments (each None in binary
+    mode); the encoding and errors text mode uses."""
     if parsed.binary:
         for name, value in (("encoding", encoding), ("errors", errors), ("newline", newline)):
             if value is not None:
@@ -131,26 +155,17 @@ async def _open(file, mode, buffering, encoding, errors, newline, closefd, opene
                                  "binary mode doesn't take a newline argument")
         if buffering == 1:
             warnings.warn("line buffering (buffering=1) isn't supported in binary mode, "
-                          "the default buffer size will be used", RuntimeWarning, 3)
-    else:
-        if buffering == 0:
-            raise ValueError("can't have unbuffered text I/O")
-        if newline not in _NEWLINES:
-            raise ValueError(f"illegal newline value: {newline}")
-        encoding = _text_encoding(encoding)
-        errors = "strict" if errors is None else errors
-    ops = file_ops(events.get_running_loop())
-    fd = await _open_fd(ops, file, parsed.flags, closefd, opener)
-    try:
-        return _wrap(ops, fd, file, mode, parsed, buffering, encoding, errors, newline, closefd,
-                     opener is None and not isinstance(file, int))
-    except BaseException:
-        if closefd:
-            os.close(fd)
-        raise
+                          "the default buffer size will be used", RuntimeWarning, 4)
+        return encoding, errors
+    if buffering == 0:
+        raise ValueError("can't have unbuffered text I/O")
+    if newline not in _NEWLINES:
+        raise ValueError(f"illegal newline value: {newline}")
+    return _text_encoding(encoding), "strict" if errors is None else errors
 
 
-async def _open_fd(ops, file, flags, closefd, opener):
+def _open_fd(file, flags, closefd, opener):
+    """The fd of an int file or an opener's."""
     if isinstance(file, int):
         if file < 0:
             raise ValueError("negative file descriptor")
@@ -158,9 +173,7 @@ async def _open_fd(ops, file, flags, closefd, opener):
     if not closefd:
         raise ValueError("Cannot use closefd=False with file name")
     if ("\0" if isinstance(file, str) else b"\0") in file:
-        raise ValueError("embedded null byte")     # the built-in's words, not os.open's
-    if opener is None:
-        return await ops.open(file, flags, 0o666)
+        raise ValueError("embedded null byte")
     fd = opener(file, flags)
     if not isinstance(fd, int):
         raise TypeError("expected integer from opener")
@@ -169,8 +182,11 @@ async def _open_fd(ops, file, flags, closefd, opener):
     return fd
 
 
-def _wrap(ops, fd, file, mode, parsed, buffering, encoding, errors, newline, closefd, fresh):
-    info = os.fstat(fd)
+def _wrap(ops, fd, info, file, mode, parsed, buffering, encoding, errors, newline, closefd,
+          fresh):
+    """info: the fd's os.fstat(), or None."""
+    if info is None:
+        info = os.fstat(fd)
     if stat.S_ISDIR(info.st_mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), file)
     if parsed.append:

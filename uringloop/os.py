@@ -77,8 +77,8 @@ def _c_int(value):
     return type(value) is int and _INT_MIN <= value <= _INT_MAX
 
 
-def _dir_fds(*fds):
-    return all(fd is None or _c_int(fd) for fd in fds)
+def _dir_fds(fd, other=None):
+    return (fd is None or _c_int(fd)) and (other is None or _c_int(other))
 
 
 async def stat(path, *, dir_fd=None, follow_symlinks=True):
@@ -123,12 +123,11 @@ async def rmdir(path, *, dir_fd=None):
     await _unlink(os.rmdir, path, dir_fd, True)
 
 
-async def _unlink(func, path, dir_fd, is_dir):
+def _unlink(func, path, dir_fd, is_dir):
     name = _fspath(path)
     if name is None or not _dir_fds(dir_fd):
-        await _executor(func, path, dir_fd=dir_fd)
-    else:
-        await _ops().unlink(name, dir_fd, is_dir)
+        return _executor(func, path, dir_fd=dir_fd)
+    return _ops().unlink(name, dir_fd, is_dir)
 
 
 async def rename(src, dst, *, src_dir_fd=None, dst_dir_fd=None):

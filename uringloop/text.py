@@ -116,8 +116,8 @@ class TextFile:
     async def __aenter__(self):
         return self
 
-    async def __aexit__(self, *exc_info):
-        await self.close()
+    def __aexit__(self, *exc_info):
+        return self.close()
 
     # -- the turn is the buffer's: one operation at a time on either
 

@@ -17,6 +17,7 @@
  */
 #include "pyobj.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -72,7 +73,9 @@ static PyObject *pread_nowait(PyObject *module, PyObject *const *args, Py_ssize_
 }
 
 /* open_cached(dfd, path, flags) -> the fd, or -errno: -EAGAIN where the
- * path is not all in the dentry cache, -EINVAL or -ENOSYS before 5.12 */
+ * path is not all in the dentry cache, -EINVAL or -ENOSYS before 5.12.
+ * Opened with O_NONBLOCK, as an inline OPENAT is, so that no FIFO or device
+ * waits; the fd keeps the status flags asked for (O_PATH fds have none). */
 static PyObject *open_cached(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 3 || !PyBytes_Check(args[1])) {
@@ -82,11 +85,20 @@ static PyObject *open_cached(PyObject *module, PyObject *const *args, Py_ssize_t
     long dfd = PyLong_AsLong(args[0]), flags = PyLong_AsLong(args[2]);
     if (PyErr_Occurred())
         return NULL;
-    struct ul_open_how how = {(uint64_t)(uint32_t)flags, 0, RESOLVE_CACHED};
+    int nonblock = !(flags & (O_PATH | O_NONBLOCK));
+    struct ul_open_how how = {(uint64_t)(uint32_t)(flags | (nonblock ? O_NONBLOCK : 0)), 0,
+                              RESOLVE_CACHED};
     long fd;
     do {
         fd = syscall(SYS_openat2, (int)dfd, PyBytes_AS_STRING(args[1]), &how, sizeof(how));
     } while (fd < 0 && errno == EINTR);
+    /* F_SETFL changes the status flags only: to those asked for */
+    if (fd >= 0 && nonblock && fcntl((int)fd, F_SETFL, (int)flags) < 0) {
+        int err = errno;
+        close((int)fd);
+        errno = err;
+        fd = -1;
+    }
     return PyLong_FromLong(fd < 0 ? -errno : fd);
 }
 
