@@ -41,6 +41,9 @@ AT_EMPTY_PATH = 0x1000
 STATX_BASIC_STATS = 0x7FF
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 _NEW_STATX = ffi.new_allocator(should_clear_after_alloc=False)
+# statfs f_type of filesystems whose regular files have no flush on close
+# (f_op->flush): ext2/3/4, xfs, btrfs, tmpfs.
+_NO_FLUSH_FILESYSTEMS = frozenset((0xEF53, 0x58465342, 0x9123683E, 0x01021994))
 # What a lookup in the dentry cache alone answers for certain (a negative
 # dentry is cached too); any other error goes to the ring to be told again.
 _CACHED_ANSWERS = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EACCES, errno.ENAMETOOLONG)
@@ -113,28 +116,9 @@ def stat_result(sx):
                            sx.blksize, sx.blocks, os.makedev(sx.rdev_major, sx.rdev_minor)))
 
 
-class _LinkedClose(_FileOp):
-    """The CLOSE linked behind a file's last WRITE: its result is -ECANCELED
-    where the write failed or fell short (the fd is still open then).  With
-    nobody waiting any more (a cancelled close(), a closed loop), it closes
-    the fd itself."""
-
-    __slots__ = ()
-
-    def complete(self, res, flags):
-        fut = self.future
-        if fut.done() or fut.get_loop().is_closed():     # nobody will close it
-            if res == -errno.ECANCELED:
-                os.close(self.keep)
-        elif res < 0 and res != -errno.ECANCELED:
-            fut.set_exception(OSError(-res, os.strerror(-res)))
-        else:
-            fut.set_result(res)
-
-
 class RingFileOps:
     __slots__ = ("_loop", "_ring", "_r", "_add", "_release", "_executor", "_has", "nowait",
-                 "pairs")
+                 "_no_flush")
 
     def __init__(self, loop):
         self._loop = loop
@@ -146,7 +130,7 @@ class RingFileOps:
         has = loop._ring.features.has
         self._has = {name: has(name) for name in FILE_OPCODES}
         self.nowait = has("file_nowait")    # try the caches before a request
-        self.pairs = self._has["write"] and self._has["close"]  # write_close()
+        self._no_flush = {}                 # st_dev: its filesystem has no flush on close
 
     def _submit(self, op, prep, *args):
         """Put op in the loop's table and queue prep's request (prep: a
@@ -236,26 +220,23 @@ class RingFileOps:
         return self._request(view, lib.ul_prep_write, fd, ffi.from_buffer(view), len(view),
                              offset)
 
-    def write_close(self, fd, data, offset):
-        """A file's last write and its close, linked (self.pairs): their two
-        futures.  The close's result is -ECANCELED where the write failed or
-        fell short: the fd is still open then."""
-        view = memoryview(data).cast("B")
-        loop = self._loop
-        wfut, cfut = loop.create_future(), loop.create_future()
-        cud = self._add(_LinkedClose(cfut, fd))
-        try:
-            self._submit(_FileOp(wfut, view), lib.ul_prep_write_close, cud, fd,
-                         ffi.from_buffer(view), len(view), offset)
-        except BaseException:
-            self._release(cud)
-            raise
-        return wfut, cfut
-
     def close(self, fd):
         if not self._has["close"]:
             return self._executor.close(fd)
         return self._request(None, lib.ul_prep_close, fd)
+
+    def closes_inline(self, fd, info):
+        """Whether a close(2) of fd (a regular file, os.fstat() info) in the
+        loop's thread does what a CLOSE on the ring would: io_uring closes a
+        file inline, in the thread that submits, unless its filesystem
+        flushes on close (NFS, FUSE, CIFS, overlayfs...), which a worker
+        does.  Filesystems known to have no such flush say yes."""
+        if not (self.nowait and stat.S_ISREG(info.st_mode)):
+            return False
+        no_flush = self._no_flush.get(info.st_dev)
+        if no_flush is None:
+            no_flush = self._no_flush[info.st_dev] = _c.fs_type(fd) in _NO_FLUSH_FILESYSTEMS
+        return no_flush
 
     def fsync(self, fd, datasync=False):
         if not self._has["fsync"]:
@@ -422,6 +403,10 @@ class ExecutorFileOps:
 
     def close(self, fd):
         return self._call(os.close, fd)
+
+    @staticmethod
+    def closes_inline(fd, info):
+        return False        # each call a thread's, as aiofiles' close
 
     def fsync(self, fd, datasync=False):
         return self._call(os.fdatasync if datasync else os.fsync, fd)

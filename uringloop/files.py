@@ -65,6 +65,7 @@ class BinaryFile:
         if stat.S_ISREG(info.st_mode) and not append:
             self._pos = 0 if fresh else os.lseek(fd, 0, os.SEEK_CUR)
         self._seekable = self._pos is not None or _can_seek(fd)
+        self._close_inline = closefd and ops.closes_inline(fd, info)
         self._nowait = getattr(ops, "nowait", False)   # the ring's, unmasked
         self._rbuf = b""                # read ahead, unread from _rpos on
         self._rpos = 0
@@ -622,53 +623,20 @@ class BinaryFile:
         try:
             if self._closed:
                 return
-            if self._wbuf and self._closefd and self._pos is not None and \
-                    getattr(self._ops, "pairs", False):
-                await self._close_writing()
-                return
             try:
                 if self._wbuf or self._behind is not None:
                     await self._flush()
             finally:
                 self._closed = True
-                if self._closefd:
+                if self._close_inline:
+                    os.close(self._fd)
+                elif self._closefd:
                     await self._ops.close(self._fd)
                 elif self._pos is not None:
                     # someone else's fd: its offset where this object's was
                     os.lseek(self._fd, self._pos, os.SEEK_SET)
         finally:
             self._next()
-
-    async def _close_writing(self):
-        """The buffered bytes' write and the close, linked on the ring: the
-        closer waits once (the usual end of a file just written)."""
-        if self._behind is not None:
-            try:
-                await self._settle()
-            except BaseException:
-                self._closed = True
-                await self._ops.close(self._fd)
-                raise
-        data = bytes(self._wbuf)
-        self._wbuf.clear()
-        offset = self._pos
-        self._pos += len(data)
-        self._closed = True
-        wfut, cfut = self._ops.write_close(self._fd, data, offset)
-        try:
-            # The close completes after the write: one wake-up for both.
-            closed = await cfut
-        except exceptions.CancelledError:
-            # nobody to take the write's outcome; the close's completion
-            # closes the fd if the link broke
-            if not wfut.cancel():
-                wfut.exception()
-            raise
-        if closed == -errno.ECANCELED:      # the write failed or fell short: fd still open
-            try:
-                await self._settle_write((wfut, memoryview(data), offset))
-            finally:
-                await self._ops.close(self._fd)
 
     # A buffered file made for one way only answers the other without
     # looking whether it is closed, as the built-in's does.

@@ -109,7 +109,6 @@ PREPS = {
     "accept_multishot": "accept",
     **{name: name for name in FILE_OPCODES},
     "openat_async": "openat",
-    "write_close": "write",     # and a CLOSE linked to it
 }
 # NOPs are for tests of the ring itself; ul_wait() queues a TIMEOUT where
 # the kernel has no EXT_ARG.

@@ -37,7 +37,6 @@
 #define UL_SQ_TASKRUN            (1u << 2)
 
 /* sqe->flags */
-#define UL_SQE_IO_LINK           (1u << 2)
 #define UL_SQE_ASYNC             (1u << 4)
 #define UL_SQE_BUFFER_SELECT     (1u << 5)
 

@@ -14,11 +14,15 @@
  * directory from disk, which is what an inline OPENAT does.  STATX never
  * runs inline (io_uring hands every one to a worker thread): an O_PATH
  * open from the cache and fstat() answer it in three short syscalls.
+ *
+ * fs_type() names a file's filesystem, by which the file objects know
+ * whether io_uring would close it inline (no flush on close) anyway.
  */
 #include "pyobj.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -102,11 +106,24 @@ static PyObject *open_cached(PyObject *module, PyObject *const *args, Py_ssize_t
     return PyLong_FromLong(fd < 0 ? -errno : fd);
 }
 
+/* fs_type(fd) -> the f_type fstatfs() names for fd's filesystem */
+static PyObject *fs_type(PyObject *module, PyObject *arg)
+{
+    long fd = PyLong_AsLong(arg);
+    struct statfs buf;
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (fstatfs((int)fd, &buf) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromUnsignedLong((unsigned long)buf.f_type);
+}
+
 static PyMethodDef defs[] = {
     {"pread_nowait", (PyCFunction)(void (*)(void))pread_nowait, METH_FASTCALL,
      "pread_nowait(fd, n, offset) -> bytes, or None where they are not in the page cache."},
     {"open_cached", (PyCFunction)(void (*)(void))open_cached, METH_FASTCALL,
      "open_cached(dfd, path, flags) -> fd, or -errno (-EAGAIN: not in the dentry cache)."},
+    {"fs_type", fs_type, METH_O, "fs_type(fd) -> fstatfs(fd).f_type"},
     {NULL}};
 
 int ul_files_install(PyObject *dict)

@@ -356,28 +356,6 @@ int ul_prep_write(struct ul_ring *r, uint64_t ud, int fd, const void *buf, unsig
     return err;
 }
 
-/* A WRITE linked to the CLOSE of its fd: the close runs once the whole
- * write is done, in one wake-up of the closer; a failed or short write
- * cancels the close (-ECANCELED), and the fd stays open.  Both SQEs go in
- * one submission (a link never spans two), so a nearly full SQ is submitted
- * first. */
-int ul_prep_write_close(struct ul_ring *r, uint64_t write_ud, uint64_t close_ud, int fd,
-                        const void *buf, unsigned len, int64_t offset)
-{
-    int err = ul_reserve_sqes(r, 2);
-    if (err)
-        return err;
-    struct ul_sqe *sqe = start(r, UL_OP_WRITE, write_ud, fd, &err);
-    if (sqe) {
-        sqe->flags = UL_SQE_IO_LINK;
-        sqe->addr = ptr(buf);
-        sqe->len = len;
-        sqe->off = (uint64_t)offset;
-        start(r, UL_OP_CLOSE, close_ud, fd, &err);
-    }
-    return err;
-}
-
 /* flags: UL_FSYNC_DATASYNC for fdatasync */
 int ul_prep_fsync(struct ul_ring *r, uint64_t ud, int fd, unsigned flags)
 {

@@ -243,27 +243,20 @@ static int submit(struct ul_ring *r, unsigned flags, unsigned wait_nr,
     return ret < 0 ? -errno : ret;
 }
 
-/* Room for n more SQEs: a fuller SQ is submitted first, so an SQE is never
- * dropped; 0, or -errno when the kernel refuses that. */
-int ul_reserve_sqes(struct ul_ring *r, unsigned n)
-{
-    if (sq_pending(r) + n <= r->sq_entries)
-        return 0;
-    if (!r->enabled)
-        return -EBADFD;
-    int ret = submit(r, 0, 0, NULL, 0);
-    if (ret < 0)
-        return ret;
-    return sq_pending(r) + n <= r->sq_entries ? 0 : -EBUSY;
-}
-
-/* The next free SQE, zeroed; NULL (with *err) where no room can be made. */
+/* The next free SQE, zeroed.  A full SQ is submitted first, so an SQE is
+ * never dropped; NULL (with *err) only when the kernel refuses that. */
 struct ul_sqe *ul_get_sqe(struct ul_ring *r, int *err)
 {
-    int ret = ul_reserve_sqes(r, 1);
-    if (ret) {
-        *err = ret;
-        return NULL;
+    if (sq_pending(r) >= r->sq_entries) {
+        if (!r->enabled) {
+            *err = -EBADFD;
+            return NULL;
+        }
+        int ret = submit(r, 0, 0, NULL, 0);
+        if (ret < 0 || sq_pending(r) >= r->sq_entries) {
+            *err = ret < 0 ? ret : -EBUSY;
+            return NULL;
+        }
     }
     unsigned idx = r->sq_tail & r->sq_mask;
     struct ul_sqe *sqe = &r->sqes[idx];

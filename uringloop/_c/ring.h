@@ -126,8 +126,6 @@ int ul_prep_read(struct ul_ring *r, uint64_t ud, int fd, void *buf, unsigned len
                  int64_t offset);
 int ul_prep_write(struct ul_ring *r, uint64_t ud, int fd, const void *buf, unsigned len,
                   int64_t offset);
-int ul_prep_write_close(struct ul_ring *r, uint64_t write_ud, uint64_t close_ud, int fd,
-                        const void *buf, unsigned len, int64_t offset);
 int ul_prep_fsync(struct ul_ring *r, uint64_t ud, int fd, unsigned flags);
 int ul_prep_ftruncate(struct ul_ring *r, uint64_t ud, int fd, int64_t length);
 int ul_prep_statx(struct ul_ring *r, uint64_t ud, int dfd, const char *path, int flags,
@@ -147,10 +145,8 @@ int ul_register_iowq_max_workers(struct ul_ring *r, unsigned bounded, unsigned u
 int ul_install(uintptr_t dict_address);
 /* cdef-end */
 
-/* For prep.c and ul_wait(): the next free SQE, zeroed, or NULL with *err;
- * room for n SQEs at once (a linked chain), 0 or -errno. */
+/* For prep.c and ul_wait(): the next free SQE, zeroed, or NULL with *err. */
 struct ul_sqe *ul_get_sqe(struct ul_ring *r, int *err);
-int ul_reserve_sqes(struct ul_ring *r, unsigned n);
 /* For ul_wait() on kernels without EXT_ARG: a TIMEOUT ending the wait. */
 int ul_prep_wait_timeout(struct ul_ring *r, struct ul_timespec *ts);
 
