@@ -40,7 +40,9 @@ AT_NO_AUTOMOUNT = 0x800
 AT_EMPTY_PATH = 0x1000
 STATX_BASIC_STATS = 0x7FF
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
-_NEW_STATX = ffi.new_allocator(should_clear_after_alloc=False)
+_STATX_SIZE = ffi.sizeof("struct ul_statx")
+# OPENAT never tried inline (the SQE flag in bits 8-15 of file_request's opcode)
+_OPENAT_ASYNC = lib.UL_OP_OPENAT | lib.UL_SQE_ASYNC << 8
 # statfs f_type of filesystems whose regular files have no flush on close
 # (f_op->flush): ext2/3/4, xfs, btrfs, tmpfs.
 _NO_FLUSH_FILESYSTEMS = frozenset((0xEF53, 0x58465342, 0x9123683E, 0x01021994))
@@ -61,23 +63,14 @@ class _FileOp(FutureOp):
 
 
 class _Open(_FileOp):
-    """OPENAT: a future cancelled (or a loop closed) before the completion
-    leaves an fd that the kernel opened anyway, which this closes."""
+    """OPENAT: a future cancelled before the completion leaves an fd that
+    the kernel opened anyway, which its completion (in C) closes."""
 
     __slots__ = ()
 
-    def complete(self, res, flags):
-        fut = self.future
-        if fut.done() or fut.get_loop().is_closed():    # nobody will take the fd
-            if res >= 0:
-                os.close(res)
-        elif res >= 0:
-            fut.set_result(res)
-        else:
-            fut.set_exception(OSError(-res, os.strerror(-res)))
 
-
-_c.install_future_op(_FileOp)
+_c.install_file_ops(_FileOp, _Open)
+_file_request = _c.file_request
 
 
 def file_ops(loop):
@@ -100,11 +93,6 @@ def _encoded(path):
     return raw
 
 
-def _c_path(path):
-    """A NUL-terminated char[] of path (bytes keep theirs past the end)."""
-    return ffi.from_buffer(_encoded(path))
-
-
 def stat_result(sx):
     """os.stat_result from a struct statx, as os.stat() builds it."""
     times = []
@@ -117,46 +105,30 @@ def stat_result(sx):
 
 
 class RingFileOps:
-    __slots__ = ("_loop", "_ring", "_r", "_add", "_release", "_executor", "_has", "nowait",
-                 "_no_flush")
+    __slots__ = ("_loop", "_ring", "_table", "_executor", "_has", "nowait", "_no_flush")
 
     def __init__(self, loop):
         self._loop = loop
         self._ring = loop._ring
-        self._r = loop._ring._r
-        self._add = loop._ops.add
-        self._release = loop._ops.release
+        self._table = loop._ops
         self._executor = ExecutorFileOps(loop)
         has = loop._ring.features.has
         self._has = {name: has(name) for name in FILE_OPCODES}
         self.nowait = has("file_nowait")    # try the caches before a request
         self._no_flush = {}                 # st_dev: its filesystem has no flush on close
 
-    def _submit(self, op, prep, *args):
-        """Put op in the loop's table and queue prep's request (prep: a
-        lib.ul_prep_* function); the user_data."""
-        ud = self._add(op)
-        while err := prep(self._r, ud, *args):
-            try:
-                self._ring.check(err)       # a full SQ before the loop ran: retried
-            except BaseException:
-                self._release(ud)
-                raise
-        return ud
-
-    def _request(self, keep, prep, *args):
+    def _request(self, keep, opcode, a=0, b=0, c=0):
         """The future of a request that always ends (a regular file's, a
         path's): a cancelled caller leaves it to end, its record owning
         `keep` until then, and its result to nobody."""
         fut = self._loop.create_future()
-        self._submit(_FileOp(fut, keep), prep, *args)
+        _file_request(self._table, _FileOp, fut, keep, opcode, a, b, c)
         return fut
 
-    async def _run(self, op, prep, *args):
+    async def _run(self, fut, cls, keep, opcode, a=0, b=0, c=0):
         """A request that may wait without end (a FIFO's open, a pipe's
         read): a cancelled caller cancels it in the kernel."""
-        ud = self._submit(op, prep, *args)
-        fut = op.future
+        ud = _file_request(self._table, cls, fut, keep, opcode, a, b, c)
         try:
             return await fut
         except exceptions.CancelledError:
@@ -180,7 +152,7 @@ class RingFileOps:
             fd = _c.open_cached(AT_FDCWD, raw, flags)
         try:
             if fd < 0:                      # not cached, or refused: the ring says why
-                fd = await self._open(lib.ul_prep_openat, raw, flags)
+                fd = await self._open(lib.UL_OP_OPENAT, raw, flags)
             info = os.fstat(fd)
             if flags & os.O_ACCMODE == os.O_RDONLY and stat.S_ISFIFO(info.st_mode):
                 # Opened inline with O_NONBLOCK: it did not wait for a
@@ -189,7 +161,7 @@ class RingFileOps:
                 # that it woke sees no moment without a reader.
                 first = fd
                 try:
-                    fd = await self._open(lib.ul_prep_openat_async, raw, flags)
+                    fd = await self._open(_OPENAT_ASYNC, raw, flags)
                 finally:
                     os.close(first)
                 info = os.fstat(fd)
@@ -197,33 +169,29 @@ class RingFileOps:
             raise _error(exc, path) from None
         return fd, info
 
-    def _open(self, prep, raw, flags):
-        name = ffi.from_buffer(raw)
-        return self._run(_Open(self._loop.create_future(), name), prep, AT_FDCWD, name, flags,
-                         0o666)
+    def _open(self, opcode, raw, flags):
+        return self._run(self._loop.create_future(), _Open, raw, opcode, AT_FDCWD, flags, 0o666)
 
     async def read(self, fd, n, offset):
         if not self._has["read"]:
             return await self._executor.read(fd, n, offset)
         buf = bytearray(n)
-        got = await self._run(_FileOp(self._loop.create_future(), buf), lib.ul_prep_read, fd,
-                              ffi.from_buffer(buf), n, offset)
+        got = await self._run(self._loop.create_future(), _FileOp, buf, lib.UL_OP_READ, fd,
+                              offset)
         del buf[got:]
         return bytes(buf)
 
     def write(self, fd, data, offset):
         """The future of a write, which nothing cancels: the bytes are the
         kernel's to write (data must not change meanwhile)."""
-        view = memoryview(data).cast("B")
         if not self._has["write"]:
-            return self._executor.write(fd, view, offset)
-        return self._request(view, lib.ul_prep_write, fd, ffi.from_buffer(view), len(view),
-                             offset)
+            return self._executor.write(fd, data, offset)
+        return self._request(data, lib.UL_OP_WRITE, fd, offset)
 
     def close(self, fd):
         if not self._has["close"]:
             return self._executor.close(fd)
-        return self._request(None, lib.ul_prep_close, fd)
+        return self._request(None, lib.UL_OP_CLOSE, fd)
 
     def closes_inline(self, fd, info):
         """Whether a close(2) of fd (a regular file, os.fstat() info) in the
@@ -241,13 +209,12 @@ class RingFileOps:
     def fsync(self, fd, datasync=False):
         if not self._has["fsync"]:
             return self._executor.fsync(fd, datasync)
-        return self._request(None, lib.ul_prep_fsync, fd,
-                             lib.UL_FSYNC_DATASYNC if datasync else 0)
+        return self._request(None, lib.UL_OP_FSYNC, fd, lib.UL_FSYNC_DATASYNC if datasync else 0)
 
     def ftruncate(self, fd, length):
         if not self._has["ftruncate"]:
             return self._executor.ftruncate(fd, length)
-        return self._request(None, lib.ul_prep_ftruncate, fd, length)
+        return self._request(None, lib.UL_OP_FTRUNCATE, fd, length)
 
     # -- paths
 
@@ -259,19 +226,18 @@ class RingFileOps:
             found = self._stat_cached(path, dir_fd, follow_symlinks)
             if found is not None:
                 return found
-        sx = _NEW_STATX("struct ul_statx *")
+        sx = bytearray(_STATX_SIZE)
         if isinstance(path, int):
-            dfd, name, flags = path, _c_path(b""), AT_EMPTY_PATH
+            dfd, name, flags = path, b"", AT_EMPTY_PATH
         else:
-            dfd, name = AT_FDCWD if dir_fd is None else dir_fd, _c_path(path)
+            dfd, name = _at(dir_fd), _encoded(path)
             # as stat(2): an automount point is not mounted by a stat
             flags = AT_NO_AUTOMOUNT | (0 if follow_symlinks else AT_SYMLINK_NOFOLLOW)
         try:
-            await self._request((name, sx), lib.ul_prep_statx, dfd, name, flags,
-                                STATX_BASIC_STATS, sx)
+            await self._request((name, sx), lib.UL_OP_STATX, dfd, flags, STATX_BASIC_STATS)
         except OSError as exc:
             raise (exc if isinstance(path, int) else _error(exc, path)) from None
-        return stat_result(sx)
+        return stat_result(ffi.from_buffer("struct ul_statx *", sx))
 
     @staticmethod
     def _stat_cached(path, dir_fd, follow_symlinks):
@@ -293,10 +259,8 @@ class RingFileOps:
     async def unlink(self, path, dir_fd=None, rmdir=False):
         if not self._has["unlinkat"]:
             return await self._executor.unlink(path, dir_fd, rmdir)
-        name = _c_path(path)
         try:
-            await self._request(name, lib.ul_prep_unlinkat,
-                                AT_FDCWD if dir_fd is None else dir_fd, name,
+            await self._request(_encoded(path), lib.UL_OP_UNLINKAT, _at(dir_fd),
                                 AT_REMOVEDIR if rmdir else 0)
         except OSError as exc:
             raise _error(exc, path) from None
@@ -304,45 +268,42 @@ class RingFileOps:
     async def rename(self, src, dst, src_dir_fd=None, dst_dir_fd=None):
         if not self._has["renameat"]:
             return await self._executor.rename(src, dst, src_dir_fd, dst_dir_fd)
-        old, new = _c_path(src), _c_path(dst)
         try:
-            await self._request((old, new), lib.ul_prep_renameat,
-                                AT_FDCWD if src_dir_fd is None else src_dir_fd, old,
-                                AT_FDCWD if dst_dir_fd is None else dst_dir_fd, new, 0)
+            await self._request((_encoded(src), _encoded(dst)), lib.UL_OP_RENAMEAT,
+                                _at(src_dir_fd), _at(dst_dir_fd), 0)
         except OSError as exc:
             raise _error(exc, src, None, dst) from None
 
     async def mkdir(self, path, mode, dir_fd=None):
         if not self._has["mkdirat"]:
             return await self._executor.mkdir(path, mode, dir_fd)
-        name = _c_path(path)
         try:
-            await self._request(name, lib.ul_prep_mkdirat,
-                                AT_FDCWD if dir_fd is None else dir_fd, name, mode)
+            await self._request(_encoded(path), lib.UL_OP_MKDIRAT, _at(dir_fd), mode)
         except OSError as exc:
             raise _error(exc, path) from None
 
     async def symlink(self, target, link, dir_fd=None):
         if not self._has["symlinkat"]:
             return await self._executor.symlink(target, link, dir_fd)
-        old, new = _c_path(target), _c_path(link)
         try:
-            await self._request((old, new), lib.ul_prep_symlinkat, old,
-                                AT_FDCWD if dir_fd is None else dir_fd, new)
+            await self._request((_encoded(target), _encoded(link)), lib.UL_OP_SYMLINKAT,
+                                _at(dir_fd))
         except OSError as exc:
             raise _error(exc, target, None, link) from None
 
     async def link(self, src, dst, src_dir_fd=None, dst_dir_fd=None, follow_symlinks=True):
         if not self._has["linkat"]:
             return await self._executor.link(src, dst, src_dir_fd, dst_dir_fd, follow_symlinks)
-        old, new = _c_path(src), _c_path(dst)
         try:
-            await self._request((old, new), lib.ul_prep_linkat,
-                                AT_FDCWD if src_dir_fd is None else src_dir_fd, old,
-                                AT_FDCWD if dst_dir_fd is None else dst_dir_fd, new,
+            await self._request((_encoded(src), _encoded(dst)), lib.UL_OP_LINKAT,
+                                _at(src_dir_fd), _at(dst_dir_fd),
                                 AT_SYMLINK_FOLLOW if follow_symlinks else 0)
         except OSError as exc:
             raise _error(exc, src, None, dst) from None
+
+
+def _at(dir_fd):
+    return AT_FDCWD if dir_fd is None else dir_fd
 
 
 def _close_unwanted(opening):
@@ -377,6 +338,7 @@ class ExecutorFileOps:
     """The same calls as blocking os functions in the default executor."""
 
     __slots__ = ("_loop",)
+    nowait = False          # no tries before the executor
 
     def __init__(self, loop):
         self._loop = loop

@@ -48,6 +48,10 @@ _WHENCES = (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END, os.SEEK_DATA, os.SEEK_HOLE)
 class BinaryFile:
     """A file opened in binary mode by uringloop.open()."""
 
+    __slots__ = ("_ops", "_fd", "name", "mode", "_readable", "_writable", "_closefd", "_closed",
+                 "_size", "_pos", "_seekable", "_close_inline", "_nowait", "_rbuf", "_rpos",
+                 "_wbuf", "_behind", "_busy", "_waiters", "__weakref__")
+
     def __init__(self, ops, fd, name, mode, readable, writable, append, buffer_size, closefd,
                  info, fresh):
         """info: the fd's os.fstat(); fresh: opened here, so at offset 0."""
@@ -66,13 +70,13 @@ class BinaryFile:
             self._pos = 0 if fresh else os.lseek(fd, 0, os.SEEK_CUR)
         self._seekable = self._pos is not None or _can_seek(fd)
         self._close_inline = closefd and ops.closes_inline(fd, info)
-        self._nowait = getattr(ops, "nowait", False)   # the ring's, unmasked
+        self._nowait = ops.nowait           # the ring's, unmasked
         self._rbuf = b""                # read ahead, unread from _rpos on
         self._rpos = 0
         self._wbuf = bytearray()        # written, not yet sent
         self._behind = None             # (future, bytes, offset) of a write in flight
         self._busy = False
-        self._waiters = collections.deque()
+        self._waiters = None            # a deque once someone waits for the turn
 
     def __repr__(self):
         return f"<uringloop.BinaryFile name={self.name!r} mode={self.mode!r}>"
@@ -94,6 +98,8 @@ class BinaryFile:
 
     async def _turn(self):
         waiter = events.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = collections.deque()
         self._waiters.append(waiter)
         try:
             await waiter
@@ -161,17 +167,24 @@ class BinaryFile:
         """One read request at the raw position.  The read-ahead is all
         taken by now; it is dropped, so that it always ends at _pos."""
         self._rbuf, self._rpos = b"", 0
-        data = None
-        if self._nowait:
-            try:
-                data = _c.pread_nowait(self._fd, n, self._offset())
-            except OSError as exc:
-                if exc.errno not in _NO_NOWAIT:
-                    raise
-                self._nowait = False    # this filesystem has no such try
+        data = self._try_read(n) if self._nowait else None
         if data is None:
             data = await self._ops.read(self._fd, n, self._offset())
-        if self._pos is not None:
+            if self._pos is not None:
+                self._pos += len(data)
+        return data
+
+    def _try_read(self, n):
+        """Up to n bytes from the page cache at the raw position, or None
+        where they are not all there."""
+        try:
+            data = _c.pread_nowait(self._fd, n, self._offset())
+        except OSError as exc:
+            if exc.errno not in _NO_NOWAIT:
+                raise
+            self._nowait = False    # this filesystem has no such try
+            return None
+        if data is not None and self._pos is not None:
             self._pos += len(data)
         return data
 
@@ -245,6 +258,15 @@ class BinaryFile:
     async def _flush(self):
         """Everything written so far is the kernel's."""
         if self._wbuf:
+            if self._behind is None and self._pos is not None:
+                # the usual last flush: one write, waited for at once
+                data = bytes(self._wbuf)
+                self._wbuf.clear()
+                offset = self._pos
+                self._pos += len(data)
+                write = self._ops.write(self._fd, data, offset)
+                await self._settle_write((write, memoryview(data), offset))
+                return
             await self._send_buffer()
         if self._behind is not None:
             await self._settle()
@@ -300,7 +322,7 @@ class BinaryFile:
     async def _readall(self):
         if self._wbuf or self._behind is not None:
             await self._flush()
-        parts = [self._take(self._unread())] if self._unread() else []
+        parts = [self._take(self._unread())] if self._rpos < len(self._rbuf) else []
         self._rbuf, self._rpos = b"", 0
         step = _READALL_STEP
         sized = False
@@ -311,6 +333,14 @@ class BinaryFile:
             size = os.fstat(self._fd).st_size
             sized = size > self._pos
             step = max(size - self._pos + 1, 1)
+            if sized and not parts and self._nowait:
+                data = self._try_read(step)     # the usual: all of it, cached
+                if data is not None and len(data) < step:
+                    return data
+                if data:
+                    parts.append(data)
+                    sized = False
+                    step = max(_READALL_STEP, len(data))
         while True:
             data = await self._raw_read(step)
             if not data:
@@ -518,12 +548,18 @@ class BinaryFile:
         return line
 
     async def write(self, data):
-        self._check_write("write to closed file")
+        if self._closed or not self._writable:
+            self._check_write("write to closed file")
         try:
             data = memoryview(data)
         except TypeError:
             raise TypeError(f"a bytes-like object is required, not "
                             f"'{type(data).__name__}'") from None
+        if not self._busy and self._size and self._rpos == len(self._rbuf):
+            view = data.cast("B")
+            if len(self._wbuf) + len(view) <= self._size:
+                self._wbuf += view      # the usual: into the buffer, no turn needed
+                return len(view)
         if self._busy:
             await self._turn()
         self._busy = True
