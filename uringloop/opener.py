@@ -112,28 +112,28 @@ def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None,
 
 
 async def _open(opening, file, mode, buffering, encoding, errors, newline, closefd, opener):
-    if not isinstance(file, int):
-        file = os.fspath(file)
-    if not isinstance(mode, str):
-        raise TypeError(f"open() argument 'mode' must be str, not {type(mode).__name__}")
-    if not isinstance(buffering, int):
-        raise TypeError(f"'{type(buffering).__name__}' object cannot be interpreted as an "
-                        "integer")
-    texts = encoding is not None or errors is not None or newline is not None
-    if texts:
-        for name, value in (("encoding", encoding), ("errors", errors), ("newline", newline)):
-            _check_str(name, value)
-    parsed = _parse(mode)
-    if not parsed.binary or texts or buffering == 1:
-        encoding, errors = _check_text(parsed, buffering, encoding, errors, newline)
-    ops = file_ops(events.get_running_loop())
-    if isinstance(file, int) or opener is not None or not closefd:
-        fd = _open_fd(file, parsed.flags, closefd, opener)
-        info = None
-    else:
-        if ("\0" if isinstance(file, str) else b"\0") in file:
+    if type(file) is str and type(mode) is str and buffering == -1 and encoding is None \
+            and errors is None and newline is None and closefd is True and opener is None \
+            and _parse(mode).binary:
+        # the usual binary open, its argument checks all passed
+        if "\0" in file:
             raise ValueError("embedded null byte")     # the built-in's words, not os.open's
+        parsed = _parse(mode)
+        ops = file_ops(events.get_running_loop())
         fd, info = await ops.open(file, parsed.flags)
+    else:
+        parsed, ops = _check(file, mode, buffering, encoding, errors, newline)
+        if not parsed.binary:
+            encoding, errors = _text_encoding(encoding), "strict" if errors is None else errors
+        if not isinstance(file, int):
+            file = os.fspath(file)
+        if isinstance(file, int) or opener is not None or not closefd:
+            fd = _open_fd(file, parsed.flags, closefd, opener)
+            info = None
+        else:
+            if ("\0" if isinstance(file, str) else b"\0") in file:
+                raise ValueError("embedded null byte")
+            fd, info = await ops.open(file, parsed.flags)
     try:
         opening.file = _wrap(ops, fd, info, file, mode, parsed, buffering, encoding, errors,
                              newline, closefd, opener is None and not isinstance(file, int))
@@ -144,9 +144,19 @@ async def _open(opening, file, mode, buffering, encoding, errors, newline, close
         raise
 
 
-def _check_text(parsed, buffering, encoding, errors, newline):
-    """The built-in's checks of the text arguments (each None in binary
-    mode); the encoding and errors text mode uses."""
+def _check(file, mode, buffering, encoding, errors, newline):
+    """The built-in's checks of the arguments, in its order: the parsed
+    mode, and the loop's file operations."""
+    if not isinstance(file, int):
+        os.fspath(file)
+    if not isinstance(mode, str):
+        raise TypeError(f"open() argument 'mode' must be str, not {type(mode).__name__}")
+    if not isinstance(buffering, int):
+        raise TypeError(f"'{type(buffering).__name__}' object cannot be interpreted as an "
+                        "integer")
+    for name, value in (("encoding", encoding), ("errors", errors), ("newline", newline)):
+        _check_str(name, value)
+    parsed = _parse(mode)
     if parsed.binary:
         for name, value in (("encoding", encoding), ("errors", errors), ("newline", newline)):
             if value is not None:
@@ -155,13 +165,13 @@ def _check_text(parsed, buffering, encoding, errors, newline):
                                  "binary mode doesn't take a newline argument")
         if buffering == 1:
             warnings.warn("line buffering (buffering=1) isn't supported in binary mode, "
-                          "the default buffer size will be used", RuntimeWarning, 4)
-        return encoding, errors
-    if buffering == 0:
-        raise ValueError("can't have unbuffered text I/O")
-    if newline not in _NEWLINES:
-        raise ValueError(f"illegal newline value: {newline}")
-    return _text_encoding(encoding), "strict" if errors is None else errors
+                          "the default buffer size will be used", RuntimeWarning, 5)
+    else:
+        if buffering == 0:
+            raise ValueError("can't have unbuffered text I/O")
+        if newline not in _NEWLINES:
+            raise ValueError(f"illegal newline value: {newline}")
+    return parsed, file_ops(events.get_running_loop())
 
 
 def _open_fd(file, flags, closefd, opener):

@@ -83,6 +83,8 @@ def _dir_fds(fd, other=None):
 
 async def stat(path, *, dir_fd=None, follow_symlinks=True):
     """os.stat: a STATX request (of the open file where path is an fd)."""
+    if type(path) is str and dir_fd is None and follow_symlinks is True and "\0" not in path:
+        return await _ops().stat(path, None, True)       # the usual: the ring takes it as is
     # An fd with other arguments goes to os, which knows which it refuses.
     if _c_int(path) and path >= 0 and dir_fd is None and follow_symlinks is True:
         return await _fstat(path)
@@ -124,6 +126,8 @@ async def rmdir(path, *, dir_fd=None):
 
 
 def _unlink(func, path, dir_fd, is_dir):
+    if type(path) is str and dir_fd is None and "\0" not in path:
+        return _ops().unlink(path, None, is_dir)         # the usual: the ring takes it as is
     name = _fspath(path)
     if name is None or not _dir_fds(dir_fd):
         return _executor(func, path, dir_fd=dir_fd)
