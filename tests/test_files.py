@@ -30,7 +30,7 @@ unlinked and made again, renamed over, replaced by a directory or
 symlinks, relative after chdir (no stale answers); fsync and fdatasync;
 a read cancelled while in flight and an open() of a FIFO cancelled while
 blocked in the kernel (no fd left behind either way, the loop still
-working); calls made at once on one file object taking their turns in
+working), and one left in the kernel by a loop closed meanwhile; calls made at once on one file object taking their turns in
 order.
 
 The oracle is the built-in file object: each test does the same
@@ -71,6 +71,7 @@ import pathlib
 import pty
 import random
 import resource
+import time
 import warnings
 
 import aiofiles
@@ -1844,6 +1845,34 @@ def test_cancelled_read_in_flight(run, tmp_path, mode, buffering):
         await settle_fds(fds)
 
     run(main())
+
+
+def test_loop_closed_with_an_open_in_flight(request, loop_kind, new_loop, tmp_path):
+    """A loop closed (never run again) while an open() it started is still
+    in the kernel: once that open has finished, no fd is left on the file.
+    On uringloop the closing loop drains the OPENAT's completion and closes
+    its fd.  asyncio's loop and uvloop run the open in the default
+    executor: the thread's fd comes back to a closed loop, which drops it
+    (a leak: expected to fail there)."""
+    if loop_kind in ("asyncio", "uvloop"):
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="the executor's fd is handed to a closed loop, which drops it"))
+    path = tmp_path / "f"
+    loop = new_loop()
+
+    async def opening():
+        return await OPEN(path, "wb")
+
+    task = loop.create_task(opening())
+    loop.run_until_complete(asyncio.sleep(0))   # the open is on its way
+    deadline = time.monotonic() + 5
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.001)                       # made: the kernel's open has run
+    time.sleep(0.05)
+    loop.close()
+    assert path.exists()
+    assert fds_on(path) == 0
+    del task
 
 
 @pytest.mark.parametrize("mode", ["rb", "r"])

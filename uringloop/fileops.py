@@ -64,9 +64,15 @@ class _FileOp(FutureOp):
 
 class _Open(_FileOp):
     """OPENAT: a future cancelled before the completion leaves an fd that
-    the kernel opened anyway, which its completion (in C) closes."""
+    the kernel opened anyway, which its completion (in C) closes; so does
+    a completion that a closing loop drains."""
 
     __slots__ = ()
+
+    @staticmethod
+    def drained(res):
+        if res >= 0:
+            os.close(res)
 
 
 _c.install_file_ops(_FileOp, _Open)

@@ -286,17 +286,21 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
 
     def _drain(self):
         """Cancel every op in flight and consume their final completions,
-        without calling their handlers: the loop is closing."""
+        without calling their handlers: the loop is closing.  A record
+        with a drained(res) method is told its result (an open's closes
+        the fd that nobody will take)."""
         ring, table = self._ring, self._ops
         ring.prep_cancel_all()
         deadline = self.time() + _DRAIN_SECONDS
         pos = ring.pos
         while len(table) and self.time() < deadline:
             ring.wait(10_000_000)
-            uds, flags = ring.user_data, ring.flags
+            uds, res, flags = ring.user_data, ring.res, ring.flags
             for i in range(pos[0], pos[1]):
                 if not flags[i] & CQE_F_MORE:
-                    table.release(uds[i])
+                    drained = getattr(table.release(uds[i]), "drained", None)
+                    if drained is not None:
+                        drained(res[i])
             pos[0] = pos[1]
 
     # -- cross-thread wakeup

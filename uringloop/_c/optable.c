@@ -340,7 +340,7 @@ static PyObject *table_release(OpTable *t, PyObject *arg)
     if (ud == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
     if (table_valid(t, ud))
-        Py_DECREF(ul_table_take(t, (uint32_t)ud));
+        return ul_table_take(t, (uint32_t)ud);
     Py_RETURN_NONE;
 }
 
@@ -393,7 +393,7 @@ static PyObject *table_run(OpTable *t, PyObject *arg)
 
 static PyMethodDef table_methods[] = {
     {"add", (PyCFunction)table_py_add, METH_O, "Store an op record; returns its user_data."},
-    {"release", (PyCFunction)table_release, METH_O, "Free a slot."},
+    {"release", (PyCFunction)table_release, METH_O, "Free a slot; the record it held, or None."},
     {"records", (PyCFunction)table_records, METH_NOARGS, "The op records in flight."},
     {"reset", (PyCFunction)table_reset, METH_O,
      "Drop every record and attach to the ring at this address (0: none)."},
