@@ -5,12 +5,14 @@ as os.fspath() made them, str or bytes):
 
 - RingFileOps, one per uringloop loop: each call is one request on the
   ring (OPENAT, READ, WRITE, CLOSE, STATX, FSYNC, FTRUNCATE, UNLINKAT,
-  RENAMEAT, MKDIRAT, SYMLINKAT, LINKAT), queued for the iteration's single
-  enter.  The op record owns the path, the buffer or the statx struct the
-  kernel reads or writes until the request's completion, whoever cancels.
-  An open or a stat first asks the dentry cache without blocking
-  (_c.open_cached, openat2 RESOLVE_CACHED): STATX and the path requests
-  never run inline in io_uring, each costs a worker thread's hop.
+  RENAMEAT, MKDIRAT, SYMLINKAT, LINKAT), made and queued for the
+  iteration's single enter by one C call (_c.file_request).  The op record
+  owns the path, the buffer or the statx struct the kernel reads or writes
+  until the request's completion, whoever cancels.  An open or a stat
+  first asks the dentry cache without blocking (_c.open_cached, openat2
+  RESOLVE_CACHED): STATX and the path requests never run inline in
+  io_uring, each costs a worker thread's hop.  The file objects close a
+  file themselves where io_uring would close it inline (closes_inline).
 - ExecutorFileOps, for any other loop (asyncio's, uvloop) and for each
   request this kernel lacks or URINGLOOP_DISABLE masks: the blocking call in
   the loop's default executor, as aiofiles does.
@@ -56,10 +58,6 @@ class _FileOp(FutureOp):
     `keep` is what the kernel reads or writes: path, buffer, statx."""
 
     __slots__ = ("keep",)
-
-    def __init__(self, future, keep):
-        self.future = future
-        self.keep = keep
 
 
 class _Open(_FileOp):
