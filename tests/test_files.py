@@ -1851,32 +1851,35 @@ def test_cancelled_read_in_flight(run, tmp_path, mode, buffering):
 def test_loop_closed_with_an_open_in_flight(request, loop_kind, new_loop, tmp_path):
     """A loop closed (never run again) while an open() it started is still
     in the kernel: once that open has finished, no fd is left on the file.
-    On uringloop the closing loop drains the OPENAT's completion and closes
-    its fd.  asyncio's loop and uvloop run the open in the default
-    executor: the thread's fd comes back to a closed loop, which drops it
-    (a leak: expected to fail there)."""
+    The open is of a FIFO for writing, which waits for a reader; the
+    reader comes once the loop has stopped, so the open finishes with an
+    fd that no task will ever take.  On uringloop the closing loop drains
+    the OPENAT's completion and closes that fd.  asyncio's loop and uvloop
+    run the open in the default executor: the thread's fd comes back to a
+    closed loop, which drops it (a leak: expected to fail there)."""
     if loop_kind in ("asyncio", "uvloop"):
         request.applymarker(pytest.mark.xfail(
             strict=True, reason="the executor's fd is handed to a closed loop, which drops it"))
-    path = tmp_path / "f"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
     loop = new_loop()
 
     async def opening():
-        return await OPEN(path, "wb")
+        return await OPEN(fifo, "wb")
 
     task = loop.create_task(opening())
-    loop.run_until_complete(asyncio.sleep(0))   # the open is on its way
-    deadline = time.monotonic() + 5
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.001)                       # made: the kernel's open has run
-    time.sleep(0.05)
-    loop.close()
+    loop.run_until_complete(asyncio.sleep(0.05))    # the open waits in the kernel
+    assert not task.done()
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)    # lets it finish
     try:
-        assert path.exists()
-        assert fds_on(path) == 0
+        deadline = time.monotonic() + 5
+        while fds_on(fifo) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        loop.close()
+        assert fds_on(fifo) == 1                    # the reader's alone
     finally:
-        # Where it leaked (the executor's kinds): the thread's file, and
-        # the task holding it, go now, without warnings in later tests.
+        # Where it leaked (the executor's kinds): the thread's fd, and the
+        # task, go now, without warnings in later tests.
         executor = getattr(loop, "_default_executor", None)
         if executor is not None:
             executor.shutdown(wait=True)
@@ -1886,7 +1889,7 @@ def test_loop_closed_with_an_open_in_flight(request, loop_kind, new_loop, tmp_pa
             gc.collect()
         for fd in os.listdir("/proc/self/fd"):
             with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/self/fd/{fd}") == os.fspath(path):
+                if os.readlink(f"/proc/self/fd/{fd}") == os.fspath(fifo):
                     os.close(int(fd))
 
 
