@@ -19,9 +19,11 @@ Requests/s are the generator's.  CPU per request: the user + system time of
 gunicorn's master and workers (/proc/<pid>/stat) over the generator's
 measured window, per request completed.  The workers' split is each
 worker's share of that CPU, largest first: the workers share one listening
-socket, and the split shows how evenly they shared its connections.  The
-worker classes alternate, each round starting with a different one; the
-table gives medians over rounds, ± half the range, and ratios to uvloop's.
+socket, and the split shows how evenly they shared its connections.  Busy:
+gunicorn's and the generator's CPU time over the window, per CPU they were
+pinned to.  The worker classes alternate, each round starting with a
+different one; the table gives medians over rounds, ± half the range, and
+ratios to uvloop's.
 """
 import argparse
 import http.client
@@ -141,25 +143,23 @@ def serving(proc, log, count):
 
 def measure(port, pids, args):
     """One generator run against `port`: (its RESULT, {pid: CPU seconds in its window})."""
-    generator = subprocess.Popen(
-        loadgen.command("http", port, args.connections, 1, args.warmup, args.duration,
-                        args.stall_timeout, HELLO),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, {args.client_cpu}))
-    try:
-        if generator.stdout.readline().strip() != "GO":
-            raise RunFailed("the load generator did not start")
-        before = {pid: cpu_seconds(pid) for pid in pids}
-        if generator.stdout.readline().strip() != "END":
-            raise RunFailed("the load generator did not finish")
-        cpu = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
-        generator.stdin.write("quit\n")
-        generator.stdin.flush()
-        result = loadgen.parse_result(generator.stdout.readline())
-    finally:
-        generator.kill()
-        generator.wait()
-    return result, cpu
+    with subprocess.Popen(
+            loadgen.command("http", port, args.connections, 1, args.warmup, args.duration,
+                            args.stall_timeout, HELLO),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            preexec_fn=lambda: os.sched_setaffinity(0, {args.client_cpu})) as generator:
+        try:
+            if generator.stdout.readline().strip() != "GO":
+                raise RunFailed("the load generator did not start")
+            before = {pid: cpu_seconds(pid) for pid in pids}
+            if generator.stdout.readline().strip() != "END":
+                raise RunFailed("the load generator did not finish")
+            cpu = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
+            generator.stdin.write("quit\n")
+            generator.stdin.flush()
+            return loadgen.parse_result(generator.stdout.readline()), cpu
+        finally:
+            generator.kill()            # a no-op once it has printed its RESULT and exited
 
 
 def stop(proc):
@@ -192,12 +192,15 @@ def one_run(worker, args, scratch):
     worker_cpu = sorted((cpu[pid] for pid in workers), reverse=True)
     return {"ok": True, "rps": result["rps"],
             "cpu_us": total / result["requests"] * 1e6,
-            "split": [c / sum(worker_cpu) for c in worker_cpu]}
+            "split": [c / sum(worker_cpu) for c in worker_cpu],
+            "server_busy": total / result["elapsed"] / len(args.server_cpus),
+            "loadgen_busy": result["loadgen_cpu"] / result["elapsed"]}
 
 
 def table(runs, args):
     ok = {w: [r for r in rs if r["ok"]] for w, rs in runs.items()}
-    median = {w: {key: statistics.median(r[key] for r in rs) for key in ("rps", "cpu_us")}
+    keys = ("rps", "cpu_us", "server_busy", "loadgen_busy")
+    median = {w: {key: statistics.median(r[key] for r in rs) for key in keys}
               for w, rs in ok.items() if rs}
     versions = ", ".join(f"{name} {importlib.metadata.version(name)}"
                          for name in ("gunicorn", "aiohttp", "uvloop"))
@@ -210,13 +213,13 @@ def table(runs, args):
         f"{args.duration:g} s after {args.warmup:g} s of warm-up, the worker classes "
         f"alternating.", "",
         "| worker | requests/s | CPU µs/request | workers' CPU split "
-        f"| req/s vs {BASELINE} | CPU/request vs {BASELINE} |",
-        "|---|--:|--:|--:|--:|--:|",
+        f"| busy: gunicorn / generator | req/s vs {BASELINE} | CPU/request vs {BASELINE} |",
+        "|---|--:|--:|--:|--:|--:|--:|",
     ]
     base = median.get(BASELINE)
     for worker, rs in ok.items():
         if not rs:
-            lines.append(f"| {worker} | **failed** | | | | |")
+            lines.append(f"| {worker} | **failed** | | | | | |")
             continue
         m = median[worker]
         split = " / ".join(f"{statistics.median(r['split'][i] for r in rs):.0%}"
@@ -226,10 +229,13 @@ def table(runs, args):
         lines.append(
             f"| {WORKER_CLASSES[worker]} | {m['rps']:,.0f} ±{report.spread([r['rps'] for r in rs]):.0%} "
             f"| {report.number(m['cpu_us'])} ±{report.spread([r['cpu_us'] for r in rs]):.0%} "
-            f"| {split} | {ratios[0]} | {ratios[1]} |")
+            f"| {split} | {m['server_busy']:.0%} / {m['loadgen_busy']:.0%} "
+            f"| {ratios[0]} | {ratios[1]} |")
     return lines + ["", "CPU: gunicorn's master and workers, user + system, per request.  "
-                        "Ratios of medians: above 1 is better for requests/s, below 1 for "
-                        "CPU/request."]
+                        "Busy: that CPU time (and the generator's own) over the window's wall "
+                        "time, per CPU: gunicorn well under 100% means something else set the "
+                        "pace (the generator, or other work on the machine).  Ratios of "
+                        "medians: above 1 is better for requests/s, below 1 for CPU/request."]
 
 
 def parse_args(argv):

@@ -17,4 +17,4 @@ from .ring import Features, UnsupportedError, probe
 
 __all__ = ["Features", "Loop", "Policy", "UnsupportedError", "install", "new_event_loop",
            "open", "os", "probe", "read_bytes", "read_text", "run", "write_bytes", "write_text"]
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # a literal: pyproject.toml's version, read without importing

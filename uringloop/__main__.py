@@ -1,17 +1,24 @@
 """python -m uringloop info: what this kernel offers and what the loop uses."""
+from __future__ import annotations
+
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from .capabilities import probe_capabilities
 from .ring import (CAPABILITIES, FEATURE_BITS, OPCODES, SETUP_FLAGS, USED_OPCODES, Mask,
                    UnsupportedError, probe)
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import TextIO
+
 # The params->features bits the core takes a code path on.
 USED_FEATURES = ("single_mmap", "ext_arg", "no_iowait")
 
 
-def _mark(present, used, masked=False):
+def _mark(present: bool, used: bool, masked: bool = False) -> str:
     if masked:
         return "masked"
     if not present:
@@ -19,7 +26,7 @@ def _mark(present, used, masked=False):
     return "yes, used" if used else "yes"
 
 
-def info(out=sys.stdout):
+def info(out: TextIO = sys.stdout) -> int:
     print(f"kernel:    {os.uname().release}", file=out)
     try:
         features = probe()
@@ -50,7 +57,7 @@ def info(out=sys.stdout):
     return 0
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m uringloop")
     parser.add_argument("command", choices=["info"], nargs="?", default="info")
     parser.parse_args(argv)

@@ -1,10 +1,14 @@
 """cffi builder for uringloop's C core (API mode, compiled at install time).
 
 setup.py names `ffibuilder` in `cffi_modules`; `pip install -e .` rebuilds it.
+setup.py's build_ext first checks that the C compiler and Python.h are there,
+and says which is missing.
 
 URINGLOOP_SANITIZE=address,undefined (any of gcc's -fsanitize= names) at build
 time compiles the core with those sanitizers; scripts/sanitize.sh uses it.
 """
+from __future__ import annotations
+
 import os
 import pathlib
 import re
@@ -22,7 +26,8 @@ SOURCES = ("ring.c", "prep.c", "module.c", "optable.c", "future.c", "stream.c", 
 _HEADERS = (C_DIR / "abi.h").read_text() + (C_DIR / "ring.h").read_text()
 _CONSTANTS = sorted(set(re.findall(r"^#define (UL_[A-Z0-9_]+)\s", _HEADERS, re.M)))
 # The function prototypes are written once, in ring.h.
-_PROTOTYPES = re.search(r"/\* cdef-begin.*?\*/\n(.*?)/\* cdef-end \*/", _HEADERS, re.S).group(1)
+# (type: ignore: ring.h has the markers; a build without them fails here, as it should)
+_PROTOTYPES = re.search(r"/\* cdef-begin.*?\*/\n(.*?)/\* cdef-end \*/", _HEADERS, re.S).group(1)  # type: ignore[union-attr]
 
 CDEF = "\n".join(f"#define {name} ..." for name in _CONSTANTS) + """
 
@@ -69,7 +74,7 @@ struct msghdr {
 """ + _PROTOTYPES
 
 COMPILE_ARGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
-LINK_ARGS = []
+LINK_ARGS: list[str] = []
 SANITIZE = os.environ.get("URINGLOOP_SANITIZE", "").strip()
 if SANITIZE:
     # -O1 -g and frame pointers give exact stack traces; a finding of any

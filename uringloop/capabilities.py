@@ -6,19 +6,26 @@ tell apart: a multishot receive is a RECV with a flag that kernels before
 fallback when the kernel answers EINVAL; `python -m uringloop info` uses
 these probes to say what this kernel really does.
 """
+from __future__ import annotations
+
 import os
 import select
 import socket
 
 from . import _c
+from typing import TYPE_CHECKING
+
 from .ring import CAPABILITIES, CQE_F_MORE, Ring
+
+if TYPE_CHECKING:
+    from .ring import BufferRing, Mask
 
 _ACCEPT_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 _POLL, _ACCEPT, _RECV = 1, 2, 3
 _WAIT_NS = 100_000_000
 
 
-def _completions(ring):
+def _completions(ring: Ring) -> list[tuple[int, int, int]]:
     """Wait up to 0.1 s; the (user_data, res, flags) that arrived."""
     ring.wait(_WAIT_NS)
     pos = ring.pos
@@ -27,7 +34,7 @@ def _completions(ring):
     return got
 
 
-def _pidfd():
+def _pidfd() -> bool:
     try:
         os.close(os.pidfd_open(os.getpid()))
     except OSError:
@@ -35,7 +42,7 @@ def _pidfd():
     return True
 
 
-def _file_nowait():
+def _file_nowait() -> bool:
     """openat2(RESOLVE_CACHED) (Linux 5.12), on the root, which is always
     in the dentry cache; seccomp profiles older than openat2 refuse it."""
     fd = _c.open_cached(-100, b"/", os.O_PATH | os.O_CLOEXEC)
@@ -45,7 +52,7 @@ def _file_nowait():
     return True
 
 
-def _stays_armed(ring, ud):
+def _stays_armed(ring: Ring, ud: int) -> bool:
     """Whether op `ud`'s first completion succeeded and promised more."""
     for _ in range(10):
         for got_ud, res, flags in _completions(ring):
@@ -56,7 +63,7 @@ def _stays_armed(ring, ud):
     return False
 
 
-def _poll_multishot(ring):
+def _poll_multishot(ring: Ring) -> bool:
     fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
     try:
         ring.prep_poll_multishot(_POLL, fd, select.POLLIN)
@@ -66,7 +73,7 @@ def _poll_multishot(ring):
         os.close(fd)
 
 
-def _accept_multishot(ring):
+def _accept_multishot(ring: Ring) -> bool:
     with socket.socket(socket.AF_UNIX) as listener, socket.socket(socket.AF_UNIX) as client:
         listener.bind("")                       # an abstract address of its own
         listener.listen()
@@ -75,7 +82,7 @@ def _accept_multishot(ring):
         return _stays_armed(ring, _ACCEPT)
 
 
-def _recv_multishot(ring, buffers):
+def _recv_multishot(ring: Ring, buffers: BufferRing) -> bool:
     a, b = socket.socketpair()
     with a, b:
         ring.prep_recv_multishot(_RECV, a.fileno(), buffers.bgid)
@@ -83,7 +90,7 @@ def _recv_multishot(ring, buffers):
         return _stays_armed(ring, _RECV)
 
 
-def _cancel_and_drain(ring, armed):
+def _cancel_and_drain(ring: Ring, armed: set[int]) -> None:
     """Cancel the ops still armed and wait for their final completions."""
     ring.prep_cancel_all()
     for _ in range(10):
@@ -94,13 +101,13 @@ def _cancel_and_drain(ring, armed):
             return
 
 
-def probe_capabilities(mask=None):
+def probe_capabilities(mask: Mask | None = None) -> dict[str, bool]:
     """{capability: whether this kernel does it}; a masked one is False."""
     ring = Ring(entries=8, cq_entries=16, mask=mask)
     try:
         ring.enable()
         try:
-            buffers = ring.buffer_ring(1, 4, 64)
+            buffers: BufferRing | None = ring.buffer_ring(1, 4, 64)
         except OSError:
             buffers = None
         has = {"pbuf_ring": buffers is not None,

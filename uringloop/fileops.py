@@ -22,17 +22,37 @@ devices).  Errors are the OSError subclasses os raises, naming the paths as
 os does.  The page-cache try before a ring READ (_c.pread_nowait) is the
 file object's, which knows whether the file's filesystem has one.
 """
+from __future__ import annotations
+
 import asyncio
 import errno
 import os
 import stat
 import sys
 from asyncio import exceptions
+from typing import TYPE_CHECKING
 
 from . import _c
 from ._uring import ffi, lib
 from .ops import FutureOp
 from .ring import FILE_OPCODES
+
+if TYPE_CHECKING:
+    from asyncio import events, futures
+    from collections.abc import Awaitable, Callable
+    from typing import Any, TypeAlias, TypeVar, TypeVarTuple, Unpack
+
+    from _typeshed import ReadableBuffer
+
+    from ._c import _Keep
+    from ._typing import CData, LoopBase
+
+    _T = TypeVar("_T")
+    _Ts = TypeVarTuple("_Ts")
+    # A path as os.fspath() makes it
+    _Path: TypeAlias = str | bytes
+    # Either backend: the loop's ring's, or the executor's
+    FileOps: TypeAlias = "RingFileOps | ExecutorFileOps"
 
 AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
@@ -68,7 +88,7 @@ class _Open(_FileOp):
     __slots__ = ()
 
     @staticmethod
-    def drained(res):
+    def drained(res: int) -> None:
         if res >= 0:
             os.close(res)
 
@@ -77,18 +97,18 @@ _c.install_file_ops(_FileOp, _Open)
 _file_request = _c.file_request
 
 
-def file_ops(loop):
+def file_ops(loop: events.AbstractEventLoop) -> FileOps:
     """The backend for `loop`: its ring's, or the executor's."""
     ops = getattr(loop, "_file_ops", None)
     return ops if ops is not None else ExecutorFileOps(loop)
 
 
-def _error(exc, *filenames):
+def _error(exc: OSError, *filenames: _Path | None) -> OSError:
     """exc again, with the filenames os would name."""
     return OSError(exc.errno, exc.strerror, *filenames)
 
 
-def _encoded(path):
+def _encoded(path: _Path) -> bytes:
     """path (str or bytes) as bytes, refused as os refuses it where it holds
     a NUL."""
     raw = path.encode(_FS_ENCODING, _FS_ERRORS) if isinstance(path, str) else path
@@ -97,7 +117,7 @@ def _encoded(path):
     return raw
 
 
-def stat_result(sx):
+def stat_result(sx: CData) -> os.stat_result:
     """os.stat_result from a struct statx, as os.stat() builds it."""
     times = []
     for ts in (sx.atime, sx.mtime, sx.ctime):
@@ -110,8 +130,9 @@ def stat_result(sx):
 
 class RingFileOps:
     __slots__ = ("_loop", "_ring", "_table", "_executor", "_has", "nowait", "_no_flush")
+    _no_flush: dict[int, bool]
 
-    def __init__(self, loop):
+    def __init__(self, loop: LoopBase) -> None:
         self._loop = loop
         self._ring = loop._ring
         self._table = loop._ops
@@ -121,7 +142,8 @@ class RingFileOps:
         self.nowait = has("file_nowait")    # try the caches before a request
         self._no_flush = {}                 # st_dev: its filesystem has no flush on close
 
-    def _request(self, keep, opcode, a=0, b=0, c=0):
+    def _request(self, keep: _Keep, opcode: int, a: int = 0, b: int = 0,
+                 c: int = 0) -> futures.Future[int]:
         """The future of a request that always ends (a regular file's, a
         path's): a cancelled caller leaves it to end, its record owning
         `keep` until then, and its result to nobody."""
@@ -129,7 +151,8 @@ class RingFileOps:
         _file_request(self._table, _FileOp, fut, keep, opcode, a, b, c)
         return fut
 
-    async def _run(self, fut, cls, keep, opcode, a=0, b=0, c=0):
+    async def _run(self, fut: futures.Future[int], cls: type[_FileOp], keep: _Keep, opcode: int,
+                   a: int = 0, b: int = 0, c: int = 0) -> int:
         """A request that may wait without end (a FIFO's open, a pipe's
         read): a cancelled caller cancels it in the kernel."""
         ud = _file_request(self._table, cls, fut, keep, opcode, a, b, c)
@@ -144,7 +167,7 @@ class RingFileOps:
 
     # -- fds
 
-    async def open(self, path, flags):
+    async def open(self, path: _Path, flags: int) -> tuple[int, os.stat_result]:
         """open(path, flags, 0o666): the fd and its os.fstat()."""
         if not self._has["openat"]:
             return await self._executor.open(path, flags)
@@ -173,10 +196,10 @@ class RingFileOps:
             raise _error(exc, path) from None
         return fd, info
 
-    def _open(self, opcode, raw, flags):
+    def _open(self, opcode: int, raw: bytes, flags: int) -> Awaitable[int]:
         return self._run(self._loop.create_future(), _Open, raw, opcode, AT_FDCWD, flags, 0o666)
 
-    async def read(self, fd, n, offset):
+    async def read(self, fd: int, n: int, offset: int) -> bytes:
         if not self._has["read"]:
             return await self._executor.read(fd, n, offset)
         buf = bytearray(n)
@@ -185,19 +208,19 @@ class RingFileOps:
         del buf[got:]
         return bytes(buf)
 
-    def write(self, fd, data, offset):
+    def write(self, fd: int, data: ReadableBuffer, offset: int) -> futures.Future[int]:
         """The future of a write, which nothing cancels: the bytes are the
         kernel's to write (data must not change meanwhile)."""
         if not self._has["write"]:
             return self._executor.write(fd, data, offset)
         return self._request(data, lib.UL_OP_WRITE, fd, offset)
 
-    def close(self, fd):
+    def close(self, fd: int) -> futures.Future[Any]:
         if not self._has["close"]:
             return self._executor.close(fd)
         return self._request(None, lib.UL_OP_CLOSE, fd)
 
-    def closes_inline(self, fd, info):
+    def closes_inline(self, fd: int, info: os.stat_result) -> bool:
         """Whether a close(2) of fd (a regular file, os.fstat() info) in the
         loop's thread does what a CLOSE on the ring would: io_uring closes a
         file inline, in the thread that submits, unless its filesystem
@@ -210,19 +233,20 @@ class RingFileOps:
             no_flush = self._no_flush[info.st_dev] = _c.fs_type(fd) in _NO_FLUSH_FILESYSTEMS
         return no_flush
 
-    def fsync(self, fd, datasync=False):
+    def fsync(self, fd: int, datasync: bool = False) -> futures.Future[Any]:
         if not self._has["fsync"]:
             return self._executor.fsync(fd, datasync)
         return self._request(None, lib.UL_OP_FSYNC, fd, lib.UL_FSYNC_DATASYNC if datasync else 0)
 
-    def ftruncate(self, fd, length):
+    def ftruncate(self, fd: int, length: int) -> futures.Future[Any]:
         if not self._has["ftruncate"]:
             return self._executor.ftruncate(fd, length)
         return self._request(None, lib.UL_OP_FTRUNCATE, fd, length)
 
     # -- paths
 
-    async def stat(self, path, dir_fd=None, follow_symlinks=True):
+    async def stat(self, path: _Path | int, dir_fd: int | None = None,
+                   follow_symlinks: bool = True) -> os.stat_result:
         """path: bytes, or an fd (int) to stat the open file."""
         if not self._has["statx"]:
             return await self._executor.stat(path, dir_fd, follow_symlinks)
@@ -244,7 +268,8 @@ class RingFileOps:
         return stat_result(ffi.from_buffer("struct ul_statx *", sx))
 
     @staticmethod
-    def _stat_cached(path, dir_fd, follow_symlinks):
+    def _stat_cached(path: _Path | int, dir_fd: int | None,
+                     follow_symlinks: bool) -> os.stat_result | None:
         """os.stat's answer where the dentry cache has it all (an fd's
         inode is at hand), else None: STATX would cost a worker thread."""
         if isinstance(path, int):
@@ -260,7 +285,7 @@ class RingFileOps:
             raise OSError(-fd, os.strerror(-fd), path)
         return None
 
-    async def unlink(self, path, dir_fd=None, rmdir=False):
+    async def unlink(self, path: _Path, dir_fd: int | None = None, rmdir: bool = False) -> None:
         if not self._has["unlinkat"]:
             return await self._executor.unlink(path, dir_fd, rmdir)
         try:
@@ -269,7 +294,8 @@ class RingFileOps:
         except OSError as exc:
             raise _error(exc, path) from None
 
-    async def rename(self, src, dst, src_dir_fd=None, dst_dir_fd=None):
+    async def rename(self, src: _Path, dst: _Path, src_dir_fd: int | None = None,
+                     dst_dir_fd: int | None = None) -> None:
         if not self._has["renameat"]:
             return await self._executor.rename(src, dst, src_dir_fd, dst_dir_fd)
         try:
@@ -278,7 +304,7 @@ class RingFileOps:
         except OSError as exc:
             raise _error(exc, src, None, dst) from None
 
-    async def mkdir(self, path, mode, dir_fd=None):
+    async def mkdir(self, path: _Path, mode: int, dir_fd: int | None = None) -> None:
         if not self._has["mkdirat"]:
             return await self._executor.mkdir(path, mode, dir_fd)
         try:
@@ -286,7 +312,7 @@ class RingFileOps:
         except OSError as exc:
             raise _error(exc, path) from None
 
-    async def symlink(self, target, link, dir_fd=None):
+    async def symlink(self, target: _Path, link: _Path, dir_fd: int | None = None) -> None:
         if not self._has["symlinkat"]:
             return await self._executor.symlink(target, link, dir_fd)
         try:
@@ -295,7 +321,8 @@ class RingFileOps:
         except OSError as exc:
             raise _error(exc, target, None, link) from None
 
-    async def link(self, src, dst, src_dir_fd=None, dst_dir_fd=None, follow_symlinks=True):
+    async def link(self, src: _Path, dst: _Path, src_dir_fd: int | None = None,
+                   dst_dir_fd: int | None = None, follow_symlinks: bool = True) -> None:
         if not self._has["linkat"]:
             return await self._executor.link(src, dst, src_dir_fd, dst_dir_fd, follow_symlinks)
         try:
@@ -306,35 +333,35 @@ class RingFileOps:
             raise _error(exc, src, None, dst) from None
 
 
-def _at(dir_fd):
+def _at(dir_fd: int | None) -> int:
     return AT_FDCWD if dir_fd is None else dir_fd
 
 
-def _close_unwanted(opening):
+def _close_unwanted(opening: futures.Future[tuple[int, os.stat_result]]) -> None:
     if not opening.cancelled() and opening.exception() is None:
         os.close(opening.result()[0])
 
 
-def _pread(fd, n, offset):
+def _pread(fd: int, n: int, offset: int) -> bytes:
     return os.read(fd, n) if offset < 0 else os.pread(fd, n, offset)
 
 
-def _pwrite(fd, view, offset):
+def _pwrite(fd: int, view: ReadableBuffer, offset: int) -> int:
     return os.write(fd, view) if offset < 0 else os.pwrite(fd, view, offset)
 
 
-def _open(path, flags):
+def _open(path: _Path, flags: int) -> tuple[int, os.stat_result]:
     fd = os.open(path, flags, 0o666)
     return fd, os.fstat(fd)
 
 
-def _stat(path, dir_fd, follow_symlinks):
+def _stat(path: _Path | int, dir_fd: int | None, follow_symlinks: bool) -> os.stat_result:
     if isinstance(path, int):
         return os.fstat(path)
     return os.stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
 
 
-def _remove(path, dir_fd, rmdir):
+def _remove(path: _Path, dir_fd: int | None, rmdir: bool) -> None:
     return (os.rmdir if rmdir else os.unlink)(path, dir_fd=dir_fd)
 
 
@@ -344,13 +371,13 @@ class ExecutorFileOps:
     __slots__ = ("_loop",)
     nowait = False          # no tries before the executor
 
-    def __init__(self, loop):
+    def __init__(self, loop: events.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def _call(self, func, *args):
+    def _call(self, func: Callable[[Unpack[_Ts]], _T], *args: Unpack[_Ts]) -> futures.Future[_T]:
         return self._loop.run_in_executor(None, func, *args)
 
-    async def open(self, path, flags):
+    async def open(self, path: _Path, flags: int) -> tuple[int, os.stat_result]:
         opening = self._call(_open, path, flags)
         try:
             # shielded: a thread already in open(2) cannot be stopped, and
@@ -360,42 +387,45 @@ class ExecutorFileOps:
             opening.add_done_callback(_close_unwanted)
             raise
 
-    async def read(self, fd, n, offset):
+    async def read(self, fd: int, n: int, offset: int) -> bytes:
         return await self._call(_pread, fd, n, offset)
 
-    def write(self, fd, data, offset):
+    def write(self, fd: int, data: ReadableBuffer, offset: int) -> futures.Future[int]:
         """Started at once, as the ring's."""
         return self._call(_pwrite, fd, memoryview(data).cast("B"), offset)
 
-    def close(self, fd):
+    def close(self, fd: int) -> futures.Future[None]:
         return self._call(os.close, fd)
 
     @staticmethod
-    def closes_inline(fd, info):
+    def closes_inline(fd: int, info: os.stat_result) -> bool:
         return False        # each call a thread's, as aiofiles' close
 
-    def fsync(self, fd, datasync=False):
+    def fsync(self, fd: int, datasync: bool = False) -> futures.Future[None]:
         return self._call(os.fdatasync if datasync else os.fsync, fd)
 
-    def ftruncate(self, fd, length):
+    def ftruncate(self, fd: int, length: int) -> futures.Future[None]:
         return self._call(os.ftruncate, fd, length)
 
-    async def stat(self, path, dir_fd=None, follow_symlinks=True):
+    async def stat(self, path: _Path | int, dir_fd: int | None = None,
+                   follow_symlinks: bool = True) -> os.stat_result:
         return await self._call(_stat, path, dir_fd, follow_symlinks)
 
-    async def unlink(self, path, dir_fd=None, rmdir=False):
+    async def unlink(self, path: _Path, dir_fd: int | None = None, rmdir: bool = False) -> None:
         await self._call(_remove, path, dir_fd, rmdir)
 
-    async def rename(self, src, dst, src_dir_fd=None, dst_dir_fd=None):
+    async def rename(self, src: _Path, dst: _Path, src_dir_fd: int | None = None,
+                     dst_dir_fd: int | None = None) -> None:
         await self._call(lambda: os.rename(src, dst, src_dir_fd=src_dir_fd,
                                            dst_dir_fd=dst_dir_fd))
 
-    async def mkdir(self, path, mode, dir_fd=None):
+    async def mkdir(self, path: _Path, mode: int, dir_fd: int | None = None) -> None:
         await self._call(lambda: os.mkdir(path, mode, dir_fd=dir_fd))
 
-    async def symlink(self, target, link, dir_fd=None):
+    async def symlink(self, target: _Path, link: _Path, dir_fd: int | None = None) -> None:
         await self._call(lambda: os.symlink(target, link, dir_fd=dir_fd))
 
-    async def link(self, src, dst, src_dir_fd=None, dst_dir_fd=None, follow_symlinks=True):
+    async def link(self, src: _Path, dst: _Path, src_dir_fd: int | None = None,
+                   dst_dir_fd: int | None = None, follow_symlinks: bool = True) -> None:
         await self._call(lambda: os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd,
                                          follow_symlinks=follow_symlinks))

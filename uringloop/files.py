@@ -24,6 +24,8 @@ One operation at a time runs on a file object: calls made while another is
 in progress wait their turn in order, as the built-in file's lock makes
 threads wait.
 """
+from __future__ import annotations
+
 import collections
 import errno
 import io
@@ -31,8 +33,19 @@ import os
 import stat
 import warnings
 from asyncio import events, exceptions
+from typing import TYPE_CHECKING
 
 from . import _c
+
+if TYPE_CHECKING:
+    from asyncio import futures
+    from collections.abc import Awaitable, Callable, Coroutine, Iterable
+    from typing import Any, AnyStr, Self
+
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
+    from ._typing import LineReader
+    from .fileops import FileOps
 
 _NO_NOWAIT = (errno.EOPNOTSUPP, errno.EINVAL)
 _READALL_STEP = 64 * 1024
@@ -51,9 +64,13 @@ class BinaryFile:
     __slots__ = ("_ops", "_fd", "name", "mode", "_readable", "_writable", "_closefd", "_closed",
                  "_size", "_pos", "_seekable", "_close_inline", "_nowait", "_rbuf", "_rpos",
                  "_wbuf", "_behind", "_busy", "_waiters", "__weakref__")
+    _pos: int | None
+    _behind: tuple[Awaitable[int], memoryview, int] | None
+    _waiters: collections.deque[futures.Future[None]] | None
 
-    def __init__(self, ops, fd, name, mode, readable, writable, append, buffer_size, closefd,
-                 info, fresh):
+    def __init__(self, ops: FileOps, fd: int, name: str | bytes | int, mode: str,
+                 readable: bool, writable: bool, append: bool, buffer_size: int, closefd: bool,
+                 info: os.stat_result, fresh: bool) -> None:
         """info: the fd's os.fstat(); fresh: opened here, so at offset 0."""
         self._ops = ops
         self._fd = fd
@@ -78,10 +95,10 @@ class BinaryFile:
         self._busy = False
         self._waiters = None            # a deque once someone waits for the turn
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<uringloop.BinaryFile name={self.name!r} mode={self.mode!r}>"
 
-    def __del__(self):
+    def __del__(self) -> None:
         if getattr(self, "_closed", True):
             return
         warnings.warn(f"unclosed file {self!r}", ResourceWarning, source=self)
@@ -96,7 +113,7 @@ class BinaryFile:
 
     # -- one operation at a time
 
-    async def _turn(self):
+    async def _turn(self) -> None:
         waiter = events.get_running_loop().create_future()
         if self._waiters is None:
             self._waiters = collections.deque()
@@ -110,7 +127,7 @@ class BinaryFile:
                 self._waiters.remove(waiter)
             raise
 
-    def _next(self):
+    def _next(self) -> None:
         """The turn to the first waiter still waiting, or back to nobody."""
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -124,7 +141,7 @@ class BinaryFile:
     # The built-in's order too: a buffered file says what it cannot do
     # before that it is closed, FileIO (buffering=0) the other way round.
 
-    def _check_read(self, closed, unsupported="read"):
+    def _check_read(self, closed: str, unsupported: str = "read") -> None:
         if self._size:
             if not self._readable:
                 raise io.UnsupportedOperation(unsupported)
@@ -135,7 +152,7 @@ class BinaryFile:
         elif not self._readable:
             raise io.UnsupportedOperation("File not open for reading")
 
-    def _check_write(self, closed):
+    def _check_write(self, closed: str) -> None:
         if self._size:
             if not self._writable:
                 raise io.UnsupportedOperation("write")
@@ -146,24 +163,24 @@ class BinaryFile:
         elif not self._writable:
             raise io.UnsupportedOperation("File not open for writing")
 
-    def _check_open(self, buffered=_RAW_CLOSED):
+    def _check_open(self, buffered: str = _RAW_CLOSED) -> None:
         if self._closed:
             raise ValueError(buffered if self._size else _RAW_CLOSED)
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._closed
 
-    def fileno(self):
+    def fileno(self) -> int:
         self._check_open()
         return self._fd
 
     # -- raw requests (the caller holds the turn)
 
-    def _offset(self):
+    def _offset(self) -> int:
         return -1 if self._pos is None else self._pos
 
-    async def _raw_read(self, n):
+    async def _raw_read(self, n: int) -> bytes:
         """One read request at the raw position.  The read-ahead is all
         taken by now; it is dropped, so that it always ends at _pos."""
         self._rbuf, self._rpos = b"", 0
@@ -174,7 +191,7 @@ class BinaryFile:
                 self._pos += len(data)
         return data
 
-    def _try_read(self, n):
+    def _try_read(self, n: int) -> bytes | None:
         """Up to n bytes from the page cache at the raw position, or None
         where they are not all there."""
         try:
@@ -188,28 +205,28 @@ class BinaryFile:
             self._pos += len(data)
         return data
 
-    async def _raw_write(self, data):
+    async def _raw_write(self, data: memoryview) -> int:
         """One write request; how much it took."""
         n = await self._ops.write(self._fd, data, self._offset())
         if self._pos is not None:
             self._pos += n
         return n
 
-    async def _raw_write_all(self, data):
+    async def _raw_write_all(self, data: ReadableBuffer) -> None:
         view = memoryview(data).cast("B")
         if self._pos is not None:
             return await self._write_behind(view)
         while view:
             view = view[await self._raw_write(view):]
 
-    async def _write_behind(self, view):
+    async def _write_behind(self, view: memoryview) -> None:
         """Queue a write of a regular file and return once the one before it
         is done: a sequence of writes keeps the kernel's worker busy while
         the loop goes on.  An error of the write left in flight is the next
         call's (as a buffered write's is the flush's)."""
         if not isinstance(view.obj, bytes):
             view = memoryview(bytes(view))      # the caller may change theirs
-        offset = self._pos
+        offset: int = self._pos  # type: ignore[assignment]  # (regular files': an int)
         behind = self._behind
         if behind is not None and offset < behind[2] + len(behind[1]) \
                 and behind[2] < offset + len(view):
@@ -220,11 +237,11 @@ class BinaryFile:
         if behind is not None:
             await self._settle_write(behind)
 
-    async def _settle(self):
+    async def _settle(self) -> None:
         behind, self._behind = self._behind, None
-        await self._settle_write(behind)
+        await self._settle_write(behind)  # type: ignore[arg-type]  # (called with one behind)
 
-    async def _settle_write(self, behind):
+    async def _settle_write(self, behind: tuple[Awaitable[int], memoryview, int]) -> None:
         fut, view, offset = behind
         done = await fut
         while done < len(view):             # short (a full disk, a signal): the rest
@@ -235,10 +252,10 @@ class BinaryFile:
 
     # -- buffers
 
-    def _unread(self):
+    def _unread(self) -> int:
         return len(self._rbuf) - self._rpos
 
-    def _drop_read_buffer(self):
+    def _drop_read_buffer(self) -> None:
         """Forget the read-ahead; the position goes back to the first byte
         not yet returned."""
         unread = self._unread()
@@ -250,12 +267,12 @@ class BinaryFile:
         self._rbuf = b""
         self._rpos = 0
 
-    async def _send_buffer(self):
+    async def _send_buffer(self) -> None:
         data = bytes(self._wbuf)
         self._wbuf.clear()
         await self._raw_write_all(data)
 
-    async def _flush(self):
+    async def _flush(self) -> None:
         """Everything written so far is the kernel's."""
         if self._wbuf:
             if self._behind is None and self._pos is not None:
@@ -271,7 +288,7 @@ class BinaryFile:
         if self._behind is not None:
             await self._settle()
 
-    def _write_buffer_blocking(self):
+    def _write_buffer_blocking(self) -> None:
         data, self._wbuf = bytes(self._wbuf), bytearray()
         while data:
             if self._pos is None:
@@ -281,7 +298,7 @@ class BinaryFile:
                 self._pos += n
             data = data[n:]
 
-    def _take(self, n):
+    def _take(self, n: int) -> bytes:
         """Up to n bytes of the read-ahead."""
         start = self._rpos
         if start == 0 and n >= len(self._rbuf):
@@ -291,13 +308,13 @@ class BinaryFile:
         self._rpos = start + len(data)
         return data
 
-    def _tell(self):
+    def _tell(self) -> int:
         raw = os.lseek(self._fd, 0, os.SEEK_CUR) if self._pos is None else self._pos
         return raw - self._unread() + len(self._wbuf)
 
     # -- reading (the caller holds the turn)
 
-    async def _read(self, n):
+    async def _read(self, n: int) -> bytes:
         if self._wbuf or self._behind is not None:
             await self._flush()
         if n <= self._unread():
@@ -319,7 +336,7 @@ class BinaryFile:
             want -= len(data)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def _readall(self):
+    async def _readall(self) -> bytes:
         if self._wbuf or self._behind is not None:
             await self._flush()
         parts = [self._take(self._unread())] if self._rpos < len(self._rbuf) else []
@@ -352,7 +369,7 @@ class BinaryFile:
             step = max(_READALL_STEP, len(data))
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def _read1(self, size):
+    async def _read1(self, size: int) -> bytes:
         """At most one request."""
         if self._wbuf or self._behind is not None:
             await self._flush()
@@ -366,7 +383,7 @@ class BinaryFile:
             await self._fill()
         return self._take(size)
 
-    async def _fill(self):
+    async def _fill(self) -> bool:
         """Read ahead once into the (empty) buffer; False at the end.
         Unbuffered, a regular file reads ahead all the same: what is not
         taken is dropped, its position never having moved."""
@@ -374,7 +391,7 @@ class BinaryFile:
         self._rpos = 0
         return bool(self._rbuf)
 
-    async def _readline(self, limit):
+    async def _readline(self, limit: int) -> bytes:
         if self._wbuf or self._behind is not None:
             await self._flush()
         byte_by_byte = not self._size and self._pos is None
@@ -402,7 +419,7 @@ class BinaryFile:
 
     # -- writing (the caller holds the turn)
 
-    async def _write(self, data):
+    async def _write(self, data: ReadableBuffer) -> int:
         view = memoryview(data).cast("B")
         n = len(view)
         if self._unread():
@@ -420,7 +437,7 @@ class BinaryFile:
             self._wbuf += view
         return n
 
-    async def _seek(self, offset, whence):
+    async def _seek(self, offset: int, whence: int) -> int:
         if whence == os.SEEK_CUR and self._pos is not None:
             offset, whence = self._tell() + offset, os.SEEK_SET
         if (whence == os.SEEK_SET and self._pos is not None and not self._wbuf
@@ -447,7 +464,7 @@ class BinaryFile:
 
     # -- the public coroutines: each takes the turn
 
-    async def read(self, size=-1):
+    async def read(self, size: int | None = -1) -> bytes:
         if self._closed or not self._readable:
             self._check_read("read of closed file")
         if type(size) is not int:
@@ -475,7 +492,7 @@ class BinaryFile:
         finally:
             self._next()
 
-    async def read1(self, size=-1):
+    async def read1(self, size: int | None = -1) -> bytes:
         self._check_read("read of closed file", "read1")
         size = _size(size)
         if self._busy:
@@ -486,10 +503,10 @@ class BinaryFile:
         finally:
             self._next()
 
-    async def readall(self):
+    async def readall(self) -> bytes:
         return await self.read()
 
-    async def peek(self, size=0):
+    async def peek(self, size: int = 0) -> bytes:
         self._check_read("peek of closed file", "peek")
         if self._busy:
             await self._turn()
@@ -503,21 +520,22 @@ class BinaryFile:
         finally:
             self._next()
 
-    async def readinto(self, buffer):
+    async def readinto(self, buffer: WriteableBuffer) -> int:
         self._check_read("readinto of closed file")
         return await self._readinto(buffer, self.read)
 
-    async def readinto1(self, buffer):
+    async def readinto1(self, buffer: WriteableBuffer) -> int:
         self._check_read("readinto of closed file", "read1")
         return await self._readinto(buffer, self.read1)
 
-    async def _readinto(self, buffer, read):
+    async def _readinto(self, buffer: WriteableBuffer,
+                        read: Callable[[int], Awaitable[bytes]]) -> int:
         view = memoryview(buffer).cast("B")
         data = await read(len(view))
         view[:len(data)] = data
         return len(data)
 
-    async def readline(self, size=-1):
+    async def readline(self, size: int | None = -1) -> bytes:
         self._check_read("readline of closed file")
         size = _size(size)
         if self._busy:
@@ -528,17 +546,17 @@ class BinaryFile:
         finally:
             self._next()
 
-    async def readlines(self, hint=-1):
+    async def readlines(self, hint: int | None = -1) -> list[bytes]:
         if self._closed:
             raise ValueError(_BASE_CLOSED)
         return await readlines(self, _size(hint))
 
-    def __aiter__(self):
+    def __aiter__(self) -> Self:
         if self._closed:
             raise ValueError(_BASE_CLOSED)      # IOBase.__iter__'s words
         return self
 
-    async def __anext__(self):
+    async def __anext__(self) -> bytes:
         if self._closed and not self._size:
             raise ValueError(_BASE_CLOSED)      # IOBase.__next__'s words
         self._check_read("readline of closed file")
@@ -547,7 +565,7 @@ class BinaryFile:
             raise StopAsyncIteration
         return line
 
-    async def write(self, data):
+    async def write(self, data: ReadableBuffer) -> int:
         if self._closed or not self._writable:
             self._check_write("write to closed file")
         try:
@@ -568,13 +586,13 @@ class BinaryFile:
         finally:
             self._next()
 
-    async def writelines(self, lines):
+    async def writelines(self, lines: Iterable[ReadableBuffer]) -> None:
         if self._closed:
             raise ValueError(_BASE_CLOSED)
         for line in lines:
             await self.write(line)
 
-    async def flush(self):
+    async def flush(self) -> None:
         if self._closed:
             raise ValueError("flush of closed file" if self._size and self._writable
                              else _BASE_CLOSED)
@@ -586,7 +604,7 @@ class BinaryFile:
         finally:
             self._next()
 
-    async def seek(self, offset, whence=os.SEEK_SET):
+    async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         self._check_open("seek of closed file")
         offset, whence = _index(offset), _index(whence)
         if self._size:
@@ -606,7 +624,7 @@ class BinaryFile:
         finally:
             self._next()
 
-    async def tell(self):
+    async def tell(self) -> int:
         self._check_open()
         if self._busy:
             await self._turn()
@@ -616,7 +634,7 @@ class BinaryFile:
         finally:
             self._next()
 
-    async def truncate(self, size=None):
+    async def truncate(self, size: int | None = None) -> int:
         self._check_open("truncate of closed file")
         if not self._writable:
             raise io.UnsupportedOperation("truncate" if self._size else
@@ -633,13 +651,13 @@ class BinaryFile:
         finally:
             self._next()
 
-    async def fsync(self):
+    async def fsync(self) -> None:
         await self._sync(False)
 
-    async def fdatasync(self):
+    async def fdatasync(self) -> None:
         await self._sync(True)
 
-    async def _sync(self, datasync):
+    async def _sync(self, datasync: bool) -> None:
         self._check_open()
         if self._busy:
             await self._turn()
@@ -650,7 +668,7 @@ class BinaryFile:
         finally:
             self._next()
 
-    async def close(self):
+    async def close(self) -> None:
         if self._closed:
             return
         if self._busy:
@@ -677,32 +695,32 @@ class BinaryFile:
     # A buffered file made for one way only answers the other without
     # looking whether it is closed, as the built-in's does.
 
-    async def readable(self):
+    async def readable(self) -> bool:
         if self._readable or not self._size:
             self._check_open()
         return self._readable
 
-    async def writable(self):
+    async def writable(self) -> bool:
         if self._writable or not self._size:
             self._check_open()
         return self._writable
 
-    async def seekable(self):
+    async def seekable(self) -> bool:
         self._check_open()
         return self._seekable
 
-    async def isatty(self):
+    async def isatty(self) -> bool:
         self._check_open()
         return os.isatty(self._fd)
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         return self
 
-    def __aexit__(self, *exc_info):
+    def __aexit__(self, *exc_info: object) -> Coroutine[Any, Any, None]:
         return self.close()
 
 
-async def readlines(f, hint):
+async def readlines(f: LineReader[AnyStr], hint: int) -> list[AnyStr]:
     """f's lines up to the one that takes their total past hint (> 0), as
     IOBase.readlines (BytesIO stops one line earlier)."""
     lines, total = [], 0
@@ -714,7 +732,7 @@ async def readlines(f, hint):
     return lines
 
 
-def _can_seek(fd):
+def _can_seek(fd: int) -> bool:
     try:
         os.lseek(fd, 0, os.SEEK_CUR)
     except OSError:
@@ -722,13 +740,13 @@ def _can_seek(fd):
     return True
 
 
-def _index(value):
+def _index(value: object) -> int:
     if not isinstance(value, int):
         raise TypeError(f"'{type(value).__name__}' object cannot be interpreted as an integer")
     return value
 
 
-def _size(size):
+def _size(size: object) -> int:
     if size is None:
         return -1
     if not isinstance(size, int):

@@ -24,7 +24,7 @@ from .policy import new_event_loop
 class GunicornWebWorker(worker.GunicornWebWorker):
     """aiohttp's gunicorn worker, run on a uringloop loop."""
 
-    def init_process(self):
+    def init_process(self) -> None:
         # aiohttp's init_process only replaces the loop inherited over fork
         # with asyncio.new_event_loop(), which asks the event loop policy
         # (deprecated from Python 3.14).  So make the loop here, without a
@@ -32,12 +32,12 @@ class GunicornWebWorker(worker.GunicornWebWorker):
         # worker.
         with contextlib.suppress(RuntimeError):     # no loop set (3.14 raises)
             asyncio.get_event_loop().close()
-        self.loop = new_event_loop()
+        self.loop = loop = new_event_loop()
         # The workers share gunicorn's listening sockets, and the kernel
         # gives each new connection to the first accept waiting on the
         # socket.  A multishot accept stays first, so one worker would take
         # every connection; a single-shot accept waits again at the back
         # after each one, so the workers take turns.
-        self.loop._multishot_accept = False
-        asyncio.set_event_loop(self.loop)
+        loop._multishot_accept = False
+        asyncio.set_event_loop(loop)
         super(worker.GunicornWebWorker, self).init_process()

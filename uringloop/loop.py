@@ -9,12 +9,15 @@ call.  Each family of API methods is a mixin of its own: serving.py,
 sockets.py, readiness.py, sendfile.py, tls.py; each kind of transport a
 module in transports/.
 """
+from __future__ import annotations
+
 import heapq
 import math
 import os
 import sys
 from asyncio import base_events, events, futures, tasks
 from asyncio.log import logger
+from typing import TYPE_CHECKING
 
 from . import _c
 from .fileops import RingFileOps
@@ -31,7 +34,20 @@ from .transports.datagram import DatagramTransport
 from .transports.pipe import ReadPipeTransport, WritePipeTransport
 from .transports.stream import StreamTransport
 
-_MAX_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
+if TYPE_CHECKING:
+    import socket
+    from asyncio import protocols
+    from collections.abc import Callable
+    from typing import Any, TypeVarTuple
+
+    from _typeshed import FileDescriptorLike
+
+    from ._typing import AsyncioServer, AsyncioTimerHandle, PipeObject
+    from .ring import BufferRing, Features
+
+    _Ts = TypeVarTuple("_Ts")
+
+_MAX_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT  # type: ignore[attr-defined]  # (not in typeshed)
 # Rebuild the timer heap when at least this many timers, and more than
 # this fraction of them, are cancelled (asyncio's own thresholds).
 _MIN_TIMERS_TO_PURGE = 100
@@ -43,7 +59,7 @@ _DRAIN_SECONDS = 2.0
 # without draining them (a loop closed from a thread that may not reap).
 # The kernel cancels them as the ring is torn down, at a moment this process
 # cannot observe, so their memory is kept for the life of the process.
-_ABANDONED = []
+_ABANDONED: list[object] = []
 
 POLLIN = 0x001
 
@@ -53,7 +69,7 @@ POLLIN = 0x001
 BUFFER_GROUP = 0
 
 
-def _format_handle(handle):
+def _format_handle(handle: events.Handle) -> str:
     fmt = getattr(base_events, "_format_handle", repr)
     return fmt(handle)
 
@@ -66,10 +82,10 @@ class _Wakeup:
 
     __slots__ = ("loop",)
 
-    def __init__(self, loop):
+    def __init__(self, loop: Loop) -> None:
         self.loop = loop
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         loop = self.loop
         try:
             os.eventfd_read(loop._wakeup_fd)
@@ -81,7 +97,7 @@ class _Wakeup:
         if not flags & CQE_F_MORE and not loop._closed:
             loop._arm_wakeup()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<uringloop wakeup poll>"
 
 
@@ -92,7 +108,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
     # Slots, not dict entries: C (_c/callbacks.c) reads them by offset.
     __slots__ = ("_ready", "_closed", "_debug", "_task_factory")
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self._mask = Mask.from_env()
         self._sizes = Sizes.from_env()
@@ -121,32 +137,41 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         self._init_subprocesses()
         self._file_ops = RingFileOps(self)  # uringloop.open's and uringloop.os's requests
 
-    def _new_ring(self):
+    def _new_ring(self) -> Ring:
         return Ring(self._sizes.entries, self._sizes.cq_entries, mask=self._mask,
                     workers=self._sizes.workers)
 
     # -- public extras
 
     @property
-    def features(self):
+    def features(self) -> Features:
         """What this loop's ring was set up with (see uringloop.Features)."""
         return self._ring.features
 
     # -- transports: the hooks asyncio's API methods call
 
-    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+    def _make_socket_transport(self, sock: socket.socket, protocol: protocols.BaseProtocol,
+                               waiter: futures.Future[Any] | None = None, *,
+                               extra: dict[str, Any] | None = None,
+                               server: AsyncioServer | None = None) -> StreamTransport:
         return StreamTransport(self, sock, protocol, waiter, extra, server)
 
-    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+    def _make_datagram_transport(self, sock: socket.socket, protocol: protocols.BaseProtocol,
+                                 address: Any = None, waiter: futures.Future[Any] | None = None,
+                                 extra: dict[str, Any] | None = None) -> DatagramTransport:
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
-    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+    def _make_read_pipe_transport(self, pipe: PipeObject, protocol: protocols.BaseProtocol,
+                                  waiter: futures.Future[Any] | None = None,
+                                  extra: dict[str, Any] | None = None) -> ReadPipeTransport:
         return ReadPipeTransport(self, pipe, protocol, waiter, extra)
 
-    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+    def _make_write_pipe_transport(self, pipe: PipeObject, protocol: protocols.BaseProtocol,
+                                   waiter: futures.Future[Any] | None = None,
+                                   extra: dict[str, Any] | None = None) -> WritePipeTransport:
         return WritePipeTransport(self, pipe, protocol, waiter, extra)
 
-    def _ensure_fd_no_transport(self, fd):
+    def _ensure_fd_no_transport(self, fd: FileDescriptorLike) -> None:
         """asyncio's rule, with its errors: an fd that a transport still open
         owns is not for sock_* or add_reader."""
         try:
@@ -157,7 +182,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         if owned is not None:
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {owned!r}")
 
-    def _start_op(self, op, prep, *args):
+    def _start_op(self, op: object, prep: Callable[[int, *_Ts], None], *args: *_Ts) -> int:
         """Put `op` in the table and queue prep(user_data, *args); the
         user_data.  Where the prep raises, the slot is freed again."""
         ud = self._ops.add(op)
@@ -168,7 +193,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
             raise
         return ud
 
-    def _buffer_group(self):
+    def _buffer_group(self) -> int | None:
         """The provided-buffer group receives pick from, made on first use;
         None where the kernel has no provided-buffer rings (before 5.19)."""
         if self._buffers is None:
@@ -182,7 +207,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
                 return None
         return BUFFER_GROUP
 
-    def _buffer_ring(self, bgid, count, size):
+    def _buffer_ring(self, bgid: int, count: int, size: int) -> BufferRing | None:
         """Another provided-buffer group (datagrams'), made on first use;
         None where the kernel has no provided-buffer rings."""
         ring = self._other_buffers.get(bgid)
@@ -195,13 +220,13 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
 
     # -- lifetime
 
-    def run_forever(self):
+    def run_forever(self) -> None:
         self._check_closed()
         self._check_running()
         self._adopt_thread()
         super().run_forever()
 
-    def close(self):
+    def close(self) -> None:
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         if self._closed:
@@ -221,7 +246,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         self._owned_fds.clear()
         self._unix_server_sockets.clear()
 
-    def _adopt_thread(self):
+    def _adopt_thread(self) -> None:
         """Make the ring drivable from the thread about to run the loop.
 
         A SINGLE_ISSUER ring accepts submissions only from the thread that
@@ -249,7 +274,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
             self._arm_signal_wakeup()
         self._ring.enable()
 
-    def _close_ring(self):
+    def _close_ring(self) -> None:
         ring = self._ring
         if ring.forked:
             ring.close()
@@ -276,7 +301,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         for owner in list(self._releasing):
             owner._close_fd()
 
-    def _release_buffers(self):
+    def _release_buffers(self) -> None:
         if self._buffers is not None:
             self._buffers.close()
             self._buffers = None
@@ -284,7 +309,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
             ring.close()
         self._other_buffers.clear()
 
-    def _drain(self):
+    def _drain(self) -> None:
         """Cancel every op in flight and consume their final completions,
         without calling their handlers: the loop is closing.  A record
         with a drained(res) method is told its result (an open's closes
@@ -305,12 +330,12 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
 
     # -- cross-thread wakeup
 
-    def _arm_wakeup(self):
+    def _arm_wakeup(self) -> None:
         ring = self._ring
         prep = ring.prep_poll_multishot if ring.features.has("multishot_poll") else ring.prep_poll
         self._start_op(_Wakeup(self), prep, self._wakeup_fd, POLLIN)
 
-    def _write_to_self(self):
+    def _write_to_self(self) -> None:
         # One doorbell ring per loop iteration is enough: a caller that sees
         # one pending has appended its callback before the loop clears the
         # flag, so the loop runs it before it next blocks.  (Relies on the
@@ -327,7 +352,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
 
     # -- the run-once step
 
-    def _run_once(self):
+    def _run_once(self) -> None:
         if self._scheduled:
             self._purge_cancelled_timers()
         if self._ready or self._stopping:
@@ -345,24 +370,24 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
             self._schedule_due_timers()
         self._run_ready()
 
-    def _prep_failed(self, err):
+    def _prep_failed(self, err: int) -> None:
         """A prep in C failed: raise its error, or return None to retry (the
         ring had to be started first)."""
         return self._ring.check(err)
 
-    def _completion_failed(self, op, exc):
+    def _completion_failed(self, op: object, exc: BaseException) -> None:
         """The OpTable's dispatch calls this when a completion handler raised."""
         self.call_exception_handler({
             "message": f"Exception in completion handler of {op!r}",
             "exception": exc,
         })
 
-    def _purge_cancelled_timers(self):
+    def _purge_cancelled_timers(self) -> None:
         scheduled = self._scheduled
         count = len(scheduled)
         if (count > _MIN_TIMERS_TO_PURGE
                 and self._timer_cancelled_count / count > _MAX_CANCELLED_FRACTION):
-            live = []
+            live: list[AsyncioTimerHandle] = []
             for handle in scheduled:
                 if handle._cancelled:
                     handle._scheduled = False
@@ -376,7 +401,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
             self._timer_cancelled_count -= 1
             heapq.heappop(scheduled)._scheduled = False
 
-    def _schedule_due_timers(self):
+    def _schedule_due_timers(self) -> None:
         scheduled = self._scheduled
         horizon = self.time() + self._clock_resolution
         ready = self._ready
@@ -386,8 +411,9 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
             ready.append(handle)
 
     # _run_ready() is C (_c.install_loop, below); in debug mode it calls this.
-    def _run_ready_debug(self):
+    def _run_ready_debug(self) -> None:
         ready = self._ready
+        handle: events.Handle | None
         for _ in range(len(ready)):
             handle = ready.popleft()
             if not handle._cancelled:
@@ -396,7 +422,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
             # must not keep the handle, and so the callback's task, alive.
             handle = None
 
-    def _run_timed(self, handle):
+    def _run_timed(self, handle: events.Handle) -> None:
         try:
             self._current_handle = handle
             started = self.time()
@@ -405,7 +431,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
             if took >= self.slow_callback_duration:
                 logger.warning("Executing %s took %.3f seconds", _format_handle(handle), took)
         finally:
-            self._current_handle = handle = None
+            self._current_handle = handle = None  # type: ignore[assignment]  # (let it go)
 
 
 # call_soon, _run_ready, create_future, create_task, time and get_debug in

@@ -14,6 +14,8 @@ One difference from the built-in: an unknown encoding is refused before the
 file is opened, so a refused open(path, "w", encoding=...) leaves the file
 as it was (the built-in has truncated it already).
 """
+from __future__ import annotations
+
 import codecs
 import errno
 import functools
@@ -23,24 +25,37 @@ import os
 import stat
 import warnings
 from asyncio import events
+from typing import TYPE_CHECKING
 
 from .fileops import file_ops
 from .files import BinaryFile
 from .text import TextFile
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine, Generator
+    from typing import Any, TypeAlias, overload
+
+    from _typeshed import FileDescriptorOrPath, OpenBinaryMode, OpenTextMode, ReadableBuffer
+
+    from ._typing import Opening
+    from .fileops import FileOps
+
+    # as the built-in open()'s (a bytes path gives it bytes, as there)
+    _Opener: TypeAlias = Callable[[str, int], int]
 
 _MODE_CHARS = frozenset("rwxab+t")
 _NEWLINES = (None, "", "\n", "\r", "\r\n")
 
 
 @functools.lru_cache(maxsize=64)
-def _parse(mode):
+def _parse(mode: str) -> _Mode:
     return _Mode(mode)
 
 
 class _Mode:
     """A mode string, read as the built-in open() reads it."""
 
-    def __init__(self, mode):
+    def __init__(self, mode: str) -> None:
         chars = set(mode)
         if chars - _MODE_CHARS or len(chars) != len(mode):
             raise ValueError(f"invalid mode: '{mode}'")
@@ -68,13 +83,13 @@ class _Mode:
             self.raw += "+"
 
 
-def _check_str(name, value):
+def _check_str(name: str, value: object) -> None:
     if value is not None and not isinstance(value, str):
         raise TypeError(f"open() argument '{name}' must be str or None, "
                         f"not {type(value).__name__}")
 
 
-def _text_encoding(encoding):
+def _text_encoding(encoding: str | None) -> str:
     """The codec text mode will use, refused as TextIOWrapper refuses it."""
     encoding = io.text_encoding(encoding, 4)
     if encoding == "locale":
@@ -90,28 +105,50 @@ class _Opening:
     with` to have the file closed at the end of the block."""
 
     __slots__ = ("_coro", "file")
+    file: BinaryFile | TextFile | None
 
-    def __init__(self, *args):
+    def __init__(self, *args: Any) -> None:     # (open()'s arguments)
         self._coro = _open(self, *args)   # sets self.file
         self.file = None
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, BinaryFile | TextFile]:
         return self._coro.__await__()
 
-    def __aenter__(self):
+    def __aenter__(self) -> Coroutine[Any, Any, BinaryFile | TextFile]:
         return self._coro
 
-    def __aexit__(self, *exc_info):
-        return self.file.close()
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
+        return self.file.close()  # type: ignore[union-attr]  # (__aenter__ set it)
 
 
-def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None,
-         closefd=True, opener=None):
+if TYPE_CHECKING:
+    # as the built-in open(): text modes give a TextFile, binary ones a BinaryFile
+    @overload
+    def open(file: FileDescriptorOrPath, mode: OpenTextMode = "r", buffering: int = -1,
+             encoding: str | None = None, errors: str | None = None,
+             newline: str | None = None, closefd: bool = True,
+             opener: _Opener | None = None) -> Opening[TextFile]: ...
+    @overload
+    def open(file: FileDescriptorOrPath, mode: OpenBinaryMode, buffering: int = -1,
+             encoding: None = None, errors: None = None, newline: None = None,
+             closefd: bool = True, opener: _Opener | None = None) -> Opening[BinaryFile]: ...
+    @overload
+    def open(file: FileDescriptorOrPath, mode: str, buffering: int = -1,
+             encoding: str | None = None, errors: str | None = None,
+             newline: str | None = None, closefd: bool = True,
+             opener: _Opener | None = None) -> Opening[BinaryFile | TextFile]: ...
+
+
+def open(file: FileDescriptorOrPath, mode: str = "r", buffering: int = -1,
+         encoding: str | None = None, errors: str | None = None, newline: str | None = None,
+         closefd: bool = True, opener: _Opener | None = None) -> Opening[BinaryFile | TextFile]:
     """The built-in open(), for asyncio: the file's methods are coroutines."""
     return _Opening(file, mode, buffering, encoding, errors, newline, closefd, opener)
 
 
-async def _open(opening, file, mode, buffering, encoding, errors, newline, closefd, opener):
+async def _open(opening: _Opening, file: FileDescriptorOrPath, mode: str, buffering: int,
+                encoding: str | None, errors: str | None, newline: str | None, closefd: bool,
+                opener: _Opener | None) -> BinaryFile | TextFile:
     if type(file) is str and type(mode) is str and buffering == -1 and encoding is None \
             and errors is None and newline is None and closefd is True and opener is None \
             and _parse(mode).binary:
@@ -131,7 +168,7 @@ async def _open(opening, file, mode, buffering, encoding, errors, newline, close
             fd = _open_fd(file, parsed.flags, closefd, opener)
             info = None
         else:
-            if ("\0" if isinstance(file, str) else b"\0") in file:
+            if ("\0" if isinstance(file, str) else b"\0") in file:  # type: ignore[operator]
                 raise ValueError("embedded null byte")
             fd, info = await ops.open(file, parsed.flags)
     try:
@@ -144,7 +181,8 @@ async def _open(opening, file, mode, buffering, encoding, errors, newline, close
         raise
 
 
-def _check(file, mode, buffering, encoding, errors, newline):
+def _check(file: FileDescriptorOrPath, mode: str, buffering: int, encoding: str | None,
+           errors: str | None, newline: str | None) -> tuple[_Mode, FileOps]:
     """The built-in's checks of the arguments, in its order: the parsed
     mode, and the loop's file operations."""
     if not isinstance(file, int):
@@ -174,7 +212,8 @@ def _check(file, mode, buffering, encoding, errors, newline):
     return parsed, file_ops(events.get_running_loop())
 
 
-def _open_fd(file, flags, closefd, opener):
+def _open_fd(file: str | bytes | int, flags: int, closefd: bool,
+             opener: _Opener | None) -> int:
     """The fd of an int file or an opener's."""
     if isinstance(file, int):
         if file < 0:
@@ -182,9 +221,11 @@ def _open_fd(file, flags, closefd, opener):
         return file
     if not closefd:
         raise ValueError("Cannot use closefd=False with file name")
-    if ("\0" if isinstance(file, str) else b"\0") in file:
+    # (type: ignore: "\0" is the path's type; opener is not None here, the
+    # caller's condition says, and gets a bytes path as bytes, as the built-in's)
+    if ("\0" if isinstance(file, str) else b"\0") in file:  # type: ignore[operator]
         raise ValueError("embedded null byte")
-    fd = opener(file, flags)
+    fd = opener(file, flags)  # type: ignore[misc, arg-type]
     if not isinstance(fd, int):
         raise TypeError("expected integer from opener")
     if fd < 0:
@@ -192,8 +233,9 @@ def _open_fd(file, flags, closefd, opener):
     return fd
 
 
-def _wrap(ops, fd, info, file, mode, parsed, buffering, encoding, errors, newline, closefd,
-          fresh):
+def _wrap(ops: FileOps, fd: int, info: os.stat_result | None, file: str | bytes | int,
+          mode: str, parsed: _Mode, buffering: int, encoding: str | None, errors: str | None,
+          newline: str | None, closefd: bool, fresh: bool) -> BinaryFile | TextFile:
     """info: the fd's os.fstat(), or None."""
     if info is None:
         info = os.fstat(fd)
@@ -209,29 +251,32 @@ def _wrap(ops, fd, info, file, mode, parsed, buffering, encoding, errors, newlin
                         parsed.append, buffering, closefd, info, fresh)
     if parsed.binary:
         return binary
-    return TextFile(binary, encoding, errors, newline, line_buffering, mode)
+    # (type: ignore: for text, _open has chosen the encoding and errors)
+    return TextFile(binary, encoding, errors, newline, line_buffering, mode)  # type: ignore[arg-type]
 
 
 # -- whole files, as pathlib.Path's methods
 
-async def read_bytes(path):
+async def read_bytes(path: FileDescriptorOrPath) -> bytes:
     async with open(path, "rb") as f:
         return await f.read()
 
 
-async def read_text(path, encoding=None, errors=None, newline=None):
+async def read_text(path: FileDescriptorOrPath, encoding: str | None = None,
+                    errors: str | None = None, newline: str | None = None) -> str:
     encoding = io.text_encoding(encoding)
     async with open(path, "r", encoding=encoding, errors=errors, newline=newline) as f:
         return await f.read()
 
 
-async def write_bytes(path, data):
+async def write_bytes(path: FileDescriptorOrPath, data: ReadableBuffer) -> int:
     view = memoryview(data)
     async with open(path, "wb") as f:
         return await f.write(view)
 
 
-async def write_text(path, data, encoding=None, errors=None, newline=None):
+async def write_text(path: FileDescriptorOrPath, data: str, encoding: str | None = None,
+                     errors: str | None = None, newline: str | None = None) -> int:
     if not isinstance(data, str):
         raise TypeError(f"data must be str, not {type(data).__name__}")
     encoding = io.text_encoding(encoding)

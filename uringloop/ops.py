@@ -10,16 +10,23 @@ than ECANCELED; a future already done (cancelled) is left alone.
     ud = loop._start_op(FutureOp(fut), loop._ring.prep_<variant>, ...)
     res = await fut          # on cancellation: loop._ring.prep_cancel(ud)
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from . import _c
+
+if TYPE_CHECKING:
+    from asyncio import futures
 
 
 class FutureOp:
     __slots__ = ("future",)
 
-    def __init__(self, future):
+    def __init__(self, future: futures.Future[int]) -> None:
         self.future = future
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<FutureOp for {self.future!r}>"
 
 

@@ -25,12 +25,30 @@ answer.
 The path functions are uringloop.os.path (uringloop.ospath), as
 aiofiles.os.path.
 """
+from __future__ import annotations
+
 import asyncio
 import functools
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from .fileops import file_ops
+
+if TYPE_CHECKING:
+    from asyncio import futures
+    from collections.abc import Awaitable, Callable, Coroutine
+    from typing import Any, ParamSpec, TypeGuard, TypeVar
+
+    from _typeshed import FileDescriptorOrPath, StrOrBytesPath
+
+    from .fileops import FileOps
+
+    _P = ParamSpec("_P")
+    _T = TypeVar("_T")
+
+# The os functions' types are in type comments, not annotations, so that
+# their signatures at run time are os's (inspect.signature shows annotations).
 
 __all__ = [
     "path", "stat", "lstat", "rename", "renames", "replace", "remove", "unlink", "mkdir",
@@ -44,44 +62,46 @@ _INT_MIN, _INT_MAX = -2**31, 2**31 - 1
 _LINK_FOLLOWS_ALONE = sys.version_info >= (3, 14)
 
 
-def wrap(func):
+def wrap(func: Callable[_P, _T]) -> Callable[_P, Coroutine[Any, Any, _T]]:
     """The blocking `func` as a coroutine function that runs it in the
     running loop's default executor."""
     @functools.wraps(func)
-    async def run(*args, **kwargs):
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _T:
         return await _executor(func, *args, **kwargs)
     return run
 
 
-def _executor(func, *args, **kwargs):
+def _executor(func: Callable[_P, _T], *args: _P.args,
+              **kwargs: _P.kwargs) -> futures.Future[_T]:
     return asyncio.get_running_loop().run_in_executor(None, functools.partial(func, *args,
                                                                               **kwargs))
 
 
-def _ops():
+def _ops() -> FileOps:
     return file_ops(asyncio.get_running_loop())
 
 
-def _fspath(path):
+def _fspath(path: FileDescriptorOrPath) -> str | bytes | None:
     """path as os.fspath() makes it, where the ring takes it as it is (str
     or bytes without a NUL); None where os must judge it."""
     try:
-        path = os.fspath(path)
+        path = os.fspath(path)  # type: ignore[arg-type]  # (an fd: TypeError, as wanted)
     except TypeError:
         return None
     return None if ("\0" if isinstance(path, str) else b"\0") in path else path
 
 
-def _c_int(value):
+def _c_int(value: object) -> TypeGuard[int]:
     """Whether the ring takes `value` as it is for an fd or a mode."""
     return type(value) is int and _INT_MIN <= value <= _INT_MAX
 
 
-def _dir_fds(fd, other=None):
+def _dir_fds(fd: object, other: object = None) -> bool:
     return (fd is None or _c_int(fd)) and (other is None or _c_int(other))
 
 
 async def stat(path, *, dir_fd=None, follow_symlinks=True):
+    # type: (FileDescriptorOrPath, int | None, bool) -> os.stat_result
     """os.stat: a STATX request (of the open file where path is an fd)."""
     if type(path) is str and dir_fd is None and follow_symlinks is True and "\0" not in path:
         return await _ops().stat(path, None, True)       # the usual: the ring takes it as is
@@ -94,7 +114,7 @@ async def stat(path, *, dir_fd=None, follow_symlinks=True):
     return await _ops().stat(name, dir_fd, bool(follow_symlinks))
 
 
-async def _fstat(fd):
+async def _fstat(fd: int) -> os.stat_result:
     try:
         return await _ops().stat(fd)
     except OSError as exc:
@@ -103,6 +123,7 @@ async def _fstat(fd):
 
 
 async def lstat(path, *, dir_fd=None):
+    # type: (StrOrBytesPath, int | None) -> os.stat_result
     """os.lstat: a STATX request."""
     name = _fspath(path)
     if name is None or not _dir_fds(dir_fd):
@@ -111,21 +132,25 @@ async def lstat(path, *, dir_fd=None):
 
 
 async def remove(path, *, dir_fd=None):
+    # type: (StrOrBytesPath, int | None) -> None
     """os.remove: an UNLINKAT request."""
     await _unlink(os.remove, path, dir_fd, False)
 
 
 async def unlink(path, *, dir_fd=None):
+    # type: (StrOrBytesPath, int | None) -> None
     """os.unlink: an UNLINKAT request."""
     await _unlink(os.unlink, path, dir_fd, False)
 
 
 async def rmdir(path, *, dir_fd=None):
+    # type: (StrOrBytesPath, int | None) -> None
     """os.rmdir: an UNLINKAT request."""
     await _unlink(os.rmdir, path, dir_fd, True)
 
 
-def _unlink(func, path, dir_fd, is_dir):
+def _unlink(func: Callable[..., None], path: StrOrBytesPath, dir_fd: int | None,
+            is_dir: bool) -> Awaitable[None]:
     if type(path) is str and dir_fd is None and "\0" not in path:
         return _ops().unlink(path, None, is_dir)         # the usual: the ring takes it as is
     name = _fspath(path)
@@ -135,16 +160,19 @@ def _unlink(func, path, dir_fd, is_dir):
 
 
 async def rename(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
+    # type: (StrOrBytesPath, StrOrBytesPath, int | None, int | None) -> None
     """os.rename: a RENAMEAT request."""
     await _rename(os.rename, src, dst, src_dir_fd, dst_dir_fd)
 
 
 async def replace(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
+    # type: (StrOrBytesPath, StrOrBytesPath, int | None, int | None) -> None
     """os.replace: a RENAMEAT request."""
     await _rename(os.replace, src, dst, src_dir_fd, dst_dir_fd)
 
 
-async def _rename(func, src, dst, src_dir_fd, dst_dir_fd):
+async def _rename(func: Callable[..., None], src: StrOrBytesPath, dst: StrOrBytesPath,
+                  src_dir_fd: int | None, dst_dir_fd: int | None) -> None:
     old, new = _fspath(src), _fspath(dst)
     if old is None or new is None or not _dir_fds(src_dir_fd, dst_dir_fd):
         await _executor(func, src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
@@ -153,6 +181,7 @@ async def _rename(func, src, dst, src_dir_fd, dst_dir_fd):
 
 
 async def mkdir(path, mode=0o777, *, dir_fd=None):
+    # type: (StrOrBytesPath, int, int | None) -> None
     """os.mkdir: a MKDIRAT request."""
     name = _fspath(path)
     # The ring's mode is unsigned; os passes a negative one on as mode_t.
@@ -163,6 +192,7 @@ async def mkdir(path, mode=0o777, *, dir_fd=None):
 
 
 async def link(src, dst, *, src_dir_fd=None, dst_dir_fd=None, follow_symlinks=True):
+    # type: (StrOrBytesPath, StrOrBytesPath, int | None, int | None, bool) -> None
     """os.link: a LINKAT request."""
     old, new = _fspath(src), _fspath(dst)
     if old is None or new is None or not _dir_fds(src_dir_fd, dst_dir_fd):
@@ -175,6 +205,7 @@ async def link(src, dst, *, src_dir_fd=None, dst_dir_fd=None, follow_symlinks=Tr
 
 
 async def symlink(src, dst, target_is_directory=False, *, dir_fd=None):
+    # type: (StrOrBytesPath, StrOrBytesPath, bool, int | None) -> None
     """os.symlink: a SYMLINKAT request (target_is_directory matters on
     Windows only)."""
     target, name = _fspath(src), _fspath(dst)

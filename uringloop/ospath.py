@@ -10,8 +10,20 @@ function in the loop's default executor on every loop.
 """
 import os.path
 import stat as _stat
+from typing import TYPE_CHECKING
 
 from .os import lstat, stat, wrap
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from _typeshed import FileDescriptorOrPath, StrOrBytesPath
+
+    # The functions' types are in type comments, not annotations, so that
+    # their signatures at run time are os.path's (inspect.signature shows
+    # annotations); these are the names those comments use.
+    _Path: TypeAlias = FileDescriptorOrPath
+    _StrPath: TypeAlias = StrOrBytesPath
 
 __all__ = [
     "abspath", "exists", "getatime", "getctime", "getmtime", "getsize", "isdir", "isfile",
@@ -20,6 +32,7 @@ __all__ = [
 
 
 async def exists(path):
+    # type: (_Path) -> bool
     """os.path.exists: True where stat succeeds."""
     try:
         await stat(path)
@@ -29,6 +42,7 @@ async def exists(path):
 
 
 async def isfile(path):
+    # type: (_Path) -> bool
     """os.path.isfile: whether path is a regular file, symlinks followed."""
     try:
         st = await stat(path)
@@ -38,6 +52,7 @@ async def isfile(path):
 
 
 async def isdir(s):
+    # type: (_Path) -> bool
     """os.path.isdir: whether s is a directory, symlinks followed."""
     try:
         st = await stat(s)
@@ -47,6 +62,7 @@ async def isdir(s):
 
 
 async def islink(path):
+    # type: (_StrPath) -> bool
     """os.path.islink: whether path is a symbolic link."""
     # AttributeError as in os.path's: an __fspath__ raising it means False.
     try:
@@ -57,21 +73,25 @@ async def islink(path):
 
 
 async def getsize(filename):
+    # type: (_Path) -> int
     """os.path.getsize: st_size."""
     return (await stat(filename)).st_size
 
 
 async def getmtime(filename):
+    # type: (_Path) -> float
     """os.path.getmtime: st_mtime."""
     return (await stat(filename)).st_mtime
 
 
 async def getatime(filename):
+    # type: (_Path) -> float
     """os.path.getatime: st_atime."""
     return (await stat(filename)).st_atime
 
 
 async def getctime(filename):
+    # type: (_Path) -> float
     """os.path.getctime: st_ctime."""
     return (await stat(filename)).st_ctime
 

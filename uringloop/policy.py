@@ -13,7 +13,7 @@ import asyncio
 import sys
 import warnings
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from .loop import Loop
 from .ring import UnsupportedError
@@ -32,6 +32,12 @@ else:
         or asyncio.events.BaseDefaultEventLoopPolicy
 
 _T = TypeVar("_T")
+
+
+@overload
+def new_event_loop(*, fallback: Literal[False] = False) -> Loop: ...
+@overload
+def new_event_loop(*, fallback: bool) -> asyncio.AbstractEventLoop: ...
 
 
 def new_event_loop(*, fallback: bool = False) -> asyncio.AbstractEventLoop:

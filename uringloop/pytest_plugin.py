@@ -24,8 +24,8 @@ uringloop.Policy() for the run, so asyncio.new_event_loop() and
 asyncio.run() outside pytest-asyncio give uringloop loops too.
 """
 import asyncio
-import functools
 import warnings
+from collections.abc import Callable
 from importlib.metadata import version
 
 import pytest
@@ -33,7 +33,7 @@ import pytest
 import uringloop
 
 
-def _release(distribution):
+def _release(distribution: str) -> tuple[int, ...]:
     """(major, minor) of an installed distribution."""
     return tuple(int(part) for part in version(distribution).split(".")[:2])
 
@@ -41,18 +41,21 @@ def _release(distribution):
 # pytest-asyncio 1.4 added the hook and deprecated the fixture.
 if _release("pytest-asyncio") >= (1, 4):
     @pytest.hookimpl(trylast=True)
-    def pytest_asyncio_loop_factories():
+    def pytest_asyncio_loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
         # One name, so pytest-asyncio keeps the test ids as they were; a
         # test can still select it: @pytest.mark.asyncio(loop_factories=["uringloop"]).
         return {"uringloop": uringloop.new_event_loop}
 else:
-    def pytest_configure(config):
+    def pytest_configure(config: pytest.Config) -> None:
         # Not an event_loop_policy fixture: -p registers this module before
         # pytest-asyncio, whose own fixture would then take precedence.
         replaced = _swap_policy(uringloop.Policy())
-        config.add_cleanup(functools.partial(_swap_policy, replaced))
 
-    def _swap_policy(policy):
+        def restore() -> None:
+            _swap_policy(replaced)
+        config.add_cleanup(restore)
+
+    def _swap_policy(policy: asyncio.AbstractEventLoopPolicy) -> asyncio.AbstractEventLoopPolicy:
         """Set the event loop policy; the one it replaces.  Python 3.14
         deprecates policies, which these releases have no way around."""
         with warnings.catch_warnings():

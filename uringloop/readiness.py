@@ -21,12 +21,30 @@ Why not a multishot POLL per fd, which needs no epoll_ctl at all:
   epoll forgets a closed fd by itself, as asyncio's loop does;
 - epoll_ctl refuses what asyncio's refuses (EPERM for a regular file).
 """
+from __future__ import annotations
+
 import errno
 import selectors
 import struct
+from typing import TYPE_CHECKING
 
 from ._uring import ffi, lib
 from .handle import Handle
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, TypeVarTuple, Unpack
+
+    from _typeshed import FileDescriptorLike
+
+    from ._typing import LoopBase as _LoopBase
+    from .ring import Ring
+
+    _Ts = TypeVarTuple("_Ts")
+    # (reader, writer): the selector's data for an fd
+    _Pair = tuple[Handle | None, Handle | None]
+else:
+    _LoopBase = object
 
 POLLIN = 0x001
 # Ready events taken per completion; more wait for the next one.
@@ -48,15 +66,15 @@ class _EpollWait:
 
     __slots__ = ("loop", "events", "pinned")
 
-    def __init__(self, loop):
+    def __init__(self, loop: _LoopBase) -> None:
         self.loop = loop
         self.events = bytearray(_MAX_EVENTS * _EVENT_SIZE)
         self.pinned = ffi.from_buffer(self.events)
 
-    def start(self, ring, ud):
+    def start(self, ring: Ring, ud: int) -> None:
         ring.prep_epoll_wait(ud, self.loop._watchers.fileno(), self.pinned, _MAX_EVENTS)
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         loop = self.loop
         if res > 0:
             # (inlined: the hot path of every fd-watcher event)
@@ -89,13 +107,13 @@ class _EpollReadable:
 
     __slots__ = ("loop",)
 
-    def __init__(self, loop):
+    def __init__(self, loop: _LoopBase) -> None:
         self.loop = loop
 
-    def start(self, ring, ud):
+    def start(self, ring: Ring, ud: int) -> None:
         ring.prep_poll(ud, self.loop._watchers.fileno(), POLLIN)
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         loop = self.loop
         if res > 0:
             for key, events in loop._watchers.select(0):
@@ -103,43 +121,47 @@ class _EpollReadable:
         loop._watch_ended()
 
 
-class ReadinessMethods:
+class ReadinessMethods(_LoopBase):
     """Loop methods: add_reader, remove_reader, add_writer, remove_writer."""
 
-    def _init_readiness(self):
+    def _init_readiness(self) -> None:
         self._watchers = selectors.EpollSelector()
         self._watched = {}               # fd -> (reader, writer): the selector's data, by fd
         self._watch_op = None            # the _EpollWait, made on first use
         self._watch_ud = 0               # the wait in flight, 0: none
         self._watch_cancelled = False
 
-    def _close_readiness(self):
+    def _close_readiness(self) -> None:
         self._watchers.close()
 
     # -- the API
 
-    def add_reader(self, fd, callback, *args):
+    def add_reader(self, fd: FileDescriptorLike, callback: Callable[[Unpack[_Ts]], Any],
+                   *args: Unpack[_Ts]) -> None:
         self._ensure_fd_no_transport(fd)
         self._add_watcher(fd, selectors.EVENT_READ, callback, args)
 
-    def add_writer(self, fd, callback, *args):
+    def add_writer(self, fd: FileDescriptorLike, callback: Callable[[Unpack[_Ts]], Any],
+                   *args: Unpack[_Ts]) -> None:
         self._ensure_fd_no_transport(fd)
         self._add_watcher(fd, selectors.EVENT_WRITE, callback, args)
 
-    def remove_reader(self, fd):
+    def remove_reader(self, fd: FileDescriptorLike) -> bool:
         self._ensure_fd_no_transport(fd)
         return self._remove_watcher(fd, selectors.EVENT_READ)
 
-    def remove_writer(self, fd):
+    def remove_writer(self, fd: FileDescriptorLike) -> bool:
         self._ensure_fd_no_transport(fd)
         return self._remove_watcher(fd, selectors.EVENT_WRITE)
 
     # -- the set, as asyncio's selector loop keeps it
 
-    def _add_watcher(self, fd, event, callback, args):
+    def _add_watcher(self, fd: FileDescriptorLike, event: int, callback: Callable[..., object],
+                     args: Sequence[Any]) -> Handle:
         self._check_closed()
         handle = Handle(callback, args, self, None)
         watchers = self._watchers
+        pair: _Pair
         try:
             key = watchers.get_key(fd)
         except KeyError:
@@ -156,7 +178,7 @@ class ReadinessMethods:
         self._watch()
         return handle
 
-    def _remove_watcher(self, fd, event):
+    def _remove_watcher(self, fd: FileDescriptorLike, event: int) -> bool:
         if self.is_closed():
             return False
         watchers = self._watchers
@@ -183,7 +205,7 @@ class ReadinessMethods:
 
     # -- the wait on the ring
 
-    def _watch(self):
+    def _watch(self) -> None:
         """Keep a wait on the set in flight while it has members."""
         if self._watch_ud or not self._watched:
             return
@@ -201,17 +223,17 @@ class ReadinessMethods:
         self._watch_ud = ud
         self._watch_cancelled = False
 
-    def _unwatch(self):
+    def _unwatch(self) -> None:
         if self._watch_ud and not self._watch_cancelled:
             self._watch_cancelled = True
             self._ring.prep_cancel(self._watch_ud)
 
-    def _watch_ended(self):
+    def _watch_ended(self) -> None:
         self._watch_ud = 0
         if not self._closed:
             self._watch()
 
-    def _watcher_events(self, key, events):
+    def _watcher_events(self, key: selectors.SelectorKey, events: int) -> None:
         reader, writer = key.data
         if events & selectors.EVENT_READ and reader is not None:
             if reader._cancelled:
@@ -224,7 +246,7 @@ class ReadinessMethods:
             else:
                 self._ready.append(writer)
 
-    def _watchers_failed(self, res):
+    def _watchers_failed(self, res: int) -> None:
         self.call_exception_handler({
             "message": f"uringloop: waiting for fd watchers failed: "
                        f"[Errno {-res}] {errno.errorcode.get(-res, -res)}",

@@ -15,16 +15,24 @@ kernel: ``URINGLOOP_DISABLE=cqe_mixed,defer_taskrun``.  ``io_uring`` in the
 mask (optionally ``io_uring=EPERM``) makes setup fail as a kernel without
 io_uring would.
 """
+from __future__ import annotations
+
 import dataclasses
 import errno
 import mmap
 import os
 import threading
 import weakref
+from typing import TYPE_CHECKING
 
 from ._uring import ffi, lib
 
-SETUP_FLAGS = {
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from ._typing import CData
+
+SETUP_FLAGS: dict[str, int] = {
     "single_issuer": lib.UL_SETUP_SINGLE_ISSUER,
     "defer_taskrun": lib.UL_SETUP_DEFER_TASKRUN,
     "coop_taskrun": lib.UL_SETUP_COOP_TASKRUN,
@@ -88,7 +96,7 @@ DEFAULT_CQ_ENTRIES = 4096
 # The preps the loop uses, by variant (ul_prep_<variant> in _c/prep.c), and
 # the opcode each queues.  Ring.prep_<variant> wraps each; `python -m
 # uringloop info` lists their opcodes as used.
-PREPS = {
+PREPS: dict[str, str] = {
     "nop": "nop",
     "nop_cqe32": "nop",
     "poll": "poll_add",
@@ -133,14 +141,14 @@ class Features:
 
     kernel: str
     tier: str
-    setup_flags: frozenset
-    features: frozenset
-    opcodes: frozenset
-    masked: frozenset
+    setup_flags: frozenset[str]
+    features: frozenset[str]
+    opcodes: frozenset[str]
+    masked: frozenset[str]
     sq_entries: int
     cq_entries: int
 
-    def has(self, name):
+    def has(self, name: str) -> bool:
         """True where the ring has `name` (a setup flag, feature, opcode or
         capability) and it is not masked."""
         if name in self.masked:
@@ -166,10 +174,10 @@ class Sizes:
     workers: int = min(32, (os.cpu_count() or 1) + 4)
 
     @classmethod
-    def from_env(cls, value=None):
+    def from_env(cls, value: str | None = None) -> Sizes:
         if value is None:
             value = os.environ.get("URINGLOOP_RING", "")
-        sizes = {}
+        sizes: dict[str, int] = {}
         for item in filter(None, (part.strip().lower() for part in value.split(","))):
             name, _, number = item.partition("=")
             if name not in cls.__dataclass_fields__:
@@ -190,13 +198,14 @@ class Sizes:
 class Mask:
     """URINGLOOP_DISABLE, parsed."""
 
-    names: frozenset = frozenset()
+    names: frozenset[str] = frozenset()
     refuse_errno: int = 0
 
     @classmethod
-    def from_env(cls, value=None):
+    def from_env(cls, value: str | None = None) -> Mask:
         if value is None:
             value = os.environ.get("URINGLOOP_DISABLE", "")
+        names: set[str]
         names, refuse = set(), 0
         for item in filter(None, (part.strip().lower() for part in value.split(","))):
             name, _, arg = item.partition("=")
@@ -210,18 +219,18 @@ class Mask:
                 raise ValueError(f"URINGLOOP_DISABLE: unknown name {name!r}; known: {', '.join(known)}")
         return cls(frozenset(names), refuse)
 
-    def bits(self, table):
+    def bits(self, table: Mapping[str, int]) -> int:
         return sum(bit for name, bit in table.items() if name in self.names)
 
 
-def _errno_by_name(name):
+def _errno_by_name(name: str) -> int:
     code = getattr(errno, name.upper(), None)
     if not isinstance(code, int):
         raise ValueError(f"URINGLOOP_DISABLE: io_uring={name}: not an errno name")
     return code
 
 
-def _sysctl(name):
+def _sysctl(name: str) -> str | None:
     try:
         with open(f"/proc/sys/kernel/{name}") as f:
             return f.read().strip()
@@ -229,7 +238,7 @@ def _sysctl(name):
         return None
 
 
-def refusal_message(code):
+def refusal_message(code: int) -> str:
     """Why io_uring_setup failed with `code`, in words a user can act on."""
     if code == errno.ENOSYS:
         cause = "this kernel has no io_uring (older than 5.1, or built without CONFIG_IO_URING)"
@@ -256,7 +265,7 @@ def refusal_message(code):
             f"default loop instead.")
 
 
-def _tiers(mask):
+def _tiers(mask: Mask) -> list[tuple[str, int]]:
     """The setup tiers to try, fastest first, skipping masked ones."""
     tiers = []
     if not mask.names & {"single_issuer", "defer_taskrun"}:
@@ -271,14 +280,16 @@ def _tiers(mask):
 
 
 # Rings alive in this process; a forked child forgets them (see _after_fork).
-_live_rings = weakref.WeakSet()
+_live_rings: weakref.WeakSet[Ring] = weakref.WeakSet()
 
 
 class Ring:
     """One io_uring.  Not thread-safe: the loop drives it from one thread."""
 
-    def __init__(self, entries=DEFAULT_ENTRIES, cq_entries=DEFAULT_CQ_ENTRIES, mask=None,
-                 workers=0):
+    thread: int | None
+
+    def __init__(self, entries: int = DEFAULT_ENTRIES, cq_entries: int = DEFAULT_CQ_ENTRIES,
+                 mask: Mask | None = None, workers: int = 0) -> None:
         mask = Mask.from_env() if mask is None else mask
         self._r = r = ffi.new("struct ul_ring *")
         self._r.fd = -1
@@ -306,11 +317,12 @@ class Ring:
 
     # -- setup
 
-    def _try(self, entries, cq_entries, flags, mask):
+    def _try(self, entries: int, cq_entries: int, flags: int, mask: Mask) -> int:
         deny = sum(1 << FEATURE_BITS.index(n) for n in MASKABLE_FEATURES if n in mask.names)
-        return -lib.ul_ring_init(self._r, entries, cq_entries, flags, deny)
+        # (type: ignore: cffi's lib is untyped, its results Any)
+        return -lib.ul_ring_init(self._r, entries, cq_entries, flags, deny)  # type: ignore[no-any-return]
 
-    def _setup(self, entries, cq_entries, mask):
+    def _setup(self, entries: int, cq_entries: int, mask: Mask) -> str:
         if mask.refuse_errno:
             raise UnsupportedError(mask.refuse_errno, refusal_message(mask.refuse_errno))
         optional = [SETUP_FLAGS[n] for n in OPTIONAL_SETUP if n not in mask.names]
@@ -333,7 +345,7 @@ class Ring:
                 break
         raise UnsupportedError(err, refusal_message(err))
 
-    def _describe(self, mask):
+    def _describe(self, mask: Mask) -> Features:
         r = self._r
         return Features(
             kernel=os.uname().release,
@@ -349,24 +361,24 @@ class Ring:
     # -- lifetime
 
     @property
-    def single_issuer(self):
+    def single_issuer(self) -> bool:
         return bool(self._r.setup_flags & lib.UL_SETUP_SINGLE_ISSUER)
 
     @property
-    def enabled(self):
+    def enabled(self) -> bool:
         return bool(self._r.enabled)
 
     @property
-    def address(self):
+    def address(self) -> int:
         """Where the core's ring struct lives, for the C hot path."""
         return int(ffi.cast("uintptr_t", self._r))
 
     @property
-    def drivable_here(self):
+    def drivable_here(self) -> bool:
         """Whether this thread may submit to and reap from the ring."""
         return not self.single_issuer or getattr(self._issuer, "here", False)
 
-    def enable(self):
+    def enable(self) -> None:
         """Start the ring; with SINGLE_ISSUER this thread becomes its issuer."""
         if not self._r.enabled:
             err = lib.ul_ring_enable(self._r)
@@ -374,23 +386,23 @@ class Ring:
                 self.check(err)
             self._claim()
 
-    def _claim(self):
+    def _claim(self) -> None:
         self.thread = threading.get_ident()
         self._issuer.here = True
 
-    def close(self):
+    def close(self) -> None:
         """Release the ring.  The caller has drained every op that points at
         memory it will free; the kernel cancels whatever remains."""
         lib.ul_ring_exit(self._r)
         _live_rings.discard(self)
 
-    def forget(self):
+    def forget(self) -> None:
         """Called in a forked child: drop this process's view of the
         parent's ring without touching the memory the parent still uses."""
         self.forked = True
         lib.ul_ring_forget(self._r)
 
-    def check(self, err):
+    def check(self, err: int) -> None:
         """Raise the error a failed core call returned (-errno), in asyncio's
         terms; the one exception is an SQ that filled before the loop first
         ran, whose ring this thread then starts: the call returns, and the
@@ -410,34 +422,80 @@ class Ring:
 
     # -- submission: prep_<variant> for each of PREPS, made below the class
 
+    if TYPE_CHECKING:
+        # Each returns once the request is queued (ul_prep_<variant> in
+        # ring.h; ud is its user_data).
+        def prep_nop(self, ud: int, /) -> None: ...
+        def prep_nop_cqe32(self, ud: int, off: int, addr: int, /) -> None: ...
+        def prep_poll(self, ud: int, fd: int, events: int, /) -> None: ...
+        def prep_poll_multishot(self, ud: int, fd: int, events: int, /) -> None: ...
+        def prep_cancel(self, target: int, /) -> None: ...
+        def prep_cancel_fd(self, fd: int, /) -> None: ...
+        def prep_cancel_all(self) -> None: ...
+        def prep_recv(self, ud: int, fd: int, buf: CData, len: int, /) -> None: ...
+        def prep_recv_select(self, ud: int, fd: int, bgid: int, /) -> None: ...
+        def prep_recv_multishot(self, ud: int, fd: int, bgid: int, /) -> None: ...
+        def prep_send(self, ud: int, fd: int, buf: bytes | CData, len: int, /) -> None: ...
+        def prep_sendmsg(self, ud: int, fd: int, msg: CData, /) -> None: ...
+        def prep_recvmsg_multishot(self, ud: int, fd: int, msg: CData, bgid: int, /) -> None: ...
+        def prep_epoll_wait(self, ud: int, epfd: int, events: CData, maxevents: int,
+                            /) -> None: ...
+        def prep_read_multishot(self, ud: int, fd: int, bgid: int, /) -> None: ...
+        def prep_waitid(self, ud: int, idtype: int, id: int, info: CData, options: int,
+                        /) -> None: ...
+        def prep_accept(self, ud: int, fd: int, flags: int, /) -> None: ...
+        def prep_accept_multishot(self, ud: int, fd: int, flags: int, /) -> None: ...
+        # (the file requests go through _c.file_request instead; their
+        # wrappers are here for tests of the ring)
+        def prep_openat(self, ud: int, dfd: int, path: bytes, flags: int, mode: int,
+                        /) -> None: ...
+        def prep_openat_async(self, ud: int, dfd: int, path: bytes, flags: int, mode: int,
+                              /) -> None: ...
+        def prep_close(self, ud: int, fd: int, /) -> None: ...
+        def prep_read(self, ud: int, fd: int, buf: CData, len: int, offset: int, /) -> None: ...
+        def prep_write(self, ud: int, fd: int, buf: bytes | CData, len: int, offset: int,
+                       /) -> None: ...
+        def prep_fsync(self, ud: int, fd: int, flags: int, /) -> None: ...
+        def prep_ftruncate(self, ud: int, fd: int, length: int, /) -> None: ...
+        def prep_statx(self, ud: int, dfd: int, path: bytes, flags: int, mask: int,
+                       statxbuf: CData, /) -> None: ...
+        def prep_unlinkat(self, ud: int, dfd: int, path: bytes, flags: int, /) -> None: ...
+        def prep_renameat(self, ud: int, olddfd: int, oldpath: bytes, newdfd: int,
+                          newpath: bytes, flags: int, /) -> None: ...
+        def prep_mkdirat(self, ud: int, dfd: int, path: bytes, mode: int, /) -> None: ...
+        def prep_symlinkat(self, ud: int, target: bytes, newdfd: int, linkpath: bytes,
+                           /) -> None: ...
+        def prep_linkat(self, ud: int, olddfd: int, oldpath: bytes, newdfd: int, newpath: bytes,
+                        flags: int, /) -> None: ...
+
     # -- completion
 
-    def wait(self, timeout_ns):
+    def wait(self, timeout_ns: int) -> int:
         """Submit what is queued, wait up to timeout_ns (-1: no limit), and
         copy completions into user_data/res/flags/big, from pos[0] up to
         pos[1].  The caller advances pos[0] as it consumes them; until it
         has consumed all, wait returns at once and reaps nothing.  Returns
         how many wait to be consumed."""
-        n = lib.ul_wait(self._r, timeout_ns)
+        n: int = lib.ul_wait(self._r, timeout_ns)
         if n < 0:
             self.check(n)
             return 0
         return n
 
-    def flush(self):
+    def flush(self) -> bool:
         """Submit what is queued and run the kernel's deferred work for this
         thread now, outside the loop's wait; False if the ring refused."""
-        return lib.ul_flush(self._r) == 0
+        return lib.ul_flush(self._r) == 0  # type: ignore[no-any-return]  # cffi: untyped
 
-    def buffer_ring(self, bgid, count, size):
+    def buffer_ring(self, bgid: int, count: int, size: int) -> BufferRing:
         return BufferRing(self, bgid, count, size)
 
 
-def _prep_method(variant):
+def _prep_method(variant: str) -> Callable[..., None]:
     """Ring.prep_<variant>(ud, ...): queue it, retrying where check() says so."""
     prep = getattr(lib, f"ul_prep_{variant}")
 
-    def method(self, *args):
+    def method(self: Ring, *args: object) -> None:
         while err := prep(self._r, *args):
             self.check(err)
     method.__name__ = f"prep_{variant}"
@@ -458,7 +516,7 @@ class BufferRing:
     carried goes back to the kernel at the ring's next wait, so its bytes
     must be taken before then."""
 
-    def __init__(self, ring, bgid, count, size):
+    def __init__(self, ring: Ring, bgid: int, count: int, size: int) -> None:
         self._ring = ring
         self.memory = mmap.mmap(-1, count * size)
         self._base = ffi.from_buffer(self.memory)
@@ -471,21 +529,22 @@ class BufferRing:
         self.size = size
         self.count = count
 
-    def take(self, bid, length):
+    def take(self, bid: int, length: int) -> bytes:
         """The `length` bytes a completion left in buffer `bid`, copied out."""
-        return ffi.buffer(lib.ul_bufring_data(self._br, bid, length), length)[:]
+        # (type: ignore: cffi's buffers are untyped; this slice is bytes)
+        return ffi.buffer(lib.ul_bufring_data(self._br, bid, length), length)[:]  # type: ignore[no-any-return]
 
-    def close(self):
+    def close(self) -> None:
         """Unregister and free; no op selecting from this group may be in flight."""
         lib.ul_bufring_exit(self._ring._r, self._br)
         self._release_memory()
 
-    def _release_memory(self):
+    def _release_memory(self) -> None:
         ffi.release(self._base)
         self.memory.close()
 
 
-def _after_fork():
+def _after_fork() -> None:
     for ring in list(_live_rings):
         ring.forget()
 
@@ -493,7 +552,7 @@ def _after_fork():
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def probe(mask=None):
+def probe(mask: Mask | None = None) -> Features:
     """Features of a throwaway ring made as the loop would make it."""
     ring = Ring(entries=8, cq_entries=16, mask=mask)
     try:

@@ -13,16 +13,29 @@ RuntimeError (as on asyncio's loop), and the transport counts the sendfile
 as an op on its fd: closing it mid-way keeps the fd number reserved until
 the sendfile has stopped touching it.
 """
+from __future__ import annotations
+
 import errno
 import io
 import os
 import select
 from asyncio import exceptions
+from typing import TYPE_CHECKING
 
 from .transports.stream import StreamTransport
 
+if TYPE_CHECKING:
+    import socket
+    from asyncio import transports
+    from collections.abc import Awaitable, Callable
+    from typing import IO
 
-def _file_size(file):
+    from ._typing import LoopBase as _LoopBase
+else:
+    _LoopBase = object
+
+
+def _file_size(file: IO[bytes]) -> tuple[int, int]:
     """The fd and size of a file sendfile can read, else SendfileNotAvailableError."""
     try:
         fileno = file.fileno()
@@ -34,15 +47,17 @@ def _file_size(file):
         raise exceptions.SendfileNotAvailableError("not a regular file") from None
 
 
-class SendfileMethods:
+class SendfileMethods(_LoopBase):
     """Loop methods: the native halves of asyncio's sendfile and sock_sendfile."""
 
-    async def _sock_sendfile_native(self, sock, file, offset, count):
+    async def _sock_sendfile_native(self, sock: socket.socket, file: IO[bytes], offset: int,
+                                    count: int | None) -> int:
         fileno, size = _file_size(file)
         return await self._sendfile_fd(sock.fileno(), fileno, offset, count, size,
                                        self._await_readiness)
 
-    async def _sendfile_native(self, transp, file, offset, count):
+    async def _sendfile_native(self, transp: transports.WriteTransport, file: IO[bytes],
+                               offset: int, count: int | None) -> int:
         if type(transp) is not StreamTransport:
             raise exceptions.SendfileNotAvailableError(
                 f"sendfile is not supported for transport {transp!r}")
@@ -62,7 +77,9 @@ class SendfileMethods:
             if reading:
                 transp.resume_reading()
 
-    async def _sendfile_fd(self, fd, fileno, offset, count, size, wait_writable):
+    async def _sendfile_fd(self, fd: int, fileno: int, offset: int, count: int | None,
+                           size: int,
+                           wait_writable: Callable[[int, int], Awaitable[None]]) -> int:
         """os.sendfile() from `fileno` to the socket `fd` until `count` bytes
         (or EOF) went; the file's position ends after what was sent, as
         asyncio leaves it."""

@@ -10,6 +10,8 @@ _Accept.stop for how that keeps the fd-lifetime rule); the server's
 wait_closed() also waits for any listener whose close had to wait for its
 accept's final completion.
 """
+from __future__ import annotations
+
 import contextvars
 import errno
 import inspect
@@ -17,15 +19,27 @@ import os
 import socket
 from asyncio import base_events, constants, tasks, trsock
 from asyncio.log import logger
+from typing import TYPE_CHECKING
 
 from . import _c
 from .ring import CQE_F_MORE
+
+if TYPE_CHECKING:
+    import ssl
+    from asyncio import futures, protocols, transports
+    from collections.abc import Callable
+
+    from ._typing import AsyncioServer
+    from ._typing import LoopBase as _LoopBase
+else:
+    _LoopBase = object
 
 _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _ACCEPT_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 
 # Server._attach/_detach take the transport from 3.13 on (close_clients).
-_ATTACH_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).parameters) > 1
+_ATTACH_TAKES_TRANSPORT = len(
+    inspect.signature(base_events.Server._attach).parameters) > 1  # type: ignore[attr-defined]
 
 
 class Server(base_events.Server):
@@ -33,7 +47,9 @@ class Server(base_events.Server):
     fds to be closed.  The loop makes the servers it serves this class
     (the layout is asyncio's: it adds no slots)."""
 
-    async def wait_closed(self):
+    _listeners_closing: list[futures.Future[None]]
+
+    async def wait_closed(self) -> None:
         await super().wait_closed()
         closing = [f for f in self._listeners_closing if not f.done()]
         if closing:
@@ -47,9 +63,13 @@ class _Accept:
     __slots__ = ("loop", "sock", "fd", "protocol_factory", "server", "context", "ud",
                  "stopped", "backing_off", "closed", "sslcontext", "ssl_handshake_timeout",
                  "ssl_shutdown_timeout")
+    closed: futures.Future[None] | None
 
-    def __init__(self, loop, sock, protocol_factory, server, sslcontext=None,
-                 ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+    def __init__(self, loop: _LoopBase, sock: socket.socket,
+                 protocol_factory: Callable[[], protocols.BaseProtocol],
+                 server: AsyncioServer | None, sslcontext: ssl.SSLContext | None = None,
+                 ssl_handshake_timeout: float | None = None,
+                 ssl_shutdown_timeout: float | None = None) -> None:
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
@@ -64,14 +84,14 @@ class _Accept:
         self.backing_off = False
         self.closed = None           # resolved when the fd is closed, once stopped
 
-    def arm(self):
+    def arm(self) -> None:
         if self.ud or self.stopped or self.backing_off:
             return
         loop, ring = self.loop, self.loop._ring
         prep = ring.prep_accept_multishot if loop._multishot_accept else ring.prep_accept
         self.ud = loop._start_op(self, prep, self.fd, _ACCEPT_FLAGS)
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop accepting at once, as asyncio's loop does: the socket object
         reads as closed now, and the listener is closed (connects are
         refused) before this returns.  The cancel is submitted and the
@@ -91,7 +111,7 @@ class _Accept:
                 return
         self._close_fd()
 
-    def _close_fd(self):
+    def _close_fd(self) -> None:
         self.loop._releasing.discard(self)
         if self.fd < 0:
             return
@@ -99,10 +119,11 @@ class _Accept:
         self.fd = -1
         # A closed loop (this runs from its close()) can no longer wake
         # wait_closed(), and would raise trying to schedule it.
-        if not self.closed.done() and not self.loop.is_closed():
-            self.closed.set_result(None)
+        # (type: ignore: stop() made `closed` before anything closes the fd)
+        if not self.closed.done() and not self.loop.is_closed():  # type: ignore[union-attr]
+            self.closed.set_result(None)  # type: ignore[union-attr]
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         if not flags & CQE_F_MORE:
             self.ud = 0
         if res >= 0:
@@ -127,7 +148,7 @@ class _Accept:
             else:
                 self.arm()
 
-    def _retry(self):
+    def _retry(self) -> None:
         self.backing_off = False
         self.arm()
 
@@ -135,12 +156,15 @@ class _Accept:
 _c.register_kind(_Accept)
 
 
-class ServingMethods:
+class ServingMethods(_LoopBase):
     """Loop methods: the serving hooks of asyncio's create_server and
     create_unix_server, and the stream transports they accept."""
 
-    def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None,
-                       backlog=100, ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+    def _start_serving(self, protocol_factory: Callable[[], protocols.BaseProtocol],
+                       sock: socket.socket, sslcontext: ssl.SSLContext | None = None,
+                       server: AsyncioServer | None = None, backlog: int = 100,
+                       ssl_handshake_timeout: float | None = None,
+                       ssl_shutdown_timeout: float | None = None) -> None:
         if type(server) is base_events.Server:
             server.__class__ = Server
             server._listeners_closing = []
@@ -149,7 +173,7 @@ class ServingMethods:
         self._acceptors[sock] = acceptor
         acceptor.arm()
 
-    def _stop_serving(self, sock):
+    def _stop_serving(self, sock: socket.socket) -> None:
         path = self._unix_socket_to_clean(sock)
         acceptor = self._acceptors.pop(sock, None)
         if acceptor is None or self.is_closed():
@@ -162,21 +186,21 @@ class ServingMethods:
             except OSError as exc:
                 logger.error("Unable to clean up listening UNIX socket %r: %r", path, exc)
 
-    def _unix_socket_to_clean(self, sock):
+    def _unix_socket_to_clean(self, sock: socket.socket) -> str | bytes | None:
         """3.13+ create_unix_server(cleanup_socket=True) records the socket
         file it made; unlink it on close if it is still that file."""
         inode = self._unix_server_sockets.pop(sock, None)
         if inode is None:
             return None
         try:
-            path = sock.getsockname()
+            path: str | bytes = sock.getsockname()
             if path and os.stat(path).st_ino == inode:
                 return path
         except (OSError, TypeError):
             pass
         return None
 
-    def _accepted(self, fd, acceptor):
+    def _accepted(self, fd: int, acceptor: _Accept) -> None:
         listener = acceptor.sock
         conn = socket.socket(listener.family, listener.type, listener.proto, fileno=fd)
         conn.setblocking(False)
@@ -197,7 +221,8 @@ class ServingMethods:
                 conn.close()
             self._accept_failed(exc, protocol, transport)
 
-    def _accept_failed(self, exc, protocol, transport):
+    def _accept_failed(self, exc: BaseException, protocol: protocols.BaseProtocol | None,
+                       transport: transports.BaseTransport | None) -> None:
         """An accepted connection could not be set up: as asyncio, reported
         only in debug mode."""
         if self._debug:
@@ -209,13 +234,15 @@ class ServingMethods:
                 context["transport"] = transport
             self.call_exception_handler(context)
 
-    def _attach_to_server(self, server, transport):
+    def _attach_to_server(self, server: AsyncioServer,
+                          transport: transports.BaseTransport) -> None:
         if _ATTACH_TAKES_TRANSPORT:
             server._attach(transport)
         else:
             server._attach()
 
-    def _detach_from_server(self, server, transport):
+    def _detach_from_server(self, server: AsyncioServer,
+                            transport: transports.BaseTransport) -> None:
         if _ATTACH_TAKES_TRANSPORT:
             server._detach(transport)
         else:

@@ -9,10 +9,17 @@ given, names resolved as sendto() resolves them, '' and '<broadcast>',
 the errors it raises), and both are cached per address: a server answers
 the same peers again and again.
 """
+from __future__ import annotations
+
 import operator
 import os
 import socket
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 _CACHE_LIMIT = 1024
 _FAMILY = {family: int(family).to_bytes(2, sys.byteorder)
@@ -21,6 +28,7 @@ _SUN_PATH_AT = 2         # offsetof(struct sockaddr_un, sun_path)
 _SUN_PATH_MAX = 108
 
 # The space a RECVMSG sets aside for the source address, by family.
+NAME_SPACE: dict[int, int]
 NAME_SPACE = {socket.AF_INET: 16, socket.AF_INET6: 28, socket.AF_UNIX: _SUN_PATH_AT + _SUN_PATH_MAX}
 
 
@@ -29,13 +37,15 @@ class Codec:
     address, for one family, each remembering what it has seen."""
 
     __slots__ = ("family", "_packed", "_unpacked")
+    _packed: dict[Any, bytes]
+    _unpacked: dict[bytes, Any]
 
-    def __init__(self, family):
+    def __init__(self, family: int) -> None:
         self.family = family
         self._packed = {}
         self._unpacked = {}
 
-    def pack(self, address):
+    def pack(self, address: Any) -> bytes:
         try:
             return self._packed[address]
         except KeyError:
@@ -48,7 +58,7 @@ class Codec:
         self._packed[address] = raw
         return raw
 
-    def unpack(self, raw):
+    def unpack(self, raw: bytes) -> Any:
         try:
             return self._unpacked[raw]
         except KeyError:
@@ -62,14 +72,14 @@ class Codec:
 
 # -- Python's address -> sockaddr bytes
 
-def _port(port, what):
+def _port(port: int, what: str) -> bytes:
     port = operator.index(port)
     if not 0 <= port <= 0xFFFF:
         raise OverflowError(f"{what}: port must be 0-65535.")
     return port.to_bytes(2, "big")
 
 
-def _host(family, host):
+def _host(family: int, host: str | bytes | bytearray) -> tuple[bytes, int]:
     """The address bytes of `host`, as the socket module's setipaddr()
     finds them: numeric forms as they are, '' as the wildcard,
     '<broadcast>', and names through getaddrinfo (blocking, as sendto()
@@ -87,10 +97,12 @@ def _host(family, host):
     except OSError:
         pass
     info = socket.getaddrinfo(host, None, family, socket.SOCK_DGRAM)[0][4]
-    return socket.inet_pton(family, info[0].partition("%")[0]), info[3] if len(info) > 3 else 0
+    # (type: ignore: typeshed allows an IPv6-less build's (int, bytes); not asked for here)
+    return (socket.inet_pton(family, info[0].partition("%")[0]),  # type: ignore[union-attr]
+            info[3] if len(info) > 3 else 0)
 
 
-def _pack_inet(address):
+def _pack_inet(address: Any) -> bytes:
     if not isinstance(address, tuple):
         raise TypeError(f"sendto(): AF_INET address must be tuple, not {type(address).__name__}")
     if len(address) != 2:
@@ -101,7 +113,7 @@ def _pack_inet(address):
     return _FAMILY[socket.AF_INET] + port + ip + bytes(8)
 
 
-def _pack_inet6(address):
+def _pack_inet6(address: Any) -> bytes:
     if not isinstance(address, tuple):
         raise TypeError(f"sendto(): AF_INET6 address must be tuple, not {type(address).__name__}")
     if not 2 <= len(address) <= 4:
@@ -117,7 +129,7 @@ def _pack_inet6(address):
             + scope_id.to_bytes(4, sys.byteorder))
 
 
-def _pack_unix(address):
+def _pack_unix(address: str | bytes | bytearray | memoryview) -> bytes:
     if isinstance(address, str):
         path = os.fsencode(address)
     elif isinstance(address, (bytes, bytearray, memoryview)):
@@ -130,12 +142,13 @@ def _pack_unix(address):
     return _FAMILY[socket.AF_UNIX] + path + (b"" if abstract else b"\0")
 
 
+_PACK: dict[int, Callable[[Any], bytes]]
 _PACK = {socket.AF_INET: _pack_inet, socket.AF_INET6: _pack_inet6, socket.AF_UNIX: _pack_unix}
 
 
 # -- sockaddr bytes -> Python's address, as the socket module's makesockaddr()
 
-def _unpack(family, raw):
+def _unpack(family: int, raw: bytes) -> Any:
     if not raw:
         return None                      # an unbound sender
     if family == socket.AF_INET:

@@ -16,13 +16,26 @@ with waitpid(), as asyncio's ThreadedChildWatcher does.  A loop closed
 while children still run hands each to such a thread too (so no zombie is
 left behind), which logs, as asyncio's watcher does, when the child exits.
 """
+from __future__ import annotations
+
 import errno
 import os
 import threading
 from asyncio.log import logger
+from typing import TYPE_CHECKING
 
 from ._uring import ffi, lib
 from .transports.subprocess import SubprocessTransport
+
+if TYPE_CHECKING:
+    from asyncio import protocols
+    from collections.abc import Sequence
+    from typing import Any, Literal
+
+    from .transports.subprocess import _File
+    from ._typing import LoopBase as _LoopBase
+else:
+    _LoopBase = object
 
 POLLIN = 0x001
 _SIGINFO_SIZE = lib.ul_siginfo_size()
@@ -34,17 +47,17 @@ class _ChildExit:
 
     __slots__ = ("loop", "transport", "pidfd", "info")
 
-    def __init__(self, loop, transport, pidfd):
+    def __init__(self, loop: _LoopBase, transport: SubprocessTransport, pidfd: int) -> None:
         self.loop = loop
         self.transport = transport
         self.pidfd = pidfd
         self.info = ffi.new("char[]", _SIGINFO_SIZE)
 
-    def start(self):
+    def start(self) -> None:
         self.loop._start_op(self, self.loop._ring.prep_waitid, os.P_PIDFD, self.pidfd,
                             self.info, os.WEXITED)
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         if res == -errno.ECANCELED:
             return
         self.loop._child_exited(self, lib.ul_child_returncode(self.info) if res >= 0 else None)
@@ -56,12 +69,13 @@ class _ChildPoll(_ChildExit):
 
     __slots__ = ()
 
-    def start(self):
+    def start(self) -> None:
         self.loop._start_op(self, self.loop._ring.prep_poll, self.pidfd, POLLIN)
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         if res == -errno.ECANCELED:
             return
+        info: os.waitid_result | Literal[False] | None
         try:
             info = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)
         except ChildProcessError:
@@ -69,22 +83,27 @@ class _ChildPoll(_ChildExit):
         if info is None:                # not yet (a spurious wake-up)
             self.start()
             return
-        self.loop._child_exited(self, info and _returncode(info))
+        self.loop._child_exited(self, _returncode(info) if info else None)
 
 
-def _returncode(info):
+def _returncode(info: os.waitid_result) -> int:
     return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
 
-class SubprocessMethods:
+class SubprocessMethods(_LoopBase):
 
-    def _init_subprocesses(self):
+    _children: dict[int, _ChildExit]
+
+    def _init_subprocesses(self) -> None:
         self._children = {}             # pid -> its _ChildExit/_ChildPoll
         self._waitid = self._ring.features.has("waitid")
         self._pidfd = self._ring.features.has("pidfd")
 
-    async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,
-                                         bufsize, extra=None, **kwargs):
+    async def _make_subprocess_transport(
+            self, protocol: protocols.SubprocessProtocol,
+            args: str | bytes | Sequence[str | bytes], shell: bool, stdin: _File,
+            stdout: _File, stderr: _File, bufsize: int, extra: dict[str, Any] | None = None,
+            **kwargs: Any) -> SubprocessTransport:
         waiter = self.create_future()
         transport = SubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr,
                                         bufsize, waiter=waiter, extra=extra, **kwargs)
@@ -99,7 +118,7 @@ class SubprocessMethods:
             raise
         return transport
 
-    def _watch_child(self, transport):
+    def _watch_child(self, transport: SubprocessTransport) -> None:
         pid = transport.get_pid()
         if self._pidfd:
             try:
@@ -125,16 +144,17 @@ class SubprocessMethods:
             os.close(pidfd)
             raise
 
-    def _child_exited(self, watch, returncode):
+    def _child_exited(self, watch: _ChildExit, returncode: int | None) -> None:
         del self._children[watch.transport.get_pid()]
         os.close(watch.pidfd)
         self._child_status(watch.transport, returncode)
 
-    def _child_status(self, transport, returncode):
+    def _child_status(self, transport: SubprocessTransport, returncode: int | None) -> None:
         if returncode is None:
             # Reaped meanwhile by other code: Popen.poll() (asyncio's
             # send_signal and close call it) keeps what it found.
-            returncode = transport._proc.returncode
+            # (type: ignore: _proc goes only with connection_lost, after the exit)
+            returncode = transport._proc.returncode  # type: ignore[union-attr]
             if returncode is None:
                 self._report_unknown(transport, transport.get_pid())
                 return
@@ -142,11 +162,11 @@ class SubprocessMethods:
         # wrote before exiting is delivered first.
         self.call_soon(transport._process_exited, returncode)
 
-    def _report_unknown(self, transport, pid):
+    def _report_unknown(self, transport: SubprocessTransport, pid: int) -> None:
         logger.warning("Unknown child process pid %d, will report returncode 255", pid)
         self.call_soon(transport._process_exited, 255)
 
-    def _close_subprocesses(self):
+    def _close_subprocesses(self) -> None:
         """The loop is closed with children still running: reap each when it
         exits, in a thread, so none is left a zombie."""
         for pid, watch in self._children.items():
@@ -155,7 +175,7 @@ class SubprocessMethods:
         self._children.clear()
 
 
-def _wait_in_thread(loop, transport, pid):
+def _wait_in_thread(loop: _LoopBase, transport: SubprocessTransport, pid: int) -> None:
     try:
         _, status = os.waitpid(pid, 0)
         returncode = os.waitstatus_to_exitcode(status)
@@ -168,7 +188,7 @@ def _wait_in_thread(loop, transport, pid):
             logger.warning("Loop %r that handles pid %r is closed", loop, pid)
 
 
-def _reap(loop, pid, pidfd):
+def _reap(loop: str, pid: int, pidfd: int) -> None:
     try:
         os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
     except ChildProcessError:

@@ -15,21 +15,31 @@ the built-in's.  Where the decoder holds nothing at the current character
 find that point, tell() decodes the last chunk read again from the
 snapshot taken before it was read, searching as the built-in does.
 """
+from __future__ import annotations
+
 import codecs
 import io
 import os
+from typing import TYPE_CHECKING
 
 from .files import _index, _size, readlines
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine, Iterable
+    from typing import Any, Self
+
+    from .files import BinaryFile
 
 CHUNK = 8192
 
 
-def _pack(position, dec_flags=0, bytes_to_feed=0, need_eof=False, chars_to_skip=0):
+def _pack(position: int, dec_flags: int = 0, bytes_to_feed: int = 0, need_eof: bool = False,
+          chars_to_skip: int = 0) -> int:
     return (position | (dec_flags << 64) | (bytes_to_feed << 96) | (chars_to_skip << 128)
             | bool(need_eof) << 160)
 
 
-def _unpack(cookie):
+def _unpack(cookie: int) -> tuple[int, int, int, bool, int]:
     position, rest = cookie & (1 << 64) - 1, cookie >> 64
     fields = []
     for _ in range(3):
@@ -42,7 +52,12 @@ def _unpack(cookie):
 class TextFile:
     """A file opened in text mode by uringloop.open()."""
 
-    def __init__(self, buffer, encoding, errors, newline, line_buffering, mode):
+    _decoder: codecs.IncrementalDecoder | io.IncrementalNewlineDecoder | None
+    _encoder: codecs.IncrementalEncoder | None
+    _snapshot: tuple[int, bytes] | None
+
+    def __init__(self, buffer: BinaryFile, encoding: str, errors: str, newline: str | None,
+                 line_buffering: bool, mode: str) -> None:
         self.buffer = buffer
         self.mode = mode
         self.encoding = encoding
@@ -54,6 +69,7 @@ class TextFile:
         self._writenl = newline or os.linesep
         self._decoder = self._encoder = None
         if buffer._readable:
+            decoder: codecs.IncrementalDecoder | io.IncrementalNewlineDecoder
             decoder = codecs.getincrementaldecoder(encoding)(errors)
             if newline in (None, ""):
                 decoder = io.IncrementalNewlineDecoder(decoder, self._readtranslate)
@@ -67,67 +83,67 @@ class TextFile:
         self._snapshot = None       # (decoder flags, bytes) that made _decoded
         self._b2c = 0.0             # bytes per character of the last chunk
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"<uringloop.TextFile name={self.name!r} mode={self.mode!r} "
                 f"encoding={self.encoding!r}>")
 
     # -- what the buffer has
 
     @property
-    def name(self):
+    def name(self) -> str | bytes | int:
         return self.buffer.name
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self.buffer.closed
 
     @property
-    def newlines(self):
+    def newlines(self) -> str | tuple[str, ...] | None:
         return getattr(self._decoder, "newlines", None)
 
-    def fileno(self):
+    def fileno(self) -> int:
         return self.buffer.fileno()
 
-    async def readable(self):
+    async def readable(self) -> bool:
         return await self.buffer.readable()
 
-    async def writable(self):
+    async def writable(self) -> bool:
         return await self.buffer.writable()
 
-    async def seekable(self):
+    async def seekable(self) -> bool:
         return await self.buffer.seekable()
 
-    async def isatty(self):
+    async def isatty(self) -> bool:
         return await self.buffer.isatty()
 
-    async def flush(self):
+    async def flush(self) -> None:
         self._check()
         await self.buffer.flush()
 
-    async def close(self):
+    async def close(self) -> None:
         await self.buffer.close()
 
-    async def fsync(self):
+    async def fsync(self) -> None:
         await self.buffer.fsync()
 
-    async def fdatasync(self):
+    async def fdatasync(self) -> None:
         await self.buffer.fdatasync()
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         return self
 
-    def __aexit__(self, *exc_info):
+    def __aexit__(self, *exc_info: object) -> Coroutine[Any, Any, None]:
         return self.close()
 
     # -- the turn is the buffer's: one operation at a time on either
 
-    async def _enter(self):
+    async def _enter(self) -> None:
         buffer = self.buffer
         if buffer._busy:
             await buffer._turn()
         buffer._busy = True
 
-    def _check(self, allowed=True, what="readable"):
+    def _check(self, allowed: bool = True, what: str = "readable") -> None:
         """Closed first, then whether it can: TextIOWrapper's order."""
         if self.buffer._closed:
             raise ValueError("I/O operation on closed file.")
@@ -136,28 +152,29 @@ class TextFile:
 
     # -- reading (the caller holds the turn)
 
-    def _reset_decoded(self):
+    def _reset_decoded(self) -> None:
         self._decoded, self._used, self._snapshot = "", 0, None
 
-    async def _read_chunk(self, size=CHUNK):
+    async def _read_chunk(self, size: int = CHUNK) -> bool:
         """Decode the next chunk into _decoded; False at the end."""
-        dec_buffer, dec_flags = self._decoder.getstate()
+        # (type: ignore here and below: reading, the file has a decoder)
+        dec_buffer, dec_flags = self._decoder.getstate()  # type: ignore[union-attr]
         chunk = await self.buffer._read1(max(size, CHUNK))
         eof = not chunk
-        self._decoded = self._decoder.decode(chunk, eof)
+        self._decoded = self._decoder.decode(chunk, eof)  # type: ignore[union-attr]
         self._used = 0
         self._snapshot = (dec_flags, dec_buffer + chunk)
         self._b2c = len(chunk) / len(self._decoded) if self._decoded else 0.0
         return not eof
 
-    def _consume(self, n):
+    def _consume(self, n: int) -> str:
         text = self._decoded[self._used:self._used + n]
         self._used += len(text)
         return text
 
-    async def _read(self, size):
+    async def _read(self, size: int) -> str:
         if size < 0:
-            text = self._consume(len(self._decoded)) + self._decoder.decode(
+            text = self._consume(len(self._decoded)) + self._decoder.decode(  # type: ignore[union-attr]
                 await self.buffer._readall(), final=True)
             self._reset_decoded()
             return text
@@ -171,7 +188,7 @@ class TextFile:
                 break
         return "".join(parts)
 
-    def _line_end(self, line, start):
+    def _line_end(self, line: str, start: int) -> int:
         """Where the line that `line` starts ends, or -1 if not in it."""
         if self._readtranslate or self._readnl == "\n":
             end = line.find("\n", start)
@@ -188,7 +205,7 @@ class TextFile:
             return lf + 1
         return cr + 2 if line.startswith("\n", cr + 1) else cr + 1
 
-    async def _readline(self, limit):
+    async def _readline(self, limit: int) -> str:
         line = self._decoded[self._used:]
         self._used = len(self._decoded)
         start = 0
@@ -215,7 +232,7 @@ class TextFile:
 
     # -- the public coroutines
 
-    async def read(self, size=-1):
+    async def read(self, size: int | None = -1) -> str:
         self._check(self._decoder is not None)
         size = _size(size)
         await self._enter()
@@ -225,7 +242,7 @@ class TextFile:
         finally:
             self.buffer._next()
 
-    async def readline(self, size=-1):
+    async def readline(self, size: int = -1) -> str:
         self._check(self._decoder is not None)
         size = _index(size)             # the built-in takes no None here
         await self._enter()
@@ -235,22 +252,22 @@ class TextFile:
         finally:
             self.buffer._next()
 
-    async def readlines(self, hint=-1):
+    async def readlines(self, hint: int | None = -1) -> list[str]:
         self._check()
         return await readlines(self, _size(hint))
 
-    def __aiter__(self):
+    def __aiter__(self) -> Self:
         self._check()
         return self
 
-    async def __anext__(self):
+    async def __anext__(self) -> str:
         self._check()
         line = await self.readline()
         if not line:
             raise StopAsyncIteration
         return line
 
-    async def write(self, text):
+    async def write(self, text: str) -> int:
         self._check(self._encoder is not None, "writable")
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
@@ -258,7 +275,7 @@ class TextFile:
         haslf = "\n" in text
         if haslf and self._writetranslate and self._writenl != "\n":
             text = text.replace("\n", self._writenl)
-        data = self._encoder.encode(text)
+        data = self._encoder.encode(text)  # type: ignore[union-attr]  # (checked above)
         await self._enter()
         try:
             await self.buffer._write(data)
@@ -272,12 +289,12 @@ class TextFile:
             self.buffer._next()
         return length
 
-    async def writelines(self, lines):
+    async def writelines(self, lines: Iterable[str]) -> None:
         self._check()
         for line in lines:
             await self.write(line)
 
-    async def truncate(self, size=None):
+    async def truncate(self, size: int | None = None) -> int:
         self._check()
         await self.flush()
         if size is None:
@@ -286,7 +303,7 @@ class TextFile:
 
     # -- position
 
-    async def tell(self):
+    async def tell(self) -> int:
         self._check()
         if not self.buffer._seekable:
             raise io.UnsupportedOperation("underlying stream is not seekable")
@@ -297,7 +314,7 @@ class TextFile:
         finally:
             self.buffer._next()
 
-    def _tell(self):
+    def _tell(self) -> int:
         position = self.buffer._tell()
         if self._decoder is None or self._snapshot is None:
             return position
@@ -311,7 +328,7 @@ class TextFile:
         finally:
             self._decoder.setstate(saved)
 
-    def _reconstruct(self, position, dec_flags, fed, skip):
+    def _reconstruct(self, position: int, dec_flags: int, fed: bytes, skip: int) -> int:
         """The cookie of the character `skip` characters into what `fed`
         decodes to from a clean decoder with dec_flags.  The search is the
         built-in's, step for step, so that the cookie is the same number:
@@ -319,7 +336,8 @@ class TextFile:
         decoder holds nothing (stepping back one, two, four... bytes while
         past the character), then a byte at a time, moving the start to
         each later point where the decoder holds nothing."""
-        decoder = self._decoder
+        decoder: codecs.IncrementalDecoder | io.IncrementalNewlineDecoder
+        decoder = self._decoder  # type: ignore[assignment]  # (_tell() checked it)
         start, back = int(self._b2c * skip), 1
         while start > 0:
             decoder.setstate((b"", dec_flags))
@@ -353,7 +371,7 @@ class TextFile:
             raise OSError("can't reconstruct logical file position")
         return _pack(position, dec_flags, to_feed, True, skip)
 
-    async def seek(self, cookie, whence=os.SEEK_SET):
+    async def seek(self, cookie: int, whence: int = os.SEEK_SET) -> int:
         self._check()
         if whence not in (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END):
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
@@ -376,7 +394,7 @@ class TextFile:
         finally:
             self.buffer._next()
 
-    async def _seek_end(self):
+    async def _seek_end(self) -> int:
         position = await self.buffer._seek(0, os.SEEK_END)
         self._reset_decoded()
         if self._decoder is not None:
@@ -384,7 +402,7 @@ class TextFile:
         self._reset_encoder(position)
         return position
 
-    async def _seek(self, cookie):
+    async def _seek(self, cookie: int) -> int:
         position, dec_flags, bytes_to_feed, need_eof, skip = _unpack(cookie)
         await self.buffer._seek(position, os.SEEK_SET)
         self._reset_decoded()
@@ -404,7 +422,7 @@ class TextFile:
         self._reset_encoder(cookie)
         return cookie
 
-    def _reset_encoder(self, position):
+    def _reset_encoder(self, position: int) -> None:
         if self._encoder is not None:
             if position == 0:
                 self._encoder.reset()

@@ -10,11 +10,26 @@ path: one RECV straight into SSLProtocol's buffer) and its SEND queue;
 start_tls swaps the protocol while reading is paused, and the transport
 hands whatever arrived meanwhile to the new protocol (transports/stream.py).
 """
+from __future__ import annotations
+
 import mmap
 import ssl
 from asyncio import base_events, constants, protocols, sslproto, unix_events
+from typing import TYPE_CHECKING
 
 from .transports.stream import StreamTransport
+
+if TYPE_CHECKING:
+    import socket
+    from asyncio import futures, transports
+    from collections.abc import Callable
+    from typing import Any
+
+    from ._typing import AsyncioServer
+    from ._typing import LoopBase as _LoopBase
+    from .serving import _Accept
+else:
+    _LoopBase = object
 
 
 class _SSLProtocol(sslproto.SSLProtocol):
@@ -27,7 +42,7 @@ class _SSLProtocol(sslproto.SSLProtocol):
     connection holds what its largest receive needed.  The receive in
     flight keeps the mapping exported, and so mapped, until its completion."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ssl_buffer = mmap.mmap(-1, self.max_size)
         self._ssl_buffer_view = memoryview(self._ssl_buffer)
@@ -41,30 +56,30 @@ class _UntilWritable(protocols.Protocol):
     SSLProtocol that start_tls() swaps in must not receive the resume that
     pause is owed (it asserts that it was paused)."""
 
-    def __init__(self, transport):
+    def __init__(self, transport: StreamTransport) -> None:
         self.transport = transport
         self.protocol = transport.get_protocol()
         self.resumed = transport._loop.create_future()
         transport.set_protocol(self)
 
-    def restore(self):
+    def restore(self) -> None:
         if self.transport.get_protocol() is self:
             self.transport.set_protocol(self.protocol)
 
-    def resume_writing(self):
+    def resume_writing(self) -> None:
         self.restore()
         self.protocol.resume_writing()
         if not self.resumed.done():
             self.resumed.set_result(None)
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: Exception | None) -> None:
         self.restore()
         self.protocol.connection_lost(exc)
         if not self.resumed.done():
             self.resumed.set_result(None)   # start_tls then fails as asyncio's does
 
 
-class TLSMethods:
+class TLSMethods(_LoopBase):
     """Loop methods: the hooks asyncio's API methods call for ssl=."""
 
     # BaseEventLoop leaves these two abstract; the Unix selector loop's take
@@ -72,7 +87,9 @@ class TLSMethods:
     create_unix_connection = unix_events._UnixSelectorEventLoop.create_unix_connection
     create_unix_server = unix_events._UnixSelectorEventLoop.create_unix_server
 
-    async def start_tls(self, transport, protocol, sslcontext, **kwargs):
+    async def start_tls(self, transport: transports.BaseTransport,
+                        protocol: protocols.BaseProtocol, sslcontext: ssl.SSLContext,
+                        **kwargs: Any) -> transports.Transport | None:
         if (isinstance(transport, StreamTransport) and transport._protocol_paused
                 and isinstance(sslcontext, ssl.SSLContext) and not transport.is_closing()):
             transport.pause_reading()       # what arrives now is the new protocol's
@@ -84,11 +101,15 @@ class TLSMethods:
         return await super().start_tls(transport, protocol, sslcontext, **kwargs)
     start_tls.__doc__ = base_events.BaseEventLoop.start_tls.__doc__
 
-    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
-                            server_side=False, server_hostname=None, extra=None,
-                            server=None,
-                            ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-                            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+    def _make_ssl_transport(self, rawsock: socket.socket, protocol: protocols.BaseProtocol,
+                            sslcontext: ssl.SSLContext,
+                            waiter: futures.Future[Any] | None = None, *,
+                            server_side: bool = False, server_hostname: str | None = None,
+                            extra: dict[str, Any] | None = None,
+                            server: AsyncioServer | None = None,
+                            ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
+                            ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
+                            ) -> sslproto._SSLProtocolTransport:
         try:
             ssl_protocol = _SSLProtocol(
                 self, protocol, sslcontext, waiter, server_side, server_hostname,
@@ -102,7 +123,9 @@ class TLSMethods:
         StreamTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
-    async def _accept_tls(self, conn, protocol_factory, acceptor):
+    async def _accept_tls(self, conn: socket.socket,
+                          protocol_factory: Callable[[], protocols.BaseProtocol],
+                          acceptor: _Accept) -> None:
         """An accepted connection on a TLS server: its handshake, and what
         asyncio does when that fails (close; report only in debug mode)."""
         protocol = transport = None
@@ -110,7 +133,8 @@ class TLSMethods:
             protocol = protocol_factory()
             waiter = self.create_future()
             transport = self._make_ssl_transport(
-                conn, protocol, acceptor.sslcontext, waiter, server_side=True,
+                # (type: ignore: only a TLS server's acceptor comes here)
+                conn, protocol, acceptor.sslcontext, waiter, server_side=True,  # type: ignore[arg-type]
                 server=acceptor.server,
                 ssl_handshake_timeout=acceptor.ssl_handshake_timeout,
                 ssl_shutdown_timeout=acceptor.ssl_shutdown_timeout)

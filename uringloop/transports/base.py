@@ -25,11 +25,26 @@ refuse an fd a transport uses, as asyncio's do.  It holds nothing that
 holds the transport: a transport dropped unclosed is still collected (and
 its socket closed, with a ResourceWarning), as on asyncio's loop.
 """
+from __future__ import annotations
+
 import contextvars
 import os
 import warnings
 from asyncio import transports, trsock
 from asyncio.log import logger
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import socket
+    from asyncio import protocols
+    from collections.abc import Callable
+    from typing import Any, TypeVar, TypeVarTuple, Unpack
+
+    from .._typing import AsyncioServer, LoopBase
+    from .pipe import _PipeTransport
+
+    _T = TypeVar("_T")
+    _Ts = TypeVarTuple("_Ts")
 
 
 class TransportOp:
@@ -38,7 +53,7 @@ class TransportOp:
 
     __slots__ = ("transport", "context")
 
-    def __init__(self, transport):
+    def __init__(self, transport: RingTransport | _PipeTransport) -> None:
         self.transport = transport
         self.context = transport._context
 
@@ -50,7 +65,23 @@ class RingTransport(transports._FlowControlMixin):
     __slots__ = ("_sock", "_fd", "_ops", "_protocol", "_protocol_connected", "_context",
                  "_server", "_conn_lost", "_closing", "_live", "_released", "__weakref__")
 
-    def __init__(self, loop, sock, protocol, extra=None, server=None):
+    if TYPE_CHECKING:
+        # asyncio's (BaseTransport, _FlowControlMixin), which typeshed leaves out
+        _extra: dict[str, Any]
+        _loop: LoopBase
+        _protocol_paused: bool
+        _high_water: int
+        _low_water: int
+        def _maybe_pause_protocol(self) -> None: ...
+        def _maybe_resume_protocol(self) -> None: ...
+
+    # (each None once connection_lost has run: nothing uses them after that)
+    _sock: socket.socket
+    _protocol: protocols.BaseProtocol
+
+    def __init__(self, loop: LoopBase, sock: socket.socket, protocol: protocols.BaseProtocol,
+                 extra: dict[str, Any] | None = None,
+                 server: AsyncioServer | None = None) -> None:
         super().__init__(extra, loop)
         self._extra["socket"] = owned = trsock.TransportSocket(sock)
         self._extra["sockname"] = _address(sock.getsockname)
@@ -71,11 +102,11 @@ class RingTransport(transports._FlowControlMixin):
         if server is not None:
             loop._attach_to_server(server, self)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "closed" if self._fd < 0 else "closing" if self._closing else "open"
         return f"<{type(self).__name__} fd={self._fd} {state}>"
 
-    def __del__(self, _warn=warnings.warn):
+    def __del__(self, _warn: Callable[..., object] = warnings.warn) -> None:
         # Ops still counted live on a closed loop were cancelled and drained
         # without dispatch (or their ring is gone): the socket is ours again.
         if self._sock is not None and (not self._live or self._loop.is_closed()):
@@ -84,25 +115,25 @@ class RingTransport(transports._FlowControlMixin):
             self._sock.close()
             self._fd = -1
 
-    def _call_soon(self, callback, *args):
+    def _call_soon(self, callback: Callable[[Unpack[_Ts]], object], *args: Unpack[_Ts]) -> None:
         """Schedule a callback in the transport's context."""
         self._loop.call_soon(callback, *args, context=self._context)
 
     # -- protocol
 
-    def set_protocol(self, protocol):
+    def set_protocol(self, protocol: protocols.BaseProtocol) -> None:
         self._protocol = protocol
         self._protocol_connected = True
 
-    def get_protocol(self):
+    def get_protocol(self) -> protocols.BaseProtocol:
         return self._protocol
 
     # -- closing
 
-    def is_closing(self):
+    def is_closing(self) -> bool:
         return self._closing
 
-    def close(self):
+    def close(self) -> None:
         if self._closing:
             return
         self._start_closing()
@@ -111,24 +142,24 @@ class RingTransport(transports._FlowControlMixin):
             self._conn_lost += 1
             self._call_soon(self._call_connection_lost, None)
 
-    def abort(self):
+    def abort(self) -> None:
         self._force_close(None)
 
-    def _start_closing(self):
+    def _start_closing(self) -> None:
         """Closing: asyncio's rule refuses sock_* only the fds of transports
         that are not closing, so this one leaves the registry now."""
         self._closing = True
         self._disown()
 
-    def _disown(self):
+    def _disown(self) -> None:
         owned = self._loop._owned_fds
         if owned.get(self._fd) is self._extra["socket"]:
             del owned[self._fd]
 
-    def _stop_reading(self):
+    def _stop_reading(self) -> None:
         """Cancel the receive in flight, if any (a subclass that reads)."""
 
-    def _fatal_error(self, exc, message="Fatal error on transport"):
+    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
         if isinstance(exc, OSError):
             if self._loop.get_debug():
                 logger.debug("%r: %s", self, message, exc_info=True)
@@ -141,7 +172,7 @@ class RingTransport(transports._FlowControlMixin):
             })
         self._force_close(exc)
 
-    def _force_close(self, exc):
+    def _force_close(self, exc: BaseException | None) -> None:
         if self._conn_lost:
             return
         self._start_closing()
@@ -149,14 +180,16 @@ class RingTransport(transports._FlowControlMixin):
         self._cancel_all()
         self._call_soon(self._call_connection_lost, exc)
 
-    def _call_connection_lost(self, exc):
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
         if self._released:
             return
         try:
             if self._protocol_connected:
-                self._protocol.connection_lost(exc)
+                # (type: ignore: typeshed says Exception; asyncio's transports
+                # pass on whatever failed, as this does)
+                self._protocol.connection_lost(exc)  # type: ignore[arg-type]
         finally:
-            self._protocol = None
+            self._protocol = None  # type: ignore[assignment]  # (used no more)
             self._release()
             server, self._server = self._server, None
             if server is not None:
@@ -164,34 +197,34 @@ class RingTransport(transports._FlowControlMixin):
 
     # -- the fd's lifetime
 
-    def _cancel_all(self):
+    def _cancel_all(self) -> None:
         if self._live:
             self._loop._ring.prep_cancel_fd(self._fd)
 
-    def _release(self):
+    def _release(self) -> None:
         """connection_lost ran: the socket reads as closed from now on; the
         fd closes once no op on it can complete any more."""
         self._released = True
         self._cancel_all()
-        sock, self._sock = self._sock, None
+        sock, self._sock = self._sock, None  # type: ignore[assignment]  # (released)
         sock.detach()
         if self._live:
             self._loop._releasing.add(self)
         else:
             self._close_fd()
 
-    def _release_if_idle(self):
+    def _release_if_idle(self) -> None:
         """An op on the fd ended: close the fd if it was the last one."""
         if self._released and not self._live and self._fd >= 0:
             self._close_fd()
 
-    def _close_fd(self):
+    def _close_fd(self) -> None:
         fd, self._fd = self._fd, -1
         self._loop._releasing.discard(self)
         os.close(fd)
 
 
-def _address(getter):
+def _address(getter: Callable[[], _T]) -> _T | None:
     try:
         return getter()
     except OSError:

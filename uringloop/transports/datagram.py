@@ -18,6 +18,8 @@ refuses again.  (Batching the sends as SENDMSG requests for the next
 enter was measured: 1.2x to 1.3x the CPU per datagram of the direct
 call, and it could only learn of a full socket an iteration late.)
 """
+from __future__ import annotations
+
 import collections
 import errno
 import os
@@ -27,6 +29,7 @@ import struct
 import sys
 from asyncio import constants, futures, transports
 from asyncio.log import logger
+from typing import TYPE_CHECKING
 
 from .. import _c
 from .._uring import ffi
@@ -34,12 +37,20 @@ from ..ring import CQE_BUFFER_SHIFT, CQE_F_BUFFER, CQE_F_MORE
 from ..sockaddr import NAME_SPACE, Codec
 from .base import RingTransport, TransportOp
 
+if TYPE_CHECKING:
+    from asyncio import protocols
+    from collections.abc import Callable
+    from typing import Any
+
+    from .._typing import LoopBase
+    from ..ring import BufferRing
+
 # asyncio's datagram transport reads at most this much per datagram.
 MAX_SIZE = 256 * 1024
 _OUT = struct.Struct("=IIII")          # struct ul_recvmsg_out
 
 
-def _buffer_size(family, payload):
+def _buffer_size(family: int, payload: int) -> int:
     """Room for struct ul_recvmsg_out, the address and the payload, in
     64-byte steps (each buffer then starts aligned)."""
     return (_OUT.size + NAME_SPACE[family] + payload + 63) & ~63
@@ -65,8 +76,9 @@ class _Recv(TransportOp):
     room each buffer keeps for the address."""
 
     __slots__ = ("msg", "buffers", "bgid", "space")
+    transport: DatagramTransport
 
-    def __init__(self, transport, buffers):
+    def __init__(self, transport: DatagramTransport, buffers: BufferRing) -> None:
         super().__init__(transport)
         self.buffers = buffers
         self.bgid = buffers.bgid
@@ -74,7 +86,7 @@ class _Recv(TransportOp):
         self.msg = ffi.new("struct msghdr *")
         self.msg.msg_namelen = self.space
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         t = self.transport
         if not flags & CQE_F_MORE:
             t._recv_ud = 0
@@ -87,22 +99,24 @@ class _Recv(TransportOp):
             t._start_reading()
         t._release_if_idle()
 
-    def _datagram(self, bid, res):
+    def _datagram(self, bid: int, res: int) -> tuple[bytes, Any]:
         memory, size = self.buffers.memory, self.buffers.size
         at = bid * size
         namelen, controllen, _, _ = _OUT.unpack_from(memory, at)
         name_at = at + _OUT.size
         data_at = name_at + self.space + controllen
         name = memory[name_at:name_at + min(namelen, self.space)]
-        return memory[data_at:at + res], self.transport._codec.unpack(name)
+        # (type: ignore: a transport with buffer rings is one with a Codec)
+        return memory[data_at:at + res], self.transport._codec.unpack(name)  # type: ignore[union-attr]
 
 
 class _Readable(TransportOp):
     """The fallback receive: a POLL, then recvfrom() until it would block."""
 
     __slots__ = ()
+    transport: DatagramTransport
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         t = self.transport
         t._recv_ud = 0
         t._live -= 1
@@ -116,8 +130,9 @@ class _Writable(TransportOp):
     """The queue's wait for room after the kernel refused a send."""
 
     __slots__ = ()
+    transport: DatagramTransport
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         t = self.transport
         t._live -= 1
         t._blocked = False
@@ -133,8 +148,14 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
     max_size = MAX_SIZE
     __slots__ = ("_address", "_family", "_codec", "_sendto", "_recv_ud", "_pending",
                  "_buffer_size", "_blocked", "_ready")
+    _sendto: Callable[[int, bytes | bytearray | memoryview, Any], int | None]
+    _pending: collections.deque[tuple[bytes, Any]]
 
-    def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
+    _protocol: protocols.DatagramProtocol
+
+    def __init__(self, loop: LoopBase, sock: socket.socket, protocol: protocols.BaseProtocol,
+                 address: Any = None, waiter: futures.Future[Any] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(loop, sock, protocol, extra)
         self._address = address
         self._family = sock.family
@@ -148,11 +169,12 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
         self._call_soon(self._protocol.connection_made, self)
         self._call_soon(self._start_reading)
         if waiter is not None:
-            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+            loop.call_soon(futures._set_result_unless_cancelled,  # type: ignore[attr-defined]
+                           waiter, None)
 
     # -- receiving
 
-    def _start_reading(self):
+    def _start_reading(self) -> None:
         if self._recv_ud or self._closing or self._conn_lost:
             return
         loop = self._loop
@@ -167,11 +189,11 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
             self._recv_ud = ud | buffers.bgid << 32    # the kernel's name for it
         self._live += 1
 
-    def _stop_reading(self):
+    def _stop_reading(self) -> None:
         if self._recv_ud:
             self._loop._ring.prep_cancel(self._recv_ud)
 
-    def _received(self, data, addr):
+    def _received(self, data: bytes, addr: Any) -> None:
         if self._closing:
             return                   # asyncio stops reading at close()
         if self._ready:
@@ -181,7 +203,7 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
             return
         self._deliver(data, addr)
 
-    def _deliver(self, data, addr):
+    def _deliver(self, data: bytes, addr: Any) -> None:
         if self._closing:
             return
         try:
@@ -191,7 +213,7 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
         except BaseException as exc:
             self._datagram_received_failed(exc)
 
-    def _datagram_received_failed(self, exc):
+    def _datagram_received_failed(self, exc: BaseException) -> None:
         """As on asyncio's loop, where it is a failing callback: reported,
         and the transport reads on."""
         self._loop.call_exception_handler({
@@ -201,7 +223,7 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
             "protocol": self._protocol,
         })
 
-    def _recv_failed(self, res):
+    def _recv_failed(self, res: int) -> None:
         if res in (-errno.ECANCELED, -errno.ENOBUFS) or self._closing:
             return                   # re-armed by the caller where still reading
         if res == -errno.EINVAL and self._loop._multishot_recv:
@@ -209,7 +231,7 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
             return
         self._protocol.error_received(OSError(-res, os.strerror(-res)))
 
-    def _read_ready(self):
+    def _read_ready(self) -> None:
         for _ in range(_READS_PER_POLL):
             if self._closing or self._conn_lost:
                 return
@@ -224,10 +246,10 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
 
     # -- sending
 
-    def get_write_buffer_size(self):
+    def get_write_buffer_size(self) -> int:
         return self._buffer_size
 
-    def sendto(self, data, addr=None):
+    def sendto(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
@@ -272,11 +294,12 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
         self._buffer_size += len(data) + _HEADER_SIZE
         self._maybe_pause_protocol()
 
-    def _pack(self, addr):
+    def _pack(self, addr: Any) -> Any:
         # other families (netlink, packet...) keep the socket module's address
         return addr if self._codec is None else self._codec.pack(addr)
 
-    def _sendto_other(self, fd, data, addr):
+    def _sendto_other(self, fd: int, data: bytes | bytearray | memoryview,
+                      addr: Any) -> int | None:
         """sendto_nowait's counterpart for families without a Codec: the
         socket module parses their addresses."""
         try:
@@ -284,7 +307,7 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
         except (BlockingIOError, InterruptedError):
             return None
 
-    def _send_queued(self):
+    def _send_queued(self) -> None:
         """Room again: the queue goes out in order until the kernel refuses."""
         pending = self._pending
         while pending:
@@ -295,7 +318,7 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
                 if not isinstance(exc, OSError):
                     self._fatal_error(exc, "Fatal write error on datagram transport")
                     return
-                sent = exc
+                sent = exc  # type: ignore[assignment]  # (reported below, in order)
             if sent is None:
                 self._wait_writable()
                 break
@@ -308,7 +331,7 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
             self._conn_lost += 1
             self._call_connection_lost(None)
 
-    def _wait_writable(self):
+    def _wait_writable(self) -> None:
         if self._blocked:
             return
         loop = self._loop
@@ -318,12 +341,12 @@ class DatagramTransport(RingTransport, transports.DatagramTransport):
 
     # -- closing
 
-    def _cancel_all(self):
+    def _cancel_all(self) -> None:
         self._stop_reading()
         if self._blocked:
             super()._cancel_all()
 
-    def _force_close(self, exc):
+    def _force_close(self, exc: BaseException | None) -> None:
         self._pending.clear()
         self._buffer_size = 0
         super()._force_close(exc)

@@ -22,6 +22,8 @@ asyncio's loop.  Ops still in flight on it are cancelled and the ring
 flushed first, so no queued request names the fd number when it is
 released (the kernel's requests hold the file itself, not the number).
 """
+from __future__ import annotations
+
 import collections
 import contextvars
 import errno
@@ -31,9 +33,23 @@ import stat
 import warnings
 from asyncio import constants, futures, transports
 from asyncio.log import logger
+from typing import TYPE_CHECKING
 
 from ..ring import CQE_BUFFER_SHIFT, CQE_F_BUFFER, CQE_F_MORE
 from .base import TransportOp
+
+if TYPE_CHECKING:
+    from asyncio import protocols
+    from collections.abc import Callable
+    from typing import Any, TypeVarTuple, Unpack
+
+    from .._typing import LoopBase, PipeObject
+    from ..ring import BufferRing
+
+    _Ts = TypeVarTuple("_Ts")
+    _TransportBase = transports.BaseTransport
+else:
+    _TransportBase = object
 
 POLLIN = 0x001
 POLLOUT = 0x004
@@ -45,14 +61,21 @@ MAX_SIZE = 256 * 1024
 _NO_MULTISHOT = (-errno.EINVAL, -errno.EBADFD, -errno.EOPNOTSUPP, -errno.EAGAIN)
 
 
-class _PipeTransport:
+class _PipeTransport(_TransportBase):
     """What both directions share: the pipe object and its fd, the
     protocol, the context its callbacks run in, and closing the pipe."""
 
-    _kinds = ()                 # the st_mode tests a subclass accepts
+    _kinds: tuple[Callable[[int], bool], ...] = ()   # the st_mode tests a subclass accepts
     _kind_error = ""
 
-    def _attach(self, loop, pipe, protocol, waiter):
+    if TYPE_CHECKING:
+        _extra: dict[str, Any]      # BaseTransport's, which typeshed leaves out
+        def _close(self, exc: BaseException | None) -> None: ...
+    _pipe: PipeObject | None
+    _protocol: protocols.BaseProtocol   # None once connection_lost has run
+
+    def _attach(self, loop: LoopBase, pipe: PipeObject, protocol: protocols.BaseProtocol,
+                waiter: futures.Future[Any] | None) -> int:
         self._extra["pipe"] = pipe
         fd = pipe.fileno()
         mode = os.fstat(fd).st_mode
@@ -69,34 +92,36 @@ class _PipeTransport:
         self._call_soon(protocol.connection_made, self)
         return mode
 
-    def _announce(self, waiter):
+    def _announce(self, waiter: futures.Future[Any] | None) -> None:
         if waiter is not None:
             # only once connection_made() has run
-            self._call_soon(futures._set_result_unless_cancelled, waiter, None)
+            self._call_soon(futures._set_result_unless_cancelled,  # type: ignore[attr-defined]
+                            waiter, None)
 
-    def _call_soon(self, callback, *args):
+    def _call_soon(self, callback: Callable[[Unpack[_Ts]], object], *args: Unpack[_Ts]) -> None:
         self._loop.call_soon(callback, *args, context=self._context)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "closed" if self._pipe is None else "closing" if self._closing else "open"
         return f"<{type(self).__name__} fd={self._fd} {state}>"
 
-    def __del__(self, _warn=warnings.warn):
+    def __del__(self, _warn: Callable[..., object] = warnings.warn) -> None:
         # Ops in flight hold the transport: only an idle one is collected.
         if getattr(self, "_pipe", None) is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._pipe.close()
+            self._pipe.close()  # type: ignore[union-attr]  # (not None: getattr said)
 
-    def set_protocol(self, protocol):
+    def set_protocol(self, protocol: protocols.BaseProtocol) -> None:
         self._protocol = protocol
 
-    def get_protocol(self):
+    def get_protocol(self) -> protocols.BaseProtocol:
         return self._protocol
 
-    def is_closing(self):
+    def is_closing(self) -> bool:
         return self._closing
 
-    def _fatal_error(self, exc, message="Fatal error on pipe transport"):
+    def _fatal_error(self, exc: BaseException,
+                     message: str = "Fatal error on pipe transport") -> None:
         self._loop.call_exception_handler({
             "message": message,
             "exception": exc,
@@ -105,32 +130,33 @@ class _PipeTransport:
         })
         self._close(exc)
 
-    def _call_connection_lost(self, exc):
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:
-            self._protocol.connection_lost(exc)
+            self._protocol.connection_lost(exc)  # type: ignore[arg-type]  # (as base.py's)
         finally:
             self._close_pipe()
-            self._protocol = None
+            self._protocol = None  # type: ignore[assignment]  # (used no more)
 
-    def _close_pipe(self):
+    def _close_pipe(self) -> None:
         pipe, self._pipe = self._pipe, None
         if self._live and not self._loop.is_closed():
             ring = self._loop._ring
             ring.prep_cancel_fd(self._fd)
             ring.flush()
-        pipe.close()
+        pipe.close()  # type: ignore[union-attr]  # (closed once: after connection_lost)
 
 
 class _Read(TransportOp):
     """The multishot READ of a read pipe transport."""
 
     __slots__ = ("buffers",)
+    transport: ReadPipeTransport
 
-    def __init__(self, transport, buffers):
+    def __init__(self, transport: ReadPipeTransport, buffers: BufferRing) -> None:
         super().__init__(transport)
         self.buffers = buffers
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         t = self.transport
         if not flags & CQE_F_MORE:
             t._read_ud = 0
@@ -151,8 +177,9 @@ class _Readable(TransportOp):
     """The fallback: a POLL, then one read() (asyncio reads once per event)."""
 
     __slots__ = ()
+    transport: ReadPipeTransport
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         t = self.transport
         t._read_ud = 0
         t._live -= 1
@@ -164,8 +191,12 @@ class _Readable(TransportOp):
 class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
     _kinds = (stat.S_ISFIFO, stat.S_ISSOCK, stat.S_ISCHR)
     _kind_error = "Pipe transport is for pipes/sockets only."
+    _protocol: protocols.Protocol
+    _held: collections.deque[bytes]
 
-    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+    def __init__(self, loop: LoopBase, pipe: PipeObject, protocol: protocols.BaseProtocol,
+                 waiter: futures.Future[Any] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
         self._attach(loop, pipe, protocol, waiter)
         self._paused = False
@@ -175,10 +206,10 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
         self._call_soon(self._start_reading)
         self._announce(waiter)
 
-    def is_reading(self):
+    def is_reading(self) -> bool:
         return not self._paused and not self._closing
 
-    def pause_reading(self):
+    def pause_reading(self) -> None:
         if self._closing or self._paused:
             return
         # The read stays armed: a protocol often resumes before more data
@@ -189,7 +220,7 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
         if self._loop.get_debug():
             logger.debug("%r pauses reading", self)
 
-    def resume_reading(self):
+    def resume_reading(self) -> None:
         if self._closing or not self._paused:
             return
         self._paused = False
@@ -200,11 +231,11 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
         if self._loop.get_debug():
             logger.debug("%r resumes reading", self)
 
-    def close(self):
+    def close(self) -> None:
         if not self._closing:
             self._close(None)
 
-    def _close(self, exc):
+    def _close(self, exc: BaseException | None) -> None:
         self._closing = True
         self._held.clear()
         self._stop_reading()
@@ -212,25 +243,26 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
 
     # -- reading
 
-    def _start_reading(self):
+    def _start_reading(self) -> None:
         if self._read_ud or self._paused or self._closing or self._held:
             return
         loop = self._loop
         if loop._read_multishot and not self._multishot_failed:
             bgid = loop._buffer_group()
             if bgid is not None:
-                self._read_ud = loop._start_op(_Read(self, loop._buffers),
+                # (type: ignore: a group, so its buffer ring is there)
+                self._read_ud = loop._start_op(_Read(self, loop._buffers),  # type: ignore[arg-type]
                                                loop._ring.prep_read_multishot, self._fd, bgid)
                 self._live += 1
                 return
         self._read_ud = loop._start_op(_Readable(self), loop._ring.prep_poll, self._fd, POLLIN)
         self._live += 1
 
-    def _stop_reading(self):
+    def _stop_reading(self) -> None:
         if self._read_ud and not self._loop.is_closed():
             self._loop._ring.prep_cancel(self._read_ud)
 
-    def _received(self, data):
+    def _received(self, data: bytes) -> None:
         """A chunk from the multishot read (b"": end of file)."""
         if self._closing:
             return
@@ -243,7 +275,7 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
         else:
             self._on_eof()
 
-    def _deliver_held(self):
+    def _deliver_held(self) -> None:
         while self._held and not self._paused and not self._closing:
             data = self._held.popleft()
             if data:
@@ -252,7 +284,7 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
                 self._on_eof()
         self._start_reading()
 
-    def _read_ready(self):
+    def _read_ready(self) -> None:
         try:
             data = os.read(self._fd, MAX_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -265,7 +297,7 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
         else:
             self._on_eof()
 
-    def _on_eof(self):
+    def _on_eof(self) -> None:
         if self._loop.get_debug():
             logger.info("%r was closed by peer", self)
         self._closing = True
@@ -273,7 +305,7 @@ class ReadPipeTransport(_PipeTransport, transports.ReadTransport):
         self._call_soon(self._protocol.eof_received)
         self._call_soon(self._call_connection_lost, None)
 
-    def _read_failed(self, exc):
+    def _read_failed(self, exc: OSError) -> None:
         if self._closing:
             return
         if exc.errno == errno.EIO:
@@ -289,8 +321,9 @@ class _Writable(TransportOp):
     """A write pipe's wait for room after the pipe refused bytes."""
 
     __slots__ = ()
+    transport: WritePipeTransport
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         t = self.transport
         t._write_ud = 0
         t._live -= 1
@@ -303,8 +336,9 @@ class _PeerClosed(TransportOp):
     the reader closing its end (POLLERR)."""
 
     __slots__ = ()
+    transport: WritePipeTransport
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         t = self.transport
         t._peer_ud = 0
         t._live -= 1
@@ -316,7 +350,16 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
     _kinds = (stat.S_ISFIFO, stat.S_ISSOCK, stat.S_ISCHR)
     _kind_error = "Pipe transport is only for pipes, sockets and character devices"
 
-    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+    if TYPE_CHECKING:
+        # asyncio's _FlowControlMixin's, which typeshed leaves out
+        _loop: LoopBase
+        def _maybe_pause_protocol(self) -> None: ...
+        def _maybe_resume_protocol(self) -> None: ...
+    _queue: collections.deque[bytes | memoryview]
+
+    def __init__(self, loop: LoopBase, pipe: PipeObject, protocol: protocols.BaseProtocol,
+                 waiter: futures.Future[Any] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra, loop)
         self._queue = collections.deque()   # bytes, or views of bytes, to write in order
         self._queued = 0                    # bytes in the queue
@@ -328,13 +371,13 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
             self._call_soon(self._watch_peer)
         self._announce(waiter)
 
-    def get_write_buffer_size(self):
+    def get_write_buffer_size(self) -> int:
         return self._queued
 
-    def can_write_eof(self):
+    def can_write_eof(self) -> bool:
         return True
 
-    def write(self, data):
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         if isinstance(data, bytearray):
             data = memoryview(data)
         if not data:
@@ -368,7 +411,7 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
         self._queued += len(rest)
         self._maybe_pause_protocol()
 
-    def write_eof(self):
+    def write_eof(self) -> None:
         if self._closing:
             return
         self._closing = True
@@ -376,14 +419,15 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
             self._stop_watching()
             self._call_soon(self._call_connection_lost, None)
 
-    def close(self):
+    def close(self) -> None:
         if self._pipe is not None and not self._closing:
             self.write_eof()
 
-    def abort(self):
+    def abort(self) -> None:
         self._close(None)
 
-    def _fatal_error(self, exc, message="Fatal error on pipe transport"):
+    def _fatal_error(self, exc: BaseException,
+                     message: str = "Fatal error on pipe transport") -> None:
         if isinstance(exc, OSError):
             if self._loop.get_debug():
                 logger.debug("%r: %s", self, message, exc_info=True)
@@ -391,7 +435,7 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
         else:
             super()._fatal_error(exc, message)
 
-    def _close(self, exc=None):
+    def _close(self, exc: BaseException | None = None) -> None:
         self._closing = True
         self._drop_queue()
         self._stop_watching()
@@ -401,14 +445,14 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
 
     # -- writing
 
-    def _wait_writable(self):
+    def _wait_writable(self) -> None:
         if not self._write_ud:
             loop = self._loop
             self._write_ud = loop._start_op(_Writable(self), loop._ring.prep_poll, self._fd,
                                             POLLOUT)
             self._live += 1
 
-    def _write_ready(self):
+    def _write_ready(self) -> None:
         queue = self._queue
         while queue:
             try:
@@ -435,7 +479,7 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
             self._stop_watching()
             self._call_connection_lost(None)
 
-    def _consume(self, n):
+    def _consume(self, n: int) -> bool:
         """Take n written bytes off the queue's head; True if every chunk
         offered was written whole."""
         queue = self._queue
@@ -449,24 +493,24 @@ class WritePipeTransport(_PipeTransport, transports._FlowControlMixin, transport
             queue.popleft()
         return True
 
-    def _drop_queue(self):
+    def _drop_queue(self) -> None:
         self._queue.clear()
         self._queued = 0
 
     # -- the reader going away
 
-    def _watch_peer(self):
+    def _watch_peer(self) -> None:
         if self._pipe is not None and not self._closing:
             loop = self._loop
             self._peer_ud = loop._start_op(_PeerClosed(self), loop._ring.prep_poll, self._fd,
                                            POLLIN)
             self._live += 1
 
-    def _stop_watching(self):
+    def _stop_watching(self) -> None:
         if self._peer_ud and not self._loop.is_closed():
             self._loop._ring.prep_cancel(self._peer_ud)
 
-    def _peer_closed(self):
+    def _peer_closed(self) -> None:
         if self._loop.get_debug():
             logger.info("%r was closed by peer", self)
         self._close(BrokenPipeError() if self._queued else None)

@@ -22,6 +22,8 @@ Every op record owns what the kernel may touch (the bytes being sent, the
 caller's receive buffer) and carries the transport's context; the fd's
 lifetime is the base transport's (base.py).
 """
+from __future__ import annotations
+
 import collections
 import errno
 import os
@@ -30,11 +32,21 @@ import socket
 import sys
 from asyncio import constants, exceptions, futures, protocols, transports
 from asyncio.log import logger
+from typing import TYPE_CHECKING
 
 from .. import _c
 from .._uring import ffi
 from ..ring import CQE_BUFFER_SHIFT, CQE_F_MORE
 from .base import RingTransport, TransportOp
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any, TypeAlias
+
+    from .._typing import AsyncioServer, LoopBase
+
+    # a queued or sent chunk: bytes, or what is left of them after a partial send
+    _Chunk: TypeAlias = bytes | memoryview
 
 # Queued chunks up to this size are joined into one SEND; above, SENDMSG
 # hands the kernel their iovecs instead of copying.
@@ -59,7 +71,7 @@ MESSAGES = {
 }
 
 
-def _set_nodelay(sock):
+def _set_nodelay(sock: socket.socket) -> None:
     # Every TCP socket, including those made with proto 0 (which asyncio
     # skips, and uvloop does not): a message larger than one receive buffer
     # reaches the protocol in pieces, and Nagle would hold the echo of the
@@ -76,15 +88,17 @@ class _Recv(TransportOp):
     where the kernel has it); reused for every re-arm."""
 
     __slots__ = ()
+    transport: StreamTransport
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         t = self.transport
         if not flags & CQE_F_MORE:
             t._recv_ud = 0
             t._live -= 1
         if res > 0:
             # The buffer returns to the kernel at the ring's next wait.
-            t._received(t._loop._buffers.take(flags >> CQE_BUFFER_SHIFT, res))
+            # (type: ignore: a buffer came, so the group's ring is there)
+            t._received(t._loop._buffers.take(flags >> CQE_BUFFER_SHIFT, res))  # type: ignore[union-attr]
             if not t._recv_ud:
                 t._start_reading()
         else:
@@ -98,14 +112,15 @@ class _RecvPrivate(TransportOp):
     unresizable) until the kernel is done with it; the bytes are copied out."""
 
     __slots__ = ("view", "buffer", "size")
+    transport: StreamTransport
 
-    def __init__(self, transport, buffer):
+    def __init__(self, transport: StreamTransport, buffer: bytearray) -> None:
         super().__init__(transport)
         self.view = buffer
         self.buffer = ffi.from_buffer(buffer, require_writable=True)
         self.size = len(self.buffer)
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         t = self.transport
         t._recv_ud = 0
         t._live -= 1
@@ -119,16 +134,19 @@ class _Send(TransportOp):
     for SENDMSG the iovec array and msghdr, in `pinned`) until its completion."""
 
     __slots__ = ("chunks", "size", "pinned")
+    transport: StreamTransport
+    chunks: Sequence[_Chunk] | None
+    pinned: object          # what the kernel reads: a buffer, or iovecs and msghdr
 
-    def __init__(self, transport):
+    def __init__(self, transport: StreamTransport) -> None:
         super().__init__(transport)
         self.chunks = None
         self.size = 0
         self.pinned = None
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         chunks, self.chunks, self.pinned = self.chunks, None, None
-        self.transport._sent(res, chunks)
+        self.transport._sent(res, chunks)  # type: ignore[arg-type]  # (a send has its chunks)
 
 
 class _Writable(TransportOp):
@@ -136,8 +154,9 @@ class _Writable(TransportOp):
     handed a send's EAGAIN back, the queue goes out once there is room."""
 
     __slots__ = ()
+    transport: StreamTransport
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         t = self.transport
         t._live -= 1
         t._sending = False
@@ -151,12 +170,13 @@ class _SendfileWritable(TransportOp):
     """loop.sendfile()'s wait for room in the socket: a POLLOUT on the fd."""
 
     __slots__ = ("future",)
+    transport: StreamTransport
 
-    def __init__(self, transport, future):
+    def __init__(self, transport: StreamTransport, future: futures.Future[int]) -> None:
         super().__init__(transport)
         self.future = future
 
-    def complete(self, res, flags):
+    def complete(self, res: int, flags: int) -> None:
         t = self.transport
         t._live -= 1
         if not self.future.done():
@@ -174,7 +194,17 @@ class StreamTransport(RingTransport, transports.Transport):
                  "_recv_into", "_private", "_send_op", "_sending", "_inflight_size",
                  "_pending", "_pending_size", "_sendfile")
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+    # (see set_protocol: _buffered says which)
+    _protocol: protocols.Protocol | protocols.BufferedProtocol
+    _held: collections.deque[bytes | object] | None
+    _recv_into: _c.BufferedRecv | None
+    _private: bytearray | None
+    _pending: list[_Chunk] | None
+    _sendfile: futures.Future[None] | object | None
+
+    def __init__(self, loop: LoopBase, sock: socket.socket, protocol: protocols.BaseProtocol,
+                 waiter: futures.Future[Any] | None = None, extra: dict[str, Any] | None = None,
+                 server: AsyncioServer | None = None) -> None:
         super().__init__(loop, sock, protocol, extra, server)
         self._paused = False
         self._read_eof = False
@@ -194,18 +224,19 @@ class StreamTransport(RingTransport, transports.Transport):
         self._call_soon(self._protocol.connection_made, self)
         self._call_soon(self._start_reading)
         if waiter is not None:
-            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+            loop.call_soon(futures._set_result_unless_cancelled,  # type: ignore[attr-defined]
+                           waiter, None)
 
-    def set_protocol(self, protocol):
+    def set_protocol(self, protocol: protocols.BaseProtocol) -> None:
         super().set_protocol(protocol)
         self._buffered = isinstance(protocol, protocols.BufferedProtocol)
 
     # -- reading
 
-    def is_reading(self):
+    def is_reading(self) -> bool:
         return not self._closing and not self._paused
 
-    def pause_reading(self):
+    def pause_reading(self) -> None:
         if not self.is_reading():
             return
         self._paused = True
@@ -213,7 +244,7 @@ class StreamTransport(RingTransport, transports.Transport):
         if self._loop.get_debug():
             logger.debug("%r pauses reading", self)
 
-    def resume_reading(self):
+    def resume_reading(self) -> None:
         if self._closing or not self._paused:
             return
         self._paused = False
@@ -225,7 +256,7 @@ class StreamTransport(RingTransport, transports.Transport):
         if self._loop.get_debug():
             logger.debug("%r resumes reading", self)
 
-    def _start_reading(self):
+    def _start_reading(self) -> None:
         if self._recv_ud or self._closing or self._paused or self._read_eof or self._conn_lost:
             return
         if self._buffered:
@@ -248,11 +279,11 @@ class StreamTransport(RingTransport, transports.Transport):
                                            self._fd, group)
         self._live += 1
 
-    def _stop_reading(self):
+    def _stop_reading(self) -> None:
         if self._recv_ud:
             self._loop._ring.prep_cancel(self._recv_ud)
 
-    def _cancel_all(self):
+    def _cancel_all(self) -> None:
         """The receive is cancelled by its user_data, which the kernel finds
         by hash; only a send in flight needs the cancel by fd, which scans
         every request in the ring (closing thousands of transports at once
@@ -261,17 +292,17 @@ class StreamTransport(RingTransport, transports.Transport):
         if self._sending:
             super()._cancel_all()
 
-    def _received_into(self, res, data):
+    def _received_into(self, res: int, data: bytes | None) -> None:
         """A single receive ended: `res` bytes arrived (in `data`; None
         where the transport is closing), or else EOF, cancellation or an
         error."""
         if res > 0:
-            self._received(data)
+            self._received(data)  # type: ignore[arg-type]  # (None only where closing)
             self._start_reading()
         else:
             self._recv_ended(res)
 
-    def _received(self, data):
+    def _received(self, data: bytes) -> None:
         if self._closing:
             return                   # read side stopped at close(), as asyncio's
         if self._paused or self._held:
@@ -279,47 +310,48 @@ class StreamTransport(RingTransport, transports.Transport):
             return
         self._deliver(data)
 
-    def _deliver(self, data):
+    def _deliver(self, data: bytes) -> None:
         try:
             if self._buffered:
                 self._feed_buffer(data)
             else:
-                self._protocol.data_received(data)
+                # (type: ignore here and in _feed_buffer: _buffered says which protocol)
+                self._protocol.data_received(data)  # type: ignore[union-attr]
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             what = "buffer_updated" if self._buffered else "data_received"
             self._fatal_error(exc, MESSAGES[what])
 
-    def _feed_buffer(self, data):
+    def _feed_buffer(self, data: bytes) -> None:
         """Bytes to a BufferedProtocol: as many get_buffer()/buffer_updated()
         calls as its buffers take."""
         rest = memoryview(data)
         while rest:
-            buf = memoryview(self._protocol.get_buffer(len(rest))).cast("B")
+            buf = memoryview(self._protocol.get_buffer(len(rest))).cast("B")  # type: ignore[union-attr]
             n = min(len(buf), len(rest))
             if not n:
                 raise RuntimeError(MESSAGES["empty_buffer"])
             buf[:n] = rest[:n]
-            self._protocol.buffer_updated(n)
+            self._protocol.buffer_updated(n)  # type: ignore[union-attr]
             rest = rest[n:]
 
-    def _hold(self, item):
+    def _hold(self, item: bytes | object) -> None:
         if self._held is None:
             self._held = collections.deque()
         self._held.append(item)
 
-    def _deliver_held(self):
+    def _deliver_held(self) -> None:
         held = self._held
         while held and not self._paused and not self._closing:
             item = held.popleft()
             if item is _EOF:
                 self._on_eof()
             else:
-                self._deliver(item)
+                self._deliver(item)  # type: ignore[arg-type]  # (bytes, if not _EOF)
         self._start_reading()
 
-    def _recv_ended(self, res):
+    def _recv_ended(self, res: int) -> None:
         """A receive ended without data: EOF, cancellation or an error."""
         if res == 0:
             if self._paused or self._held:
@@ -335,7 +367,7 @@ class StreamTransport(RingTransport, transports.Transport):
         elif not self._closing:
             self._fatal_error(OSError(-res, os.strerror(-res)), MESSAGES["read"])
 
-    def _on_eof(self):
+    def _on_eof(self) -> None:
         self._read_eof = True
         if self._loop.get_debug():
             logger.debug("%r received EOF", self)
@@ -354,7 +386,7 @@ class StreamTransport(RingTransport, transports.Transport):
     # write() is C (_c.install_stream, below): a lone bytes object written
     # to an idle transport (a bytearray or memoryview copied to one first)
     # goes straight into a SEND; everything else comes here.
-    def _write(self, data):
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
@@ -380,7 +412,7 @@ class StreamTransport(RingTransport, transports.Transport):
         if self._pending_size + self._inflight_size > self._high_water:
             self._maybe_pause_protocol()
 
-    def writelines(self, list_of_data):
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         if _OWN_WRITELINES_CHECKS:
             if self._eof:
                 raise RuntimeError("Cannot call writelines() after write_eof()")
@@ -389,14 +421,15 @@ class StreamTransport(RingTransport, transports.Transport):
         for data in list_of_data:
             self.write(data)
 
-    def _send_pending(self):
+    def _send_pending(self) -> None:
+        # (type: ignore: called with chunks queued, never with no list)
         pending = self._pending
         op = self._send_op
         ring = self._loop._ring
-        if len(pending) > 1 and self._pending_size <= _JOIN_LIMIT:
-            pending[:] = [b"".join(pending)]
-        if len(pending) == 1:
-            chunk = pending.pop()
+        if len(pending) > 1 and self._pending_size <= _JOIN_LIMIT:  # type: ignore[arg-type]
+            pending[:] = [b"".join(pending)]  # type: ignore[index, arg-type]
+        if len(pending) == 1:  # type: ignore[arg-type]
+            chunk = pending.pop()  # type: ignore[union-attr]
             size = len(chunk)
             # bytes go to the kernel as they are: their storage never moves
             # and op.chunks keeps them alive until the completion
@@ -406,8 +439,8 @@ class StreamTransport(RingTransport, transports.Transport):
             op.size = size
             self._loop._start_op(op, ring.prep_send, self._fd, buf, size)
         else:
-            chunks = pending[:_IOV_MAX]
-            del pending[:_IOV_MAX]
+            chunks = pending[:_IOV_MAX]  # type: ignore[index]
+            del pending[:_IOV_MAX]  # type: ignore[union-attr]
             size = sum(map(len, chunks))
             iov = ffi.new("struct iovec[]", len(chunks))
             bufs = [ffi.from_buffer(c) for c in chunks]
@@ -426,7 +459,7 @@ class StreamTransport(RingTransport, transports.Transport):
         self._sending = True
         self._live += 1
 
-    def _sent(self, res, chunks):
+    def _sent(self, res: int, chunks: Sequence[_Chunk]) -> None:
         self._live -= 1
         self._sending = False
         self._inflight_size = 0
@@ -460,7 +493,7 @@ class StreamTransport(RingTransport, transports.Transport):
             elif isinstance(self._sendfile, futures.Future) and not self._sendfile.done():
                 self._sendfile.set_result(None)
 
-    def _send_when_writable(self, chunks):
+    def _send_when_writable(self, chunks: Sequence[_Chunk]) -> None:
         """Nothing went out: the kernel gives a non-blocking socket's EAGAIN
         back where it stops polling for room itself (seen when the peer
         half-closes while a send waits).  The chunks return to the front of
@@ -473,7 +506,7 @@ class StreamTransport(RingTransport, transports.Transport):
         self._live += 1
 
     @staticmethod
-    def _unsent(chunks, sent):
+    def _unsent(chunks: Sequence[_Chunk], sent: int) -> list[_Chunk]:
         """What is left of `chunks` after the first `sent` bytes went out."""
         for i, chunk in enumerate(chunks):
             if sent < len(chunk):
@@ -481,28 +514,28 @@ class StreamTransport(RingTransport, transports.Transport):
             sent -= len(chunk)
         return []
 
-    def get_write_buffer_size(self):
+    def get_write_buffer_size(self) -> int:
         return self._pending_size + self._inflight_size
 
-    def write_eof(self):
+    def write_eof(self) -> None:
         if self._closing or self._eof:
             return
         self._eof = True
         if not self._pending and not self._sending:
             self._shutdown_write()
 
-    def _shutdown_write(self):
+    def _shutdown_write(self) -> None:
         try:
             self._sock.shutdown(socket.SHUT_WR)
         except OSError as exc:
             self._fatal_error(exc, "Fatal error on transport")
 
-    def can_write_eof(self):
+    def can_write_eof(self) -> bool:
         return True
 
     # -- sendfile (the loop's half is in sendfile.py)
 
-    async def _begin_sendfile(self):
+    async def _begin_sendfile(self) -> None:
         """Wait until everything written has gone, then hand the socket to
         sendfile: until _end_sendfile(), write() raises (the C paths leave a
         transport with _sendfile set to Python) and the sendfile counts as a
@@ -516,7 +549,7 @@ class StreamTransport(RingTransport, transports.Transport):
         self._sending = True
         self._live += 1
 
-    def _end_sendfile(self):
+    def _end_sendfile(self) -> None:
         owned, self._sendfile = self._sendfile, None
         if owned is not _SENDFILE_OWNS_FD:
             return
@@ -527,7 +560,7 @@ class StreamTransport(RingTransport, transports.Transport):
         elif self._eof and not self._closing:
             self._shutdown_write()           # write_eof() waited for the sendfile
 
-    async def _sendfile_wait(self, fd, events):
+    async def _sendfile_wait(self, fd: int, events: int) -> None:
         """Wait for room; the poll counts in _live until its final
         completion, so even a cancelled wait keeps the fd number reserved."""
         loop = self._loop
@@ -542,11 +575,11 @@ class StreamTransport(RingTransport, transports.Transport):
             raise
         self._check_sendfile_open()
 
-    def _check_sendfile_open(self):
+    def _check_sendfile_open(self) -> None:
         if self._conn_lost or self._closing:
             raise ConnectionError("Connection closed by peer")
 
-    def _call_connection_lost(self, exc):
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
         waiter = self._sendfile
         if isinstance(waiter, futures.Future) and not waiter.done():
             waiter.set_exception(ConnectionError("Connection is closed by peer"))
@@ -554,7 +587,7 @@ class StreamTransport(RingTransport, transports.Transport):
 
     # -- closing
 
-    def _force_close(self, exc):
+    def _force_close(self, exc: BaseException | None) -> None:
         self._pending = None
         self._pending_size = 0
         super()._force_close(exc)
