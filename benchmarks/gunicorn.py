@@ -3,6 +3,7 @@
     python benchmarks/gunicorn.py                    # 2 workers, 3 rounds (under a minute)
     python benchmarks/gunicorn.py --loops uringloop uvloop asyncio --rounds 5
     python benchmarks/gunicorn.py --workers 4 --server-cpus 0 1 2 3 --client-cpu 4
+    python benchmarks/gunicorn.py --loops uringloop asyncio uvloop --json
 
 Each run starts gunicorn (`python -m gunicorn benchmarks.gunicorn:app`: the
 hello-world application below, no access log) with --workers workers of
@@ -24,6 +25,18 @@ gunicorn's and the generator's CPU time over the window, per CPU they were
 pinned to.  The worker classes alternate, each round starting with a
 different one; the table gives medians over rounds, ± half the range, and
 ratios to uvloop's.
+
+The Markdown table goes to stdout, progress to stderr; with --json, one
+JSON object instead: every run, the failures, the notes and each worker
+class's medians, spreads and ratios to uvloop's (benchmarks/run.py's
+workload "gunicorn" runs this file that way).
+
+A run in which other work took 5% or more of the window is repeated
+(--retries); the least disturbed attempt counts and the notes say what
+remains.  Other work: the server CPUs' busy time in /proc/stat (user, nice,
+system) beyond gunicorn's CPU time, less a tick of rounding per process
+and CPU, per server CPU; the generator's run delay (schedstat); or the
+hypervisor's steal on any of the CPUs, whichever is largest.
 """
 import argparse
 import http.client
@@ -55,6 +68,8 @@ WORKER_CLASSES = {
     "asyncio": "aiohttp.worker.GunicornWebWorker",
 }
 BASELINE = "uvloop"
+# The summary's medians; of the first two also spreads and ratios to BASELINE.
+KEYS = ("rps", "cpu_us", "server_busy", "loadgen_busy")
 # Starting gunicorn and its workers (aiohttp's import is the slow part),
 # and stopping them: far beyond this, something hangs.
 START_TIMEOUT = 30.0
@@ -94,6 +109,22 @@ def until(predicate, what, proc, log):
             raise RunFailed(f"no {what}; gunicorn's log ends:\n{log_tail(log)}")
         time.sleep(0.05)
     return result
+
+
+def cpu_stat(cpus):
+    """{cpu: [seconds it ran tasks (user, nice, system), seconds the
+    hypervisor stole]}, from /proc/stat.  Interrupts and softirqs stay out:
+    the kernel's work for gunicorn's own loopback traffic is counted there,
+    not in gunicorn's CPU time, and would pass for other work."""
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *values = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                user, nice, system, *_, steal = map(int, values[:8])
+                out[int(name[3:])] = [(user + nice + system) / hz, steal / hz]
+    return out
 
 
 def log_tail(log, lines=15):
@@ -142,7 +173,9 @@ def serving(proc, log, count):
 
 
 def measure(port, pids, args):
-    """One generator run against `port`: (its RESULT, {pid: CPU seconds in its window})."""
+    """One generator run against `port`: its RESULT, and in its window
+    {pid: CPU seconds} and cpu_stat() of the server's and client's CPUs."""
+    cpus = args.server_cpus | {args.client_cpu}
     with subprocess.Popen(
             loadgen.command("http", port, args.connections, 1, args.warmup, args.duration,
                             args.stall_timeout, HELLO),
@@ -151,13 +184,15 @@ def measure(port, pids, args):
         try:
             if generator.stdout.readline().strip() != "GO":
                 raise RunFailed("the load generator did not start")
-            before = {pid: cpu_seconds(pid) for pid in pids}
+            before, stat_before = {pid: cpu_seconds(pid) for pid in pids}, cpu_stat(cpus)
             if generator.stdout.readline().strip() != "END":
                 raise RunFailed("the load generator did not finish")
             cpu = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
+            stat = {c: [a - b for a, b in zip(v, stat_before[c])]
+                    for c, v in cpu_stat(cpus).items()}
             generator.stdin.write("quit\n")
             generator.stdin.flush()
-            return loadgen.parse_result(generator.stdout.readline()), cpu
+            return loadgen.parse_result(generator.stdout.readline()), cpu, stat
         finally:
             generator.kill()            # a no-op once it has printed its RESULT and exited
 
@@ -177,65 +212,132 @@ def stop(proc):
 
 
 def one_run(worker, args, scratch):
+    """A fresh gunicorn with --workers workers of class `worker`, measured
+    once; RunFailed, OSError or ValueError if it fails."""
     log = Path(scratch) / f"{worker}.log"
     proc = start(worker, args, log)
     try:
         port, workers = serving(proc, log, args.workers)
-        result, cpu = measure(port, [proc.pid, *workers], args)
-    except (RunFailed, OSError, ValueError) as exc:
-        return {"ok": False, "error": f"{worker}: {exc}"}
+        result, cpu, stat = measure(port, [proc.pid, *workers], args)
     finally:
         stop(proc)
     if not result["requests"]:
-        return {"ok": False, "error": f"{worker}: no request completed in the window"}
+        raise RunFailed("no request completed in the window")
     total = sum(cpu.values())
+    elapsed = result["elapsed"]
     worker_cpu = sorted((cpu[pid] for pid in workers), reverse=True)
-    return {"ok": True, "rps": result["rps"],
+    # /proc reports CPU time in clock ticks: a tick of rounding per process and CPU.
+    slack = (len(cpu) + len(args.server_cpus)) / os.sysconf("SC_CLK_TCK")
+    others = sum(stat[c][0] for c in args.server_cpus) - total - slack
+    return {"rps": result["rps"], "requests": int(result["requests"]),
             "cpu_us": total / result["requests"] * 1e6,
             "split": [c / sum(worker_cpu) for c in worker_cpu],
-            "server_busy": total / result["elapsed"] / len(args.server_cpus),
-            "loadgen_busy": result["loadgen_cpu"] / result["elapsed"]}
+            "server_busy": total / elapsed / len(args.server_cpus),
+            "loadgen_busy": result["loadgen_cpu"] / elapsed,
+            "lost": max(0.0, others / elapsed / len(args.server_cpus),
+                        result["loadgen_wait"] / elapsed,
+                        sum(steal for _, steal in stat.values()) / elapsed)}
 
 
-def table(runs, args):
-    ok = {w: [r for r in rs if r["ok"]] for w, rs in runs.items()}
-    keys = ("rps", "cpu_us", "server_busy", "loadgen_busy")
-    median = {w: {key: statistics.median(r[key] for r in rs) for key in keys}
-              for w, rs in ok.items() if rs}
-    versions = ", ".join(f"{name} {importlib.metadata.version(name)}"
-                         for name in ("gunicorn", "aiohttp", "uvloop"))
-    cpus = ",".join(map(str, sorted(args.server_cpus)))
-    lines = [
-        f"## aiohttp under gunicorn, {args.workers} workers", "",
-        f"Linux {platform.release()}, Python {platform.python_version()}; {versions}.  "
-        f"gunicorn pinned to CPU {cpus}, the load generator to CPU {args.client_cpu}; "
-        f"{args.connections} keep-alive connections; {args.rounds} round(s) of "
-        f"{args.duration:g} s after {args.warmup:g} s of warm-up, the worker classes "
-        f"alternating.", "",
-        "| worker | requests/s | CPU µs/request | workers' CPU split "
-        f"| busy: gunicorn / generator | req/s vs {BASELINE} | CPU/request vs {BASELINE} |",
-        "|---|--:|--:|--:|--:|--:|--:|",
-    ]
-    base = median.get(BASELINE)
-    for worker, rs in ok.items():
-        if not rs:
-            lines.append(f"| {worker} | **failed** | | | | | |")
-            continue
-        m = median[worker]
-        split = " / ".join(f"{statistics.median(r['split'][i] for r in rs):.0%}"
-                           for i in range(args.workers))
-        ratios = ["—", "—"] if worker == BASELINE or base is None else \
-            [report.ratio(m["rps"] / base["rps"]), report.ratio(m["cpu_us"] / base["cpu_us"])]
-        lines.append(
-            f"| {WORKER_CLASSES[worker]} | {m['rps']:,.0f} ±{report.spread([r['rps'] for r in rs]):.0%} "
-            f"| {report.number(m['cpu_us'])} ±{report.spread([r['cpu_us'] for r in rs]):.0%} "
-            f"| {split} | {m['server_busy']:.0%} / {m['loadgen_busy']:.0%} "
-            f"| {ratios[0]} | {ratios[1]} |")
-    return lines + ["", "CPU: gunicorn's master and workers, user + system, per request.  "
-                        "Busy: that CPU time (and the generator's own) over the window's wall "
-                        "time, per CPU: gunicorn well under 100% means something else set the "
-                        "pace (the generator, or other work on the machine).  Ratios of "
-                        "medians: above 1 is better for requests/s, below 1 for CPU/request."]
+def measured(worker, args, scratch, got):
+    """One round of one worker class, repeated while other work took
+    report.CONTENDED or more of its window: the least disturbed attempt."""
+    best = None
+    for attempt in range(1 + args.retries):
+        run = one_run(worker, args, scratch)
+        got["repeated"] += attempt > 0
+        if best is None or run["lost"] < best["lost"]:
+            best = run
+        if run["lost"] < report.CONTENDED:
+            break
+    return best
+
+
+def collect(args, scratch, out):
+    """Fills out: {"runs": {loop: [result]}, "failures": [text], "repeated":
+    count} as it goes, so that an interruption leaves what was done."""
+    out.update(runs={worker: [] for worker in args.loops}, failures=[], repeated=0)
+    for rnd in range(args.rounds):
+        shift = rnd % len(args.loops)
+        for worker in args.loops[shift:] + args.loops[:shift]:
+            report.progress(f"gunicorn: round {rnd + 1}/{args.rounds}, {worker}")
+            try:
+                run = measured(worker, args, scratch, out)
+            except (RunFailed, OSError, ValueError) as exc:
+                out["failures"].append(f"{worker}: {exc}")
+                continue
+            run["round"] = rnd + 1
+            out["runs"][worker].append(run)
+
+
+def summarize(runs, workers):
+    """Per worker class: {loop, worker_class, runs, the median of each of
+    KEYS, spreads and per-round values (key_all) of rps and cpu_us and
+    their ratios of medians to BASELINE's (key_vs, None without its runs),
+    and split: the median share of the busiest worker, the next, ...}."""
+    base = runs.get(BASELINE) or []
+    out = []
+    for loop, rs in runs.items():
+        s = {"loop": loop, "worker_class": WORKER_CLASSES[loop], "runs": len(rs)}
+        if rs:
+            for key in KEYS:
+                s[key] = statistics.median(r[key] for r in rs)
+            for key in KEYS[:2]:
+                s[f"{key}_spread"] = report.spread([r[key] for r in rs])
+                s[f"{key}_all"] = [r[key] for r in rs]
+                s[f"{key}_vs"] = (s[key] / statistics.median(r[key] for r in base)
+                                  if base else None)
+            s["split"] = [statistics.median(r["split"][i] for r in rs) for i in range(workers)]
+        out.append(s)
+    return out
+
+
+def notes(got):
+    lost = [r["lost"] for rs in got["runs"].values() for r in rs]
+    bad = sum(x >= report.CONTENDED for x in lost)
+    lines = []
+    if bad:
+        lines.append(f"contention: in {bad} of {len(lost)} runs other work took ≥ "
+                     f"{report.CONTENDED:.0%} of the window (max {max(lost):.0%}) even after "
+                     f"retries; their numbers are less reliable")
+    elif lost:
+        lines.append(f"contention: other work took at most {max(lost):.1%} of any window")
+    if got["repeated"]:
+        lines.append(f"{report.plural(got['repeated'], 'run')} repeated for contention")
+    return lines
+
+
+def as_json(args, env, collected, seconds, interrupted):
+    """One case, "hello" (report.finish() expects cases)."""
+    settings = {key: getattr(args, key) for key in (
+        "loops", "rounds", "retries", "workers", "connections", "duration", "warmup",
+        "client_cpu")}
+    settings["server_cpus"] = sorted(args.server_cpus)
+    hello = {"summary": summarize(collected["runs"], args.workers),
+             "failures": collected["failures"], "notes": notes(collected),
+             "runs": collected["runs"]}
+    return {"environment": env, "baseline": BASELINE, "settings": settings,
+            "seconds": round(seconds, 1), "interrupted": interrupted, "cases": {"hello": hello}}
+
+
+def packages(loops):
+    """The packages that gunicorn with these worker classes imports."""
+    return ["gunicorn", "aiohttp"] + (["uvloop"] if "uvloop" in loops else [])
+
+
+def environment(args):
+    versions = [f"python {platform.python_version()}"] + [
+        f"{name} {importlib.metadata.version(name)}" for name in packages(args.loops)]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "uringloop"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = (commit or "?") + (" (uringloop/ modified)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        commit = "?"
+    return (f"Linux {platform.release()}, {os.cpu_count()} CPUs; " + ", ".join(versions)
+            + f"; uringloop at {commit}")
 
 
 def parse_args(argv):
@@ -251,8 +353,20 @@ def parse_args(argv):
     parser.add_argument("--server-cpus", type=int, nargs="+", default=[0])
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--stall-timeout", type=float, default=10.0)
+    parser.add_argument("--retries", type=int, default=1,
+                        help=f"repeat a run that lost {report.CONTENDED * 100:.0f}%% or more of "
+                             "its window to other work up to this many times (default: 1)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the results as one JSON object instead of Markdown "
+                             "(benchmarks/run.py's workload gunicorn uses this)")
     args = parser.parse_args(argv)
     args.server_cpus = set(args.server_cpus)
+    args.loops = list(dict.fromkeys(args.loops))
+    if min(args.workers, args.rounds) < 1 or args.retries < 0:
+        parser.error("workers and rounds must be positive, retries not negative")
+    missing = [name for name in packages(args.loops) if not report.installed(name)]
+    if missing:
+        parser.error(f"missing packages: {' '.join(missing)}")
     return args
 
 
@@ -262,18 +376,18 @@ def main(argv=None):
         loadgen.binary()
     except loadgen.BuildError as exc:
         sys.exit(str(exc))
-    runs = {worker: [] for worker in args.loops}
+    env = environment(args)
+    started = time.monotonic()
+    interrupted = False
+    collected = {}
     with tempfile.TemporaryDirectory(prefix="uringloop-bench-") as scratch:
-        for rnd in range(args.rounds):
-            shift = rnd % len(args.loops)
-            for worker in args.loops[shift:] + args.loops[:shift]:
-                report.progress(f"round {rnd + 1}/{args.rounds}: {worker}")
-                runs[worker].append(one_run(worker, args, scratch))
-    failures = [r["error"] for rs in runs.values() for r in rs if not r["ok"]]
-    for failure in failures:
-        report.progress(failure)
-    print("\n".join(table(runs, args)))
-    return 1 if failures else 0
+        try:
+            collect(args, scratch, collected)
+        except KeyboardInterrupt:
+            interrupted = True
+            report.progress("interrupted: the table holds the runs finished so far")
+    data = as_json(args, env, collected, time.monotonic() - started, interrupted)
+    return report.finish(data, args.json, report.gunicorn_markdown)
 
 
 if __name__ == "__main__":

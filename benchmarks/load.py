@@ -43,7 +43,6 @@ import json
 import os
 import platform
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -687,12 +686,12 @@ def table(args, results, started, seconds):
             f"Requests: {args.requests:,} requests of {REQUEST_SIZE} B over "
             f"{PIPELINE_CONNECTIONS} connections, {PIPELINE_DEPTH} in flight on each, from one "
             f"uvloop client process; " + (
-                f"the server answers the requests of each data_received() with one "
-                f"write().  " if args.joined else
-                f"the server answers each with its own write().  asyncio's and uvloop's "
-                f"write() tries a send() at once on an idle socket, so they make a system "
-                f"call per response; uringloop queues the responses of one loop iteration "
-                f"into one SEND/SENDMSG (--joined: one write() per data_received()).  ") +
+                "the server answers the requests of each data_received() with one "
+                "write().  " if args.joined else
+                "the server answers each with its own write().  asyncio's and uvloop's "
+                "write() tries a send() at once on an idle socket, so they make a system "
+                "call per response; uringloop queues the responses of one loop iteration "
+                "into one SEND/SENDMSG (--joined: one write() per data_received()).  ") +
             f"Requests/s and server CPU (user + "
             f"system, /proc/<pid>/stat) over the {1 - WARMUP_FRACTION:.0%} after the "
             f"warm-up; server busy is that CPU time over the wall time (well below 100% "

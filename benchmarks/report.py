@@ -1,4 +1,6 @@
-"""Turn run.py's raw results into the Markdown report and the PNG chart."""
+"""Turn run.py's raw results into the Markdown report and the PNG chart;
+helpers and tables the benchmark scripts share."""
+import importlib.metadata
 import json
 import math
 import statistics
@@ -20,6 +22,17 @@ def spread(values):
     """Half the range over rounds, relative to the median."""
     med = statistics.median(values)
     return (max(values) - min(values)) / 2 / med if med else 0.0
+
+
+def installed(package):
+    """Whether `package` is installed.  Not importlib.util.find_spec: the
+    scripts' directory, first on their sys.path, holds benchmarks/gunicorn.py,
+    which it would take for the gunicorn package."""
+    try:
+        importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def progress(text):
@@ -301,6 +314,55 @@ def sendfile_tables(sendfile, loops):
         f"{sendfile['environment']}.",
         ""]
     return lines
+
+
+def gunicorn_markdown(data):
+    """benchmarks/gunicorn.py's JSON as a report section: a list of lines
+    (the script's own table, and benchmarks/run.py's workload gunicorn)."""
+    head = "### aiohttp under gunicorn (benchmarks/gunicorn.py)"
+    if "error" in data:
+        return [head, "", "**failed**:", "", "```", data["error"], "```", ""]
+    settings, base, part = data["settings"], data["baseline"], data["cases"]["hello"]
+    lines = [head, ""]
+    if data.get("interrupted"):
+        lines += ["**gunicorn.py was interrupted: only the runs it completed are shown.**", ""]
+    lines += [
+        f"gunicorn serving an aiohttp hello world (GET /, keep-alive) with "
+        f"{plural(settings['workers'], 'worker')} of each class, master and workers pinned to "
+        f"CPU {','.join(map(str, settings['server_cpus']))}, the C load generator to CPU "
+        f"{settings['client_cpu']}; {settings['connections']} connections, one request in "
+        f"flight each; {plural(settings['rounds'], 'round')} of {settings['duration']:g} s "
+        f"after {settings['warmup']:g} s of warm-up, the worker classes alternating.  CPU: "
+        f"gunicorn's master and workers, user + system (/proc/<pid>/stat), over the "
+        f"generator's window, per request.  Workers' split: each worker's share of the "
+        f"workers' CPU, largest first (they share one listening socket).  Busy: that CPU time "
+        f"(and the generator's own) over the window's wall time, per CPU: gunicorn well under "
+        f"100% means something else set the pace (the generator, or other work on the "
+        f"machine).  Medians over the rounds, ± half the range; ratios are of medians, vs "
+        f"{base}: above 1 is better for requests/s, below 1 for CPU/request.", "",
+        "| loop | worker class | requests/s | CPU µs/request | workers' CPU split "
+        f"| busy: gunicorn / generator | req/s vs {base} | CPU/request vs {base} |",
+        "|---|---|--:|--:|--:|--:|--:|--:|"]
+    for s in part["summary"]:
+        loop = s["loop"]
+        if not s["runs"]:
+            failed = any(f.startswith(f"{loop}:") for f in part["failures"])
+            lines.append(f"| {loop} | {s['worker_class']} | "
+                         f"{'**failed**' if failed else 'not run'} |" + " |" * 5)
+            continue
+        short = f" ({s['runs']} of {settings['rounds']} rounds)" \
+            if s["runs"] < settings["rounds"] else ""
+        ratios = ["—" if loop == base or s[f"{key}_vs"] is None else ratio(s[f"{key}_vs"])
+                  for key in ("rps", "cpu_us")]
+        lines.append(
+            f"| {loop}{short} | {s['worker_class']} | {s['rps']:,.0f} ±{s['rps_spread']:.0%} "
+            f"| {number(s['cpu_us'])} ±{s['cpu_us_spread']:.0%} "
+            f"| {' / '.join(f'{share:.0%}' for share in s['split'])} "
+            f"| {s['server_busy']:.0%} / {s['loadgen_busy']:.0%} | {ratios[0]} | {ratios[1]} |")
+    lines += [""] + [f"- {note}" for note in part["notes"]]
+    lines += failure_lines(part["failures"])
+    return lines + ["", f"gunicorn.py saw: {data['environment']}; "
+                        f"{data['seconds']:.0f} s in all.", ""]
 
 
 def notes(data):

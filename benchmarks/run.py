@@ -9,6 +9,7 @@
     python benchmarks/run.py --workloads other-io    # only the UDP and add_reader echoes
     python benchmarks/run.py --workloads subprocess  # only spawning /bin/true and piping cat
     python benchmarks/run.py --workloads files       # only uringloop.open vs aiofiles and co.
+    python benchmarks/run.py --workloads gunicorn    # only aiohttp under gunicorn
 
 Every run starts a fresh server process (benchmarks/servers.py) for one
 workload on one loop, pinned to one CPU, and drives it from the C load
@@ -41,7 +42,7 @@ next; that pause shows in requests/s.  Their three rows would add well
 over a minute, so the default set leaves them out; the group "other-io"
 names both.
 
-Four workloads run a benchmark script of their own in a child process,
+Five workloads run a benchmark script of their own in a child process,
 after the rest, and each gets its own section of the report (and a key of
 the JSON): "internals", benchmarks/loop_internals.py --json (CPU time per loop
 operation, counts scaled by --internals-scale), and "sendfile",
@@ -85,6 +86,17 @@ numbers of io_uring workers and of other threads, and whether uringloop
 meets the issue's targets.  A uringloop without open() and uringloop.os
 gets "skipped" rows, not failures.  It adds about 15 s a round, some 45 s
 at the default 3 rounds (more when other work forces retries).
+The fifth, "gunicorn" (in the group "http"), is benchmarks/gunicorn.py
+--json: gunicorn serving an aiohttp hello world with 2 workers of one
+class - uringloop.gunicorn.GunicornWebWorker, aiohttp's GunicornWebWorker
+(asyncio) or GunicornUVLoopWebWorker (uvloop) - a fresh gunicorn per run,
+master and workers pinned to the server's CPU, the C load generator (100
+keep-alive connections, 3 s after 1 s of warm-up) to the client's.  It
+gets --rounds, --retries and --loops.  Its table gives requests/s, the CPU
+of gunicorn's master and workers per request, each worker's share of the
+workers' CPU, and ratios to uvloop.  It adds about 17 s a round with all
+three loops, some 50 s at the default 3 rounds (more when other work
+forces retries), so it is in the default set.
 
 The loops alternate: every round runs every case on every loop, each round
 starting with a different loop, so slow drift on a shared machine hits all
@@ -136,15 +148,17 @@ INTERNALS = "internals"
 SENDFILE = "sendfile"
 SUBPROCESS = "subprocess"
 FILES = "files"
-SCRIPTS = [INTERNALS, SENDFILE, SUBPROCESS, FILES]   # workloads that run a script of their own
+GUNICORN = "gunicorn"
+# Workloads that run a script of their own.
+SCRIPTS = [INTERNALS, SENDFILE, SUBPROCESS, FILES, GUNICORN]
 WORKLOADS = ECHO + HTTP + TLS + OTHER_IO + SCRIPTS
-GROUPS = {"echo": ECHO, "http": HTTP, "encrypted": TLS, "other-io": OTHER_IO,
+GROUPS = {"echo": ECHO, "http": HTTP + [GUNICORN], "encrypted": TLS, "other-io": OTHER_IO,
           "all": WORKLOADS}
 DEFAULT = ["protocol", "streams", "buffered", "sock", "httptools", "aiohttp", "tls",
-           "aiohttp-https", INTERNALS, SENDFILE, SUBPROCESS, FILES]
+           "aiohttp-https", INTERNALS, SENDFILE, SUBPROCESS, FILES, GUNICORN]
 NEEDS = {"uvloop": ["uvloop"], "httptools": ["httptools"], "aiohttp": ["aiohttp"],
          "tls": ["trustme"], "aiohttp-https": ["aiohttp", "trustme"],
-         SENDFILE: ["aiohttp"], FILES: ["aiofiles"]}
+         SENDFILE: ["aiohttp"], FILES: ["aiofiles"], GUNICORN: ["gunicorn", "aiohttp"]}
 # Echo sizes of their own, for the rows named, when neither --sizes nor
 # --full says otherwise.
 OWN_SIZES = {"tls": [4096], "udp": [64, 1400], "reader": [64]}
@@ -419,6 +433,15 @@ def run_files(args, loops):
     return run_script("files.py", options, args, loops, timeout)
 
 
+def run_gunicorn(args, loops):
+    """gunicorn.py's aiohttp hello world, 2 workers of each worker class."""
+    options = ["--server-cpus", str(args.server_cpu), "--client-cpu", str(args.client_cpu)]
+    # About 6 s a run (starting gunicorn and importing aiohttp, 4 s of load,
+    # stopping); far beyond that, something hangs.
+    timeout = 120 + 60 * len(loops) * args.rounds * (1 + args.retries)
+    return run_script("gunicorn.py", options, args, loops, timeout)
+
+
 def run_script(script, options, args, loops, timeout):
     """Run benchmarks/<script> --json in a child process: its JSON, or
     {"error": ...}.  Its progress lines are relayed to stderr as they come."""
@@ -646,7 +669,7 @@ def parse_args(argv):
     if args.server_cpu == args.client_cpu or not {args.server_cpu, args.client_cpu} <= cpus:
         parser.error(f"--server-cpu and --client-cpu must be two different CPUs of {sorted(cpus)}")
     missing = sorted({p for n in args.loops + args.workloads for p in NEEDS.get(n, [])
-                      if importlib.util.find_spec(p) is None})
+                      if not report.installed(p)})
     if not args.no_chart and importlib.util.find_spec("matplotlib") is None:
         missing.append("matplotlib")
     if missing:
@@ -747,6 +770,11 @@ def main(argv=None):
         print("files (benchmarks/files.py) ...", file=sys.stderr, flush=True)
         file_io = run_files(args, args.loops)
         interrupted = bool(file_io.get("interrupted"))
+    gunicorn = None
+    if GUNICORN in args.workloads and not interrupted:
+        print("aiohttp under gunicorn (benchmarks/gunicorn.py) ...", file=sys.stderr, flush=True)
+        gunicorn = run_gunicorn(args, args.loops)
+        interrupted = bool(gunicorn.get("interrupted"))
 
     data = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
@@ -770,6 +798,7 @@ def main(argv=None):
         "sendfile": sendfile,
         "subprocess": subprocs,
         "files": file_io,
+        "gunicorn": gunicorn,
     }
     text = report.markdown(data)
     if subprocs:
@@ -777,6 +806,8 @@ def main(argv=None):
         text = text.rstrip("\n") + "\n\n" + "\n".join(subprocesses.markdown(subprocs, args.loops))
     if file_io:
         text = text.rstrip("\n") + "\n\n" + "\n".join(files.markdown(file_io))
+    if gunicorn:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(report.gunicorn_markdown(gunicorn))
     print(text)
 
     args.results_dir.mkdir(parents=True, exist_ok=True)
@@ -798,8 +829,10 @@ def main(argv=None):
     # uringloop rows "skipped" (no uringloop.open yet) are no failure either.
     files_failed = file_io and ("error" in file_io or any(
         part["failures"] for part in file_io["cases"].values()))
+    gunicorn_failed = gunicorn and ("error" in gunicorn or any(
+        part["failures"] for part in gunicorn["cases"].values()))
     return 1 if failed or (internals and "error" in internals) or sendfile_failed \
-        or subprocs_failed or files_failed else 0
+        or subprocs_failed or files_failed or gunicorn_failed else 0
 
 
 if __name__ == "__main__":

@@ -254,6 +254,9 @@ def test_close_cancels_and_drains_in_flight_ops():
     os.close(w)
 
 
+# Under pytest-xdist the worker has threads of its own, which 3.12+ warns of
+# at fork(); the child here runs no Python that could need them.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_forked_child_cannot_use_parents_loop():
     loop = uringloop.new_event_loop()
     loop.run_until_complete(asyncio.sleep(0))

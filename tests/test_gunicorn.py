@@ -226,3 +226,18 @@ def test_sigterm_finishes_a_request_in_progress(gunicorn):
     gunicorn.assert_stopped_cleanly()
     assert gunicorn.noted() == {pid: ["on_startup", "slow", "on_shutdown", "on_cleanup"]
                                 if pid in busy else LIFETIME for pid in workers}
+
+
+def test_io_uring_refused_stops_gunicorn(tmp_path, monkeypatch):
+    """Where io_uring is refused, uringloop's workers fail to boot and
+    gunicorn stops with a non-zero status, its log naming the cause.  (Only
+    uringloop's worker class has this failure to show.)"""
+    monkeypatch.setenv("URINGLOOP_DISABLE", "io_uring=EPERM")
+    server = Gunicorn(WORKER_CLASSES["uringloop"][0], tmp_path)
+    try:
+        status = server.proc.wait(DEADLINE)
+    finally:
+        server.kill()
+    log = server.log.read_text()
+    assert status != 0, log
+    assert "uringloop.ring.UnsupportedError" in log and "Worker failed to boot" in log, log

@@ -5,9 +5,11 @@
 `app` is an aiohttp.web.Application, or an async function returning one or
 an AppRunner, as for aiohttp's own workers: this is aiohttp's
 GunicornWebWorker (the uvloop one is GunicornUVLoopWebWorker) with a
-uringloop.Loop as each worker's loop, which accepts one connection at a
-time.  SIGHUP, SIGTERM, SIGQUIT and SIGINT, --graceful-timeout,
---max-requests and the access log behave as there.
+uringloop.Loop as each worker's loop.  The workers take turns at the
+listening socket they share (serving.py: a socket given with sock= is
+accepted from one connection at a time).  SIGHUP, SIGTERM, SIGQUIT and
+SIGINT, --graceful-timeout, --max-requests and the access log behave as
+there.
 
 Where io_uring is unavailable the workers fail to boot, and gunicorn stops
 with uringloop's error naming the cause.  This module needs gunicorn and
@@ -32,12 +34,6 @@ class GunicornWebWorker(worker.GunicornWebWorker):
         # worker.
         with contextlib.suppress(RuntimeError):     # no loop set (3.14 raises)
             asyncio.get_event_loop().close()
-        self.loop = loop = new_event_loop()
-        # The workers share gunicorn's listening sockets, and the kernel
-        # gives each new connection to the first accept waiting on the
-        # socket.  A multishot accept stays first, so one worker would take
-        # every connection; a single-shot accept waits again at the back
-        # after each one, so the workers take turns.
-        loop._multishot_accept = False
-        asyncio.set_event_loop(loop)
+        self.loop = new_event_loop()
+        asyncio.set_event_loop(self.loop)
         super(worker.GunicornWebWorker, self).init_process()

@@ -15,6 +15,7 @@ import heapq
 import math
 import os
 import sys
+import weakref
 from asyncio import base_events, events, futures, tasks
 from asyncio.log import logger
 from typing import TYPE_CHECKING
@@ -127,6 +128,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         self._owned_fds = {}             # fd -> the socket of the open transport owning it
         self._releasing = set()          # fd owners closing once their ops end
         self._acceptors = {}             # listening socket -> its _Accept
+        self._handed_in = weakref.WeakSet()   # create_server(sock=) sockets
         self._sock_recv_waited = set()   # fds whose last sock_recv waited
         self._unix_server_sockets = {}
         self._wakeup_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)

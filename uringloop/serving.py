@@ -5,6 +5,14 @@ base_events.Server do the address handling and bookkeeping; they call the
 loop's _start_serving and _stop_serving hooks for each listening socket,
 implemented here.
 
+A socket handed in with sock= is accepted from one connection at a time.
+Such sockets are how pre-fork servers (gunicorn, uvicorn --workers) share
+one listening socket between processes, and the kernel wakes only the
+first accept waiting on a socket: a multishot accept stays first, so its
+process would take every connection, even while busy; a single-shot
+accept waits again at the back after each one, so the processes take
+turns, as they do on epoll loops.
+
 Closing a listening socket closes it at once, as on asyncio's loop (see
 _Accept.stop for how that keeps the fd-lifetime rule); the server's
 wait_closed() also waits for any listener whose close had to wait for its
@@ -17,9 +25,10 @@ import errno
 import inspect
 import os
 import socket
-from asyncio import base_events, constants, tasks, trsock
+import weakref
+from asyncio import base_events, constants, tasks, trsock, unix_events
 from asyncio.log import logger
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _c
 from .ring import CQE_F_MORE
@@ -61,15 +70,15 @@ class _Accept:
     it), run in the context of whoever started the server."""
 
     __slots__ = ("loop", "sock", "fd", "protocol_factory", "server", "context", "ud",
-                 "stopped", "backing_off", "closed", "sslcontext", "ssl_handshake_timeout",
-                 "ssl_shutdown_timeout")
+                 "multishot", "stopped", "backing_off", "closed", "sslcontext",
+                 "ssl_handshake_timeout", "ssl_shutdown_timeout")
     closed: futures.Future[None] | None
 
     def __init__(self, loop: _LoopBase, sock: socket.socket,
                  protocol_factory: Callable[[], protocols.BaseProtocol],
                  server: AsyncioServer | None, sslcontext: ssl.SSLContext | None = None,
                  ssl_handshake_timeout: float | None = None,
-                 ssl_shutdown_timeout: float | None = None) -> None:
+                 ssl_shutdown_timeout: float | None = None, multishot: bool = True) -> None:
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
@@ -80,6 +89,7 @@ class _Accept:
         self.ssl_shutdown_timeout = ssl_shutdown_timeout
         self.context = contextvars.copy_context()
         self.ud = 0
+        self.multishot = multishot and loop._multishot_accept
         self.stopped = False
         self.backing_off = False
         self.closed = None           # resolved when the fd is closed, once stopped
@@ -88,7 +98,7 @@ class _Accept:
         if self.ud or self.stopped or self.backing_off:
             return
         loop, ring = self.loop, self.loop._ring
-        prep = ring.prep_accept_multishot if loop._multishot_accept else ring.prep_accept
+        prep = ring.prep_accept_multishot if self.multishot else ring.prep_accept
         self.ud = loop._start_op(self, prep, self.fd, _ACCEPT_FLAGS)
 
     def stop(self) -> None:
@@ -131,8 +141,8 @@ class _Accept:
                 os.close(res)
             else:
                 self.loop._accepted(res, self)
-        elif res == -errno.EINVAL and self.loop._multishot_accept:
-            self.loop._multishot_accept = False    # a kernel before 5.19: one at a time
+        elif res == -errno.EINVAL and self.multishot:
+            self.multishot = self.loop._multishot_accept = False    # before 5.19: one at a time
         elif -res in _RESOURCE_ERRORS and not self.stopped:
             self.loop.call_exception_handler({
                 "message": "socket.accept() out of system resource",
@@ -160,6 +170,26 @@ class ServingMethods(_LoopBase):
     """Loop methods: the serving hooks of asyncio's create_server and
     create_unix_server, and the stream transports they accept."""
 
+    _handed_in: weakref.WeakSet[socket.socket]    # sockets given with sock= (docstring)
+
+    async def create_server(self, protocol_factory: Callable[[], protocols.BaseProtocol],
+                            host: Any = None, port: Any = None, *,
+                            sock: socket.socket | None = None,
+                            **kwargs: Any) -> base_events.Server:
+        if sock is not None:
+            self._handed_in.add(sock)
+        return await super().create_server(protocol_factory, host, port, sock=sock, **kwargs)
+
+    async def create_unix_server(self, protocol_factory: Callable[[], protocols.BaseProtocol],
+                                 path: Any = None, *, sock: socket.socket | None = None,
+                                 **kwargs: Any) -> base_events.Server:
+        # BaseEventLoop leaves it abstract: the Unix selector loop's takes
+        # ssl= through to the hooks as create_server does.
+        if sock is not None:
+            self._handed_in.add(sock)
+        return await unix_events._UnixSelectorEventLoop.create_unix_server(
+            self, protocol_factory, path, sock=sock, **kwargs)
+
     def _start_serving(self, protocol_factory: Callable[[], protocols.BaseProtocol],
                        sock: socket.socket, sslcontext: ssl.SSLContext | None = None,
                        server: AsyncioServer | None = None, backlog: int = 100,
@@ -169,7 +199,8 @@ class ServingMethods(_LoopBase):
             server.__class__ = Server
             server._listeners_closing = []
         acceptor = _Accept(self, sock, protocol_factory, server, sslcontext,
-                           ssl_handshake_timeout, ssl_shutdown_timeout)
+                           ssl_handshake_timeout, ssl_shutdown_timeout,
+                           multishot=sock not in self._handed_in)
         self._acceptors[sock] = acceptor
         acceptor.arm()
 

@@ -82,10 +82,10 @@ class _UntilWritable(protocols.Protocol):
 class TLSMethods(_LoopBase):
     """Loop methods: the hooks asyncio's API methods call for ssl=."""
 
-    # BaseEventLoop leaves these two abstract; the Unix selector loop's take
-    # ssl= through to the hooks below as its create_connection does.
+    # BaseEventLoop leaves this abstract; the Unix selector loop's takes ssl=
+    # through to the hooks below as its create_connection does (as its
+    # create_unix_server does, which serving.py wraps).
     create_unix_connection = unix_events._UnixSelectorEventLoop.create_unix_connection
-    create_unix_server = unix_events._UnixSelectorEventLoop.create_unix_server
 
     async def start_tls(self, transport: transports.BaseTransport,
                         protocol: protocols.BaseProtocol, sslcontext: ssl.SSLContext,
