@@ -4,6 +4,7 @@ unusual case to asyncio's semantics, on every loop alike."""
 import array
 import asyncio
 import contextvars
+import threading
 
 import pytest
 
@@ -45,6 +46,47 @@ def test_debug_handles_remember_where_they_were_made(loop):
     spin(loop)
     assert isinstance(contexts[0]["exception"], ZeroDivisionError)
     assert contexts[0]["source_traceback"]
+
+
+def test_call_soon_threadsafe_edges(loop):
+    """call_soon_threadsafe is call_soon's C path plus the doorbell: the
+    same argument errors, context=, a Handle that cancels, and a non-callable
+    that fails when run; from another thread it wakes an idle loop."""
+    with pytest.raises(TypeError):
+        loop.call_soon_threadsafe()
+    with pytest.raises(TypeError):
+        loop.call_soon_threadsafe(print, "x", delay=1)
+    var = contextvars.ContextVar("var", default="unset")
+    context = contextvars.copy_context()
+    context.run(var.set, "given")
+    log, contexts = [], []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    handle = loop.call_soon_threadsafe(lambda: log.append(var.get()), context=context)
+    assert not handle.cancelled()
+    loop.call_soon_threadsafe(log.append, "cancelled").cancel()
+    bad = loop.call_soon_threadsafe(42)
+    spin(loop)
+    assert log == ["given"]
+    assert isinstance(contexts[0]["exception"], TypeError) and contexts[0]["handle"] is bad
+    threading.Timer(0.05, loop.call_soon_threadsafe, (loop.stop,)).start()
+    loop.run_forever()          # returns only if the other thread's call woke it
+
+
+def test_call_soon_threadsafe_on_a_closed_loop(new_loop):
+    loop = new_loop()
+    loop.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.call_soon_threadsafe(print)
+
+
+def test_call_soon_threadsafe_in_debug_mode_checks_the_callback(loop, loop_kind):
+    loop.set_debug(True)
+    if loop_kind == "uvloop":       # uvloop checks nothing: 42 would fail when run
+        loop.call_soon_threadsafe(42).cancel()
+    else:
+        with pytest.raises(TypeError):
+            loop.call_soon_threadsafe(42)
+    spin(loop)
 
 
 def test_keyboard_interrupt_in_callback_keeps_the_rest_queued(loop):

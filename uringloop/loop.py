@@ -107,7 +107,8 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
     """An asyncio event loop whose I/O runs through io_uring."""
 
     # Slots, not dict entries: C (_c/callbacks.c) reads them by offset.
-    __slots__ = ("_ready", "_closed", "_debug", "_task_factory")
+    __slots__ = ("_ready", "_closed", "_debug", "_task_factory", "_wakeup_pending",
+                 "_wakeup_fd")
 
     def __init__(self) -> None:
         super().__init__()
@@ -436,7 +437,8 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
             self._current_handle = handle = None  # type: ignore[assignment]  # (let it go)
 
 
-# call_soon, _run_ready, create_future, create_task, time and get_debug in
-# C, with BaseEventLoop's own methods for debug mode and a closed loop.
+# call_soon, call_soon_threadsafe, _run_ready, create_future, create_task,
+# time and get_debug in C, with BaseEventLoop's own methods for debug mode
+# and a closed loop.
 _c.install_loop(Loop, Handle, events.TimerHandle, futures.Future, tasks.Task,
                  base_events.BaseEventLoop, callback_failed)

@@ -1,7 +1,13 @@
 /*
- * The loop's per-callback methods in C: call_soon(), running the ready
- * queue, Handle._run(), create_future(), create_task(), time() and
- * get_debug().
+ * The loop's per-callback methods in C: call_soon(), call_soon_threadsafe(),
+ * running the ready queue, Handle._run(), create_future(), create_task(),
+ * time() and get_debug().
+ *
+ * call_soon_threadsafe() is call_soon() plus the doorbell (loop.py's
+ * _write_to_self), rung only when no ring is pending yet.  From other
+ * threads every Python frame is paid under the GIL they contend for, and
+ * os.eventfd_write() would hand the GIL over around its write(2); C
+ * writes the eventfd holding it, as uvloop's uv_async_send() does.
  *
  * A stream request wakes a task (call_soon, then a Handle run), makes a
  * Future and reads the clock; as asyncio's Python code that is several
@@ -12,15 +18,21 @@
  * for transports.  Debug mode takes asyncio's own Python paths.
  */
 #include "pyobj.h"
+#include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 
 static PyTypeObject *handle_type, *base_handle_type, *timer_type;
 static PyObject *future_type, *task_type, *callback_failed, *slow_call_soon,
-                *slow_create_task, *loop_kwnames;
+                *slow_call_soon_threadsafe, *slow_create_task, *loop_kwnames;
 static PyObject *str_append, *str_popleft, *str_run, *str_cancelled, *str_run_debug;
+/* Pythons whose call_soon_threadsafe makes a _ThreadSafeHandle (its cancel()
+ * takes a lock) keep asyncio's method. */
+static int threadsafe_handles;
 #define HANDLE_FIELDS(X) \
     X(_callback) X(_args) X(_cancelled) X(_loop) X(_source_traceback) X(_repr) X(_context)
-#define LOOP_FIELDS(X) X(_ready) X(_closed) X(_debug) X(_task_factory)
+#define LOOP_FIELDS(X) \
+    X(_ready) X(_closed) X(_debug) X(_task_factory) X(_wakeup_pending) X(_wakeup_fd)
 
 FIELD_TABLE(handle_fields, HANDLE_FIELDS);
 FIELD_TABLE(loop_fields, LOOP_FIELDS);
@@ -126,19 +138,22 @@ static PyObject *call_slow(PyObject *method, PyObject *self, PyObject *const *ar
     return r;
 }
 
-static PyObject *loop_call_soon(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
-                                PyObject *kwnames)
+/* Whether call_soon's arguments are for the C path: no keyword but
+ * context=, an open loop, not in debug mode. */
+static int soon_in_c(PyObject *self, Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *context = Py_None, *ready = FIELD(self, loop_fields._ready);
-    if (kwnames) {
-        if (PyTuple_GET_SIZE(kwnames) != 1 ||
-            PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "context") != 0)
-            return call_slow(slow_call_soon, self, args, nargs, kwnames);
-        context = args[nargs];
-    }
-    if (nargs < 1 || !ready || is_set(FIELD(self, loop_fields._closed)) ||
-        is_set(FIELD(self, loop_fields._debug)))
-        return call_slow(slow_call_soon, self, args, nargs, kwnames);
+    if (kwnames && (PyTuple_GET_SIZE(kwnames) != 1 ||
+                    PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "context")))
+        return 0;
+    return nargs >= 1 && FIELD(self, loop_fields._ready) &&
+           !is_set(FIELD(self, loop_fields._closed)) && !is_set(FIELD(self, loop_fields._debug));
+}
+
+/* A Handle of callback args[0](*args[1:]) appended to the ready queue. */
+static PyObject *soon(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames)
+{
+    PyObject *context = kwnames ? args[nargs] : Py_None, *ready = FIELD(self, loop_fields._ready);
     PyObject *cbargs = PyTuple_New(nargs - 1);
     if (!cbargs)
         return NULL;
@@ -157,6 +172,44 @@ static PyObject *loop_call_soon(PyObject *self, PyObject *const *args, Py_ssize_
         return NULL;
     }
     Py_DECREF(r);
+    return h;
+}
+
+static PyObject *loop_call_soon(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames)
+{
+    if (!soon_in_c(self, nargs, kwnames))
+        return call_slow(slow_call_soon, self, args, nargs, kwnames);
+    return soon(self, args, nargs, kwnames);
+}
+
+/* loop.py's _write_to_self, with the GIL held from the look at the flag to
+ * the write: the loop's close() sets _wakeup_fd to -1 before it closes the
+ * fd, so the number written to is still the loop's eventfd. */
+static int ring_doorbell(PyObject *self)
+{
+    PyObject *fd = FIELD(self, loop_fields._wakeup_fd);
+    if (FIELD(self, loop_fields._wakeup_pending) == Py_True || !fd)
+        return 0;
+    Py_INCREF(Py_True);
+    Py_XSETREF(FIELD(self, loop_fields._wakeup_pending), Py_True);
+    long n = PyLong_AsLong(fd);
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    uint64_t one = 1;
+    if (n >= 0)     /* fails only with EAGAIN: saturated, the loop wakes anyway */
+        (void)!write((int)n, &one, sizeof one);
+    return 0;
+}
+
+static PyObject *loop_call_soon_threadsafe(PyObject *self, PyObject *const *args,
+                                           Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (threadsafe_handles || !soon_in_c(self, nargs, kwnames))
+        return call_slow(slow_call_soon_threadsafe, self, args, nargs, kwnames);
+    PyObject *h = soon(self, args, nargs, kwnames);
+    if (h && ring_doorbell(self) < 0)
+        Py_CLEAR(h);
     return h;
 }
 
@@ -241,6 +294,8 @@ static PyObject *loop_get_debug(PyObject *self, PyObject *unused)
 static PyMethodDef loop_defs[] = {
     {"call_soon", (PyCFunction)(void (*)(void))loop_call_soon, METH_FASTCALL | METH_KEYWORDS,
      "Arrange for a callback to be called as soon as possible."},
+    {"call_soon_threadsafe", (PyCFunction)(void (*)(void))loop_call_soon_threadsafe,
+     METH_FASTCALL | METH_KEYWORDS, "Like call_soon(), but thread-safe."},
     {"_run_ready", loop_run_ready, METH_NOARGS, "Run the callbacks that are ready now."},
     {"create_future", loop_create_future, METH_NOARGS,
      "Create a Future object attached to the loop."},
@@ -275,13 +330,20 @@ static PyObject *install_loop(PyObject *module, PyObject *const *args, Py_ssize_
     if (FIND_FIELDS(base, handle_fields) < 0 || FIND_FIELDS(loop_cls, loop_fields) < 0)
         return NULL;
     PyObject *call_soon = PyObject_GetAttrString(asyncio_loop, "call_soon");
+    PyObject *threadsafe = PyObject_GetAttrString(asyncio_loop, "call_soon_threadsafe");
     PyObject *create_task = PyObject_GetAttrString(asyncio_loop, "create_task");
-    if (!call_soon || !create_task) {
+    PyObject *events = PyImport_ImportModule("asyncio.events");
+    if (!call_soon || !threadsafe || !create_task || !events) {
         Py_XDECREF(call_soon);
+        Py_XDECREF(threadsafe);
         Py_XDECREF(create_task);
+        Py_XDECREF(events);
         return NULL;
     }
+    threadsafe_handles = PyObject_HasAttrString(events, "_ThreadSafeHandle");
+    Py_DECREF(events);
     Py_XSETREF(slow_call_soon, call_soon);
+    Py_XSETREF(slow_call_soon_threadsafe, threadsafe);
     Py_XSETREF(slow_create_task, create_task);
     if (set_method(hcls, &handle_run_def) < 0)
         return NULL;
@@ -300,8 +362,9 @@ static PyObject *install_loop(PyObject *module, PyObject *const *args, Py_ssize_
 static PyMethodDef defs[] = {
     {"install_loop", (PyCFunction)(void (*)(void))install_loop, METH_FASTCALL,
      "install_loop(Loop, Handle, TimerHandle, Future, Task, BaseEventLoop,\n"
-     "             callback_failed): give the loop its C call_soon, _run_ready,\n"
-     "             create_future, create_task, time and get_debug."},
+     "             callback_failed): give the loop its C call_soon,\n"
+     "             call_soon_threadsafe, _run_ready, create_future, create_task,\n"
+     "             time and get_debug."},
     {NULL}};
 
 int ul_callbacks_install(PyObject *dict)
