@@ -22,7 +22,8 @@ EXTRA=("$@")
 TESTS=(tests/test_core.py tests/test_streams.py tests/test_transport_semantics.py
        tests/test_faults.py tests/test_tls.py tests/test_sendfile.py tests/test_readiness.py
        tests/test_datagram.py tests/test_fd_libraries.py tests/test_signals.py
-       tests/test_pipes.py tests/test_subprocess.py tests/test_files.py tests/test_fileos.py)
+       tests/test_pipes.py tests/test_subprocess.py tests/test_files.py tests/test_fileos.py
+       tests/test_timers.py tests/test_hot_paths.py)
 
 # install DIR: a fresh copy of the tree (setuptools builds inside the tree it
 # installs from) installed non-editable, with the test extras, into DIR/venv.

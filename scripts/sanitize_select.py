@@ -18,6 +18,7 @@ VALGRIND_SKIP = [
     # loop driven from a second thread, a thread sending signals.
     r"test_create_server_hosts\[.*none\]", r"test_hostname_is_resolved\[",
     r"test_loop_run_from_two_threads\[",
+    r"test_call_soon_threadsafe_edges\[",
     r"test_signal_storm_while_serving\[",
     # /proc/self/fd also lists valgrind's own fds, above the limit it sets.
     r"test_emfile_while_connecting\[",
@@ -40,6 +41,8 @@ VALGRIND_SKIP = [
     r"test_zmq_", r"test_aiodns_",
     # 10,000 datagrams round trip: the smaller datagram tests run.
     r"test_ping_pong_10000\[",
+    # 20,000 timers: the other timer tests run.
+    r"test_many_timers_and_cancellations_interleaved\[",
 ]
 # Of the signal, pipe and subprocess files only these run under valgrind:
 # each reaches the C core the same way as the rest (the multishot read, the

@@ -18,7 +18,7 @@ from cffi import FFI
 HERE = pathlib.Path(__file__).parent
 C_DIR = HERE / "_c"
 SOURCES = ("ring.c", "prep.c", "module.c", "optable.c", "future.c", "stream.c", "datagram.c",
-           "sockets.c", "files.c", "callbacks.c")
+           "sockets.c", "files.c", "callbacks.c", "timers.c")
 
 # Every UL_* constant of the ABI and the ring's header is exported by name;
 # cffi reads the values from the compiled headers, so they are defined

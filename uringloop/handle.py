@@ -1,8 +1,10 @@
-"""Handle: asyncio's, created and run by C (_callbacks.c).
+"""Handle and TimerHandle: asyncio's, created and run by C (_c/callbacks.c,
+_c/timers.c).
 
-The subclass adds no fields, so every handle is an asyncio.Handle with
-asyncio's repr(), cancel() and get_context(); only its creation in
-call_soon() and its _run() are C.
+The subclasses add no fields, so every handle is an asyncio.Handle (and
+every timer an asyncio.TimerHandle) with asyncio's repr(), when() and
+get_context(); only their creation, a timer's cancel() and their _run()
+are C.
 """
 from __future__ import annotations
 
@@ -20,6 +22,12 @@ _FORMAT_HAS_DEBUG = "debug" in inspect.signature(format_helpers._format_callback
 
 
 class Handle(events.Handle):
+    __slots__ = ()
+
+
+class TimerHandle(events.TimerHandle):
+    """asyncio's TimerHandle, made by the loop's C call_at() and
+    call_later(), with a C cancel() (_c/timers.c)."""
     __slots__ = ()
 
 

@@ -11,7 +11,6 @@ module in transports/.
 """
 from __future__ import annotations
 
-import heapq
 import math
 import os
 import sys
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from . import _c
 from .fileops import RingFileOps
-from .handle import Handle, callback_failed
+from .handle import Handle, TimerHandle, callback_failed
 from .readiness import ReadinessMethods
 from .ring import CQE_F_MORE, FORKED_MESSAGE, Mask, Ring, Sizes
 from .sendfile import SendfileMethods
@@ -43,7 +42,7 @@ if TYPE_CHECKING:
 
     from _typeshed import FileDescriptorLike
 
-    from ._typing import AsyncioServer, AsyncioTimerHandle, PipeObject
+    from ._typing import AsyncioServer, PipeObject
     from .ring import BufferRing, Features
 
     _Ts = TypeVarTuple("_Ts")
@@ -108,7 +107,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
 
     # Slots, not dict entries: C (_c/callbacks.c) reads them by offset.
     __slots__ = ("_ready", "_closed", "_debug", "_task_factory", "_wakeup_pending",
-                 "_wakeup_fd")
+                 "_wakeup_fd", "_scheduled", "_timer_cancelled_count", "_clock_resolution")
 
     def __init__(self) -> None:
         super().__init__()
@@ -385,34 +384,6 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
             "exception": exc,
         })
 
-    def _purge_cancelled_timers(self) -> None:
-        scheduled = self._scheduled
-        count = len(scheduled)
-        if (count > _MIN_TIMERS_TO_PURGE
-                and self._timer_cancelled_count / count > _MAX_CANCELLED_FRACTION):
-            live: list[AsyncioTimerHandle] = []
-            for handle in scheduled:
-                if handle._cancelled:
-                    handle._scheduled = False
-                else:
-                    live.append(handle)
-            heapq.heapify(live)
-            self._scheduled = live
-            self._timer_cancelled_count = 0
-            return
-        while scheduled and scheduled[0]._cancelled:
-            self._timer_cancelled_count -= 1
-            heapq.heappop(scheduled)._scheduled = False
-
-    def _schedule_due_timers(self) -> None:
-        scheduled = self._scheduled
-        horizon = self.time() + self._clock_resolution
-        ready = self._ready
-        while scheduled and scheduled[0]._when < horizon:
-            handle = heapq.heappop(scheduled)
-            handle._scheduled = False
-            ready.append(handle)
-
     # _run_ready() is C (_c.install_loop, below); in debug mode it calls this.
     def _run_ready_debug(self) -> None:
         ready = self._ready
@@ -440,5 +411,9 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
 # call_soon, call_soon_threadsafe, _run_ready, create_future, create_task,
 # time and get_debug in C, with BaseEventLoop's own methods for debug mode
 # and a closed loop.
-_c.install_loop(Loop, Handle, events.TimerHandle, futures.Future, tasks.Task,
+_c.install_loop(Loop, Handle, TimerHandle, futures.Future, tasks.Task,
                  base_events.BaseEventLoop, callback_failed)
+# call_at, call_later, _purge_cancelled_timers, _schedule_due_timers and
+# TimerHandle.cancel in C, with asyncio's for debug mode and a closed loop.
+_c.install_timers(Loop, TimerHandle, base_events.BaseEventLoop, _MIN_TIMERS_TO_PURGE,
+                  _MAX_CANCELLED_FRACTION)

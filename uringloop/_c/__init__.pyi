@@ -69,12 +69,20 @@ def pread_nowait(fd: int, n: int, offset: int, /) -> bytes | None: ...
 def open_cached(dfd: int, path: bytes, flags: int, /) -> int: ...    # the fd, or -errno
 def fs_type(fd: int, /) -> int: ...
 
-# callbacks.c: gives loop_cls its C call_soon, _run_ready, create_future,
-# create_task, time and get_debug; callback_failed gets the handles it runs
-# (asyncio's Handle and TimerHandle, and handle_cls).
+# callbacks.c: gives loop_cls its C call_soon, call_soon_threadsafe,
+# _run_ready, create_future, create_task, time and get_debug;
+# callback_failed gets the handles it runs (asyncio's Handle, handle_cls
+# and timer_cls).
 
 def install_loop(loop_cls: type, handle_cls: type[events.Handle],
                  timer_cls: type[events.TimerHandle], future_cls: type, task_cls: type,
                  base_loop_cls: type,
                  callback_failed: Callable[[AsyncioHandle, BaseException], object],
                  /) -> None: ...
+
+# timers.c: gives loop_cls its C call_at, call_later, _purge_cancelled_timers
+# and _schedule_due_timers, and timer_cls (asyncio's TimerHandle with no
+# fields added) its C cancel.
+
+def install_timers(loop_cls: type, timer_cls: type[events.TimerHandle], base_loop_cls: type,
+                   min_to_purge: int, max_cancelled_fraction: float, /) -> None: ...

@@ -39,11 +39,13 @@ FIELD_TABLE(loop_fields, LOOP_FIELDS);
 
 /* ---- Handle -------------------------------------------------------------- */
 
-/* A new Handle; `args` (a tuple) is a new reference, consumed. */
-static PyObject *handle_new(PyObject *callback, PyObject *args, PyObject *loop,
-                            PyObject *context)
+/* A new Handle, or an instance of a subclass (timers.c: TimerHandle, whose
+ * own fields it leaves unset); `args` (a tuple) is a new reference,
+ * consumed. */
+PyObject *ul_handle_new(PyTypeObject *type, PyObject *callback, PyObject *args,
+                        PyObject *loop, PyObject *context)
 {
-    PyObject *h = handle_type->tp_alloc(handle_type, 0);
+    PyObject *h = type->tp_alloc(type, 0);
     if (!h) {
         Py_DECREF(args);
         return NULL;
@@ -161,7 +163,7 @@ static PyObject *soon(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
         Py_INCREF(args[i]);
         PyTuple_SET_ITEM(cbargs, i - 1, args[i]);
     }
-    PyObject *h = handle_new(args[0], cbargs, self, context);
+    PyObject *h = ul_handle_new(handle_type, args[0], cbargs, self, context);
     if (!h)
         return NULL;
     PyObject *append_args[2] = {ready, h};

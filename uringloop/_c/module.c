@@ -15,6 +15,7 @@
  *   sockets.c    recv_nowait, send_nowait
  *   files.c      pread_nowait, open_cached
  *   callbacks.c  install_loop: call_soon, the ready queue, Handle._run...
+ *   timers.c     install_timers: call_at, call_later, the heap, TimerHandle.cancel
  */
 #include "pyobj.h"
 #include "ring.h"
@@ -26,14 +27,16 @@ int ul_datagram_install(PyObject *dict);
 int ul_sockets_install(PyObject *dict);
 int ul_files_install(PyObject *dict);
 int ul_callbacks_install(PyObject *dict);
+int ul_timers_install(PyObject *dict);
 
 static int install(PyObject *dict)
 {
     if (ul_optable_install(dict) < 0 || ul_future_install(dict) < 0 ||
         ul_stream_install(dict) < 0 || ul_datagram_install(dict) < 0 ||
-        ul_sockets_install(dict) < 0 || ul_files_install(dict) < 0)
+        ul_sockets_install(dict) < 0 || ul_files_install(dict) < 0 ||
+        ul_callbacks_install(dict) < 0)
         return -1;
-    return ul_callbacks_install(dict);
+    return ul_timers_install(dict);
 }
 
 /* Called through cffi, which released the GIL; the dict at `dict_address`
