@@ -19,6 +19,11 @@ unchanged, or an HTTP/1.1 keep-alive GET.  After connecting and a warm-up,
 the server's own CPU time (getrusage, user + sys) is taken over the
 measured window.
 
+"streams-timeout" is the streams echo with every request under
+asyncio.timeout(), as a server with per-request deadlines runs (aiohttp's
+keep-alive and read timeouts): a timer set and cancelled per request.  It
+runs at 64 B unless --sizes or --full say otherwise.
+
 Two workloads speak TLS 1.3: "tls", the protocol echo behind
 create_server(ssl=) (4 KiB messages unless --sizes or --full say
 otherwise), and "aiohttp-https", the aiohttp server with an ssl_context
@@ -139,7 +144,7 @@ from servers import HELLO, make_certificate  # noqa: E402
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 LOOPS = ["uringloop", "asyncio", "uvloop"]
-ECHO = ["sock", "streams", "protocol", "buffered"]
+ECHO = ["sock", "streams", "streams-timeout", "protocol", "buffered"]
 HTTP = ["httptools", "aiohttp"]
 TLS = ["tls", "aiohttp-https"]          # the echo and HTTP rows that speak TLS
 TLS_HTTP = ["aiohttp-https"]
@@ -154,14 +159,15 @@ SCRIPTS = [INTERNALS, SENDFILE, SUBPROCESS, FILES, GUNICORN]
 WORKLOADS = ECHO + HTTP + TLS + OTHER_IO + SCRIPTS
 GROUPS = {"echo": ECHO, "http": HTTP + [GUNICORN], "encrypted": TLS, "other-io": OTHER_IO,
           "all": WORKLOADS}
-DEFAULT = ["protocol", "streams", "buffered", "sock", "httptools", "aiohttp", "tls",
+DEFAULT = ["protocol", "streams", "streams-timeout", "buffered", "sock", "httptools", "aiohttp",
+           "tls",
            "aiohttp-https", INTERNALS, SENDFILE, SUBPROCESS, FILES, GUNICORN]
 NEEDS = {"uvloop": ["uvloop"], "httptools": ["httptools"], "aiohttp": ["aiohttp"],
          "tls": ["trustme"], "aiohttp-https": ["aiohttp", "trustme"],
          SENDFILE: ["aiohttp"], FILES: ["aiofiles"], GUNICORN: ["gunicorn", "aiohttp"]}
 # Echo sizes of their own, for the rows named, when neither --sizes nor
 # --full says otherwise.
-OWN_SIZES = {"tls": [4096], "udp": [64, 1400], "reader": [64]}
+OWN_SIZES = {"tls": [4096], "udp": [64, 1400], "reader": [64], "streams-timeout": [64]}
 # The largest UDP payload over IPv4.
 MAX_DATAGRAM = 65507
 # What the TLS rows measure, for the report (loadgen.c pins the suite).

@@ -44,6 +44,8 @@ HTTP_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length
 READ_SIZE = 64 * 1024
 # The load generator opens up to thousands of connections at once.
 BACKLOG = 4096
+# streams-timeout's deadline per request: far beyond any request's time.
+REQUEST_TIMEOUT = 30.0
 # The UDP echo's receive buffer: the default (208 KiB, charged per buffer,
 # not per byte) overflows with a 1,400 B datagram from each of 100 sockets,
 # and each drop costs a socket the generator's resend timeout.  The kernel
@@ -118,6 +120,27 @@ async def serve_streams(loop, sock):
                     return
                 writer.write(data)
                 await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(echo, sock=sock, backlog=BACKLOG)
+
+
+async def serve_streams_timeout(loop, sock):
+    """The streams echo with each request under asyncio.timeout(), as a
+    server with per-request deadlines runs: a timer set and cancelled per
+    request."""
+    async def echo(reader, writer):
+        try:
+            while True:
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    data = await reader.read(READ_SIZE)
+                    if not data:
+                        return
+                    writer.write(data)
+                    await writer.drain()
         except ConnectionError:
             pass
         finally:
@@ -274,6 +297,7 @@ def server_context(certfile, keyfile):
 WORKLOADS = {
     "sock": serve_sock,
     "streams": serve_streams,
+    "streams-timeout": serve_streams_timeout,
     "protocol": serve_protocol,
     "buffered": serve_buffered,
     "httptools": serve_httptools,

@@ -154,22 +154,27 @@ def test_many_timers_and_cancellations_interleaved(loop):
     runs once, never before its deadline, in deadline order."""
     rng = random.Random(11)
     ran, handles, deadlines = [], [], []
+    pending = [0]                       # scheduled, neither run nor cancelled
 
     def add(delay):
         deadlines.append(loop.time() + delay)    # (uvloop's call_later(0) has no when())
         handles.append(loop.call_later(delay, fire, len(handles)))
+        pending[0] += 1
 
     def fire(i):
         ran.append((deadlines[i], loop.time(), i))
+        pending[0] -= 1
         if rng.random() < 0.3 and len(handles) < 20_000:
             add(rng.uniform(0, 0.02))
+        if not pending[0]:
+            loop.stop()
 
     for _ in range(15_000):
         add(rng.uniform(0, 0.04))
     cancelled = set(range(0, 15_000, 2))
     for i in cancelled:
         handles[i].cancel()
-    loop.call_later(0.2, loop.stop)
+    pending[0] -= len(cancelled)
     loop.run_forever()
     ids = [i for _, _, i in ran]
     assert len(ids) == len(set(ids)) and not cancelled & set(ids)

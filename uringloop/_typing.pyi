@@ -21,7 +21,7 @@ from typing import IO, Any, Protocol, TypeAlias, TypeVar, TypeVarTuple
 
 from _typeshed import FileDescriptorLike
 
-from ._c import OpTable
+from ._c import OpTable, TimerHeap
 from .fileops import RingFileOps
 from .handle import Handle
 from .readiness import _EpollReadable, _EpollWait
@@ -65,7 +65,7 @@ class LoopBase(base_events.BaseEventLoop):
     # -- asyncio's BaseEventLoop (base_events.py)
 
     _ready: collections.deque[events.Handle]
-    _scheduled: list[AsyncioTimerHandle]
+    _scheduled: TimerHeap
     _stopping: bool
     _closed: bool
     _debug: bool

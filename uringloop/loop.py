@@ -35,6 +35,7 @@ from .transports.pipe import ReadPipeTransport, WritePipeTransport
 from .transports.stream import StreamTransport
 
 if TYPE_CHECKING:
+    import contextvars
     import socket
     from asyncio import protocols
     from collections.abc import Callable
@@ -111,6 +112,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
 
     def __init__(self) -> None:
         super().__init__()
+        self._scheduled = _c.TimerHeap()    # (asyncio's is a list; see _c/timers.c)
         self._mask = Mask.from_env()
         self._sizes = Sizes.from_env()
         try:
@@ -351,6 +353,26 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
                 os.eventfd_write(fd, 1)
             except OSError:
                 pass                        # closed meanwhile, or saturated
+
+    # -- timers: call_at, call_later and the heap are C (_c/timers.c)
+
+    def _call_at(self, when: float, callback: Callable[[*_Ts], object], *args: *_Ts,
+                 context: contextvars.Context | None = None) -> events.TimerHandle:
+        """asyncio's call_at, for what the C one leaves to Python (debug
+        mode, a closed loop, a deadline neither int nor float): the same
+        checks, pushing onto the loop's TimerHeap instead of a list."""
+        if when is None:
+            raise TypeError("when cannot be None")
+        self._check_closed()
+        if self._debug:
+            self._check_thread()  # type: ignore[attr-defined]
+            self._check_callback(callback, "call_at")  # type: ignore[attr-defined]
+        timer = events.TimerHandle(when, callback, args, self, context)
+        if timer._source_traceback:  # type: ignore[attr-defined]
+            del timer._source_traceback[-1]  # type: ignore[attr-defined]
+        self._scheduled.push(timer)
+        timer._scheduled = True  # type: ignore[attr-defined]
+        return timer
 
     # -- the run-once step
 

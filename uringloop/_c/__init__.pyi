@@ -9,7 +9,7 @@ from typing import Self, TypeAlias, final
 
 from _typeshed import ReadableBuffer
 
-from .._typing import AsyncioHandle
+from .._typing import AsyncioHandle, AsyncioTimerHandle
 from .._uring import lib as lib
 from ..fileops import _FileOp
 from ..transports.stream import StreamTransport
@@ -86,3 +86,11 @@ def install_loop(loop_cls: type, handle_cls: type[events.Handle],
 
 def install_timers(loop_cls: type, timer_cls: type[events.TimerHandle], base_loop_cls: type,
                    min_to_purge: int, max_cancelled_fraction: float, /) -> None: ...
+
+@final
+class TimerHeap:
+    """A loop's scheduled timers (its _scheduled), in heapq's order."""
+    def push(self, timer: events.TimerHandle, /) -> None: ...
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int, /) -> AsyncioTimerHandle: ...

@@ -4,16 +4,14 @@
  * timers, moving the due ones to the ready queue).
  *
  * The timers stay asyncio's: instances of asyncio.TimerHandle (a subclass
- * with no fields of its own) kept as a heap in the loop's _scheduled
- * list, so asyncio's own code (debug mode's call_at, close()) and anyone
- * reading _scheduled see what they expect.  What C saves is the Python
- * frames: TimerHandle.__init__ and its super(), cancel() and the loop's
- * _timer_handle_cancelled(), and above all TimerHandle.__lt__, which the
- * heapq functions call about 2 log2(n) times per pop.  The heap
- * functions below are heapq's algorithms step for step, comparing _when
- * as __lt__ does, so timers with equal deadlines run in the very order
- * asyncio's loop runs them.  Debug mode, a closed loop and unusual
- * arguments take asyncio's own Python methods.
+ * with no fields of its own), with asyncio's when(), repr() and ordering.
+ * What C saves is the Python frames (TimerHandle.__init__ and its super(),
+ * cancel() and the loop's _timer_handle_cancelled(), and above all
+ * TimerHandle.__lt__, which heapq calls about 2 log2(n) times per pop) and
+ * the pointer chasing of a heap of objects: the loop's _scheduled is a
+ * TimerHeap (below) instead of asyncio's list.  Debug mode, a closed loop
+ * and unusual arguments take Python: loop.py's _call_at (asyncio's
+ * call_at for this heap), asyncio's call_later and TimerHandle.cancel.
  */
 #include "pyobj.h"
 
@@ -34,142 +32,234 @@ static double max_cancelled_fraction;
 FIELD_TABLE(timer_fields, TIMER_FIELDS);
 FIELD_TABLE(loop_fields, LOOP_FIELDS);
 
-/* ---- the heap: heapq's algorithms, comparing as TimerHandle.__lt__ ------- */
+/* ---- TimerHeap: heapq's algorithms over (when, timer) pairs ---------------- */
 
-/* heap[i] (borrowed), which C reads the fields of: an asyncio TimerHandle. */
-static PyObject *timer_at(PyObject *heap, Py_ssize_t i)
+/* The loop's _scheduled: what asyncio keeps as a list of TimerHandles
+ * ordered by heapq, kept here as an array of (when as a double, timer), so
+ * that a comparison reads the array, not two TimerHandles and their
+ * floats: 2 log2(n) of them per pop, which at 100,000 timers were cache
+ * misses.  The sifts are heapq's, step for step, and compare as
+ * TimerHandle.__lt__ does (_when < _when; an int deadline is taken as the
+ * float it converts to), so timers with equal deadlines run in the very
+ * order asyncio's list would give them.  It is a sequence (len, [i],
+ * iteration, clear(), as asyncio's close() uses) of the timers in heap
+ * order. */
+struct entry {
+    double when;
+    PyObject *timer;
+};
+
+typedef struct {
+    PyObject_HEAD
+    struct entry *items;
+    Py_ssize_t n, cap;
+} TimerHeap;
+
+static PyTypeObject TimerHeap_Type;
+
+static void swap(struct entry *a, struct entry *b)
 {
-    PyObject *t = PyList_GET_ITEM(heap, i);
-    if (PyObject_TypeCheck(t, asyncio_timer_type))
-        return t;
-    PyErr_Format(PyExc_TypeError, "the loop's _scheduled holds %R, not a TimerHandle", t);
-    return NULL;
+    struct entry t = *a;
+    *a = *b;
+    *b = t;
 }
 
-/* a < b as heapq would find it: 1, 0, or -1 with an exception set. */
-static int earlier(PyObject *a, PyObject *b)
+/* heapq's _siftdown: move the entry at pos up towards startpos. */
+static void sift_down(TimerHeap *h, Py_ssize_t startpos, Py_ssize_t pos)
 {
-    if (PyObject_TypeCheck(a, asyncio_timer_type) && PyObject_TypeCheck(b, asyncio_timer_type)) {
-        PyObject *x = FIELD(a, timer_fields._when), *y = FIELD(b, timer_fields._when);
-        if (x && y && PyFloat_CheckExact(x) && PyFloat_CheckExact(y))
-            return PyFloat_AS_DOUBLE(x) < PyFloat_AS_DOUBLE(y);
-        if (x && y)
-            return PyObject_RichCompareBool(x, y, Py_LT);
-    }
-    return PyObject_RichCompareBool(a, b, Py_LT);
-}
-
-/* A comparison that ran Python code may have changed the list. */
-static int check_size(PyObject *heap, Py_ssize_t size)
-{
-    if (PyList_GET_SIZE(heap) == size)
-        return 0;
-    PyErr_SetString(PyExc_RuntimeError, "list changed size during iteration");
-    return -1;
-}
-
-/* heapq's _siftdown: move the item at pos up towards startpos. */
-static int sift_down(PyObject *heap, Py_ssize_t startpos, Py_ssize_t pos)
-{
-    Py_ssize_t size = PyList_GET_SIZE(heap);
     while (pos > startpos) {
-        Py_ssize_t parentpos = (pos - 1) >> 1;
-        PyObject *item = PyList_GET_ITEM(heap, pos), *parent = PyList_GET_ITEM(heap, parentpos);
-        Py_INCREF(item);
-        Py_INCREF(parent);
-        int lt = earlier(item, parent);
-        Py_DECREF(item);
-        Py_DECREF(parent);
-        if (lt < 0 || check_size(heap, size) < 0)
-            return -1;
-        if (!lt)
+        Py_ssize_t parent = (pos - 1) >> 1;
+        if (!(h->items[pos].when < h->items[parent].when))
             break;
-        PyObject **items = ((PyListObject *)heap)->ob_item;
-        PyObject *t = items[parentpos];
-        items[parentpos] = items[pos];
-        items[pos] = t;
-        pos = parentpos;
+        swap(&h->items[pos], &h->items[parent]);
+        pos = parent;
     }
+}
+
+/* heapq's _siftup: the smaller child up to a leaf, then sift_down. */
+static void sift_up(TimerHeap *h, Py_ssize_t pos)
+{
+    Py_ssize_t startpos = pos, limit = h->n >> 1;
+    while (pos < limit) {
+        Py_ssize_t child = 2 * pos + 1;
+        if (child + 1 < h->n)
+            child += !(h->items[child].when < h->items[child + 1].when);
+        swap(&h->items[child], &h->items[pos]);
+        pos = child;
+    }
+    sift_down(h, startpos, pos);
+}
+
+/* heapq.heappush; takes a new reference to timer. */
+static int heap_push(TimerHeap *h, double when, PyObject *timer)
+{
+    if (h->n == h->cap) {
+        Py_ssize_t cap = h->cap ? h->cap * 2 : 64;
+        struct entry *items = PyMem_Realloc(h->items, cap * sizeof *items);
+        if (!items) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        h->items = items;
+        h->cap = cap;
+    }
+    Py_INCREF(timer);
+    h->items[h->n] = (struct entry){when, timer};
+    sift_down(h, 0, h->n++);
     return 0;
 }
 
-/* heapq's _siftup: the smaller child up to the leaf, then sift_down. */
-static int sift_up(PyObject *heap, Py_ssize_t pos)
+/* heapq.heappop of a non-empty heap: the timer, a new reference. */
+static PyObject *heap_pop(TimerHeap *h)
 {
-    Py_ssize_t endpos = PyList_GET_SIZE(heap), startpos = pos, limit = endpos >> 1;
-    while (pos < limit) {
-        Py_ssize_t child = 2 * pos + 1;
-        if (child + 1 < endpos) {
-            PyObject *a = PyList_GET_ITEM(heap, child), *b = PyList_GET_ITEM(heap, child + 1);
-            Py_INCREF(a);
-            Py_INCREF(b);
-            int lt = earlier(a, b);
-            Py_DECREF(a);
-            Py_DECREF(b);
-            if (lt < 0 || check_size(heap, endpos) < 0)
-                return -1;
-            child += lt ^ 1;
-        }
-        PyObject **items = ((PyListObject *)heap)->ob_item;
-        PyObject *t = items[child];
-        items[child] = items[pos];
-        items[pos] = t;
-        pos = child;
-    }
-    return sift_down(heap, startpos, pos);
-}
-
-static int heap_push(PyObject *heap, PyObject *item)
-{
-    if (PyList_Append(heap, item) < 0)
-        return -1;
-    return sift_down(heap, 0, PyList_GET_SIZE(heap) - 1);
-}
-
-/* heapq.heappop(heap) of a non-empty list: a new reference. */
-static PyObject *heap_pop(PyObject *heap)
-{
-    Py_ssize_t n = PyList_GET_SIZE(heap) - 1;
-    PyObject *last = PyList_GET_ITEM(heap, n);
-    Py_INCREF(last);
-    if (PyList_SetSlice(heap, n, n + 1, NULL) < 0) {
-        Py_DECREF(last);
-        return NULL;
-    }
-    if (n == 0)
-        return last;
-    PyObject *first = PyList_GET_ITEM(heap, 0);     /* the list's reference, now ours */
-    PyList_SET_ITEM(heap, 0, last);
-    if (sift_up(heap, 0) < 0) {
-        Py_DECREF(first);
-        return NULL;
-    }
+    struct entry last = h->items[--h->n];
+    if (h->n == 0)
+        return last.timer;
+    PyObject *first = h->items[0].timer;
+    h->items[0] = last;
+    sift_up(h, 0);
     return first;
 }
 
-static int heapify(PyObject *heap)
+static void heapify(TimerHeap *h)
 {
-    for (Py_ssize_t i = PyList_GET_SIZE(heap) / 2 - 1; i >= 0; i--)
-        if (sift_up(heap, i) < 0)
-            return -1;
+    for (Py_ssize_t i = h->n / 2 - 1; i >= 0; i--)
+        sift_up(h, i);
+}
+
+/* A timer's deadline as the heap compares it. */
+static int deadline(PyObject *timer, double *when)
+{
+    PyObject *w = FIELD(timer, timer_fields._when);
+    if (!w) {
+        PyErr_SetString(PyExc_AttributeError, "_when");
+        return -1;
+    }
+    *when = PyFloat_CheckExact(w) ? PyFloat_AS_DOUBLE(w) : PyFloat_AsDouble(w);
+    return *when == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* push(timer): heapq.heappush, for loop.py's debug-mode call_at. */
+static PyObject *heap_py_push(PyObject *self, PyObject *timer)
+{
+    double when;
+    if (!PyObject_TypeCheck(timer, asyncio_timer_type)) {
+        PyErr_Format(PyExc_TypeError, "expected a TimerHandle, not %R", timer);
+        return NULL;
+    }
+    if (deadline(timer, &when) < 0 || heap_push((TimerHeap *)self, when, timer) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *heap_clear(PyObject *self, PyObject *unused)
+{
+    TimerHeap *h = (TimerHeap *)self;
+    /* Drop the references last: a timer's callback may hold anything. */
+    struct entry *items = h->items;
+    Py_ssize_t n = h->n;
+    h->items = NULL;
+    h->n = h->cap = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_DECREF(items[i].timer);
+    PyMem_Free(items);
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t heap_len(PyObject *self)
+{
+    return ((TimerHeap *)self)->n;
+}
+
+static PyObject *heap_item(PyObject *self, Py_ssize_t i)
+{
+    TimerHeap *h = (TimerHeap *)self;
+    if (i < 0 || i >= h->n) {
+        PyErr_SetString(PyExc_IndexError, "timer heap index out of range");
+        return NULL;
+    }
+    Py_INCREF(h->items[i].timer);
+    return h->items[i].timer;
+}
+
+static PyObject *heap_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "TimerHeap() takes no arguments");
+        return NULL;
+    }
+    return type->tp_alloc(type, 0);
+}
+
+static int heap_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    TimerHeap *h = (TimerHeap *)self;
+    for (Py_ssize_t i = 0; i < h->n; i++)
+        Py_VISIT(h->items[i].timer);
     return 0;
+}
+
+static int heap_tp_clear(PyObject *self)
+{
+    Py_XDECREF(heap_clear(self, NULL));
+    return 0;
+}
+
+static void heap_dealloc(PyObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    heap_tp_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PySequenceMethods heap_as_sequence = {
+    .sq_length = heap_len,
+    .sq_item = heap_item,
+};
+
+static PyMethodDef heap_methods[] = {
+    {"push", heap_py_push, METH_O, "Add a TimerHandle, as heapq.heappush does."},
+    {"clear", heap_clear, METH_NOARGS, "Drop every timer."},
+    {NULL}};
+
+static PyTypeObject TimerHeap_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "uringloop._c.TimerHeap",
+    .tp_doc = "The loop's scheduled timers, in heap order.",
+    .tp_basicsize = sizeof(TimerHeap),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = heap_new,
+    .tp_dealloc = heap_dealloc,
+    .tp_traverse = heap_traverse,
+    .tp_clear = heap_tp_clear,
+    .tp_as_sequence = &heap_as_sequence,
+    .tp_methods = heap_methods,
+};
+
+/* The loop's heap, or NULL with TypeError. */
+static TimerHeap *heap_of(PyObject *loop)
+{
+    PyObject *h = FIELD(loop, loop_fields._scheduled);
+    if (h && Py_IS_TYPE(h, &TimerHeap_Type))
+        return (TimerHeap *)h;
+    PyErr_SetString(PyExc_TypeError, "the loop's _scheduled is not its TimerHeap");
+    return NULL;
 }
 
 /* ---- call_at, call_later ------------------------------------------------ */
 
 /* Whether call_at's or call_later's arguments are for the C path: a number
  * of time, a callback, no keyword but context=, an open loop not in debug
- * mode, and asyncio's heap list. */
+ * mode. */
 static int timer_in_c(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                       PyObject *kwnames)
 {
     if (kwnames && (PyTuple_GET_SIZE(kwnames) != 1 ||
                     PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "context")))
         return 0;
-    PyObject *scheduled = FIELD(self, loop_fields._scheduled);
     return nargs >= 2 && (PyFloat_CheckExact(args[0]) || PyLong_CheckExact(args[0])) &&
-           scheduled && PyList_CheckExact(scheduled) && FIELD(self, loop_fields._ready) &&
-           !is_set(FIELD(self, loop_fields._closed)) && !is_set(FIELD(self, loop_fields._debug));
+           FIELD(self, loop_fields._ready) && !is_set(FIELD(self, loop_fields._closed)) &&
+           !is_set(FIELD(self, loop_fields._debug));
 }
 
 /* A TimerHandle at `when` (a new reference, consumed) for callback
@@ -177,7 +267,8 @@ static int timer_in_c(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
 static PyObject *schedule(PyObject *self, PyObject *when, PyObject *const *args,
                           Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *cbargs = PyTuple_New(nargs - 2);
+    TimerHeap *heap = heap_of(self);
+    PyObject *cbargs = heap ? PyTuple_New(nargs - 2) : NULL;
     if (!cbargs) {
         Py_DECREF(when);
         return NULL;
@@ -193,8 +284,8 @@ static PyObject *schedule(PyObject *self, PyObject *when, PyObject *const *args,
         return NULL;
     }
     FIELD(timer, timer_fields._when) = when;
-    put_borrowed(timer, timer_fields._scheduled, Py_False);
-    if (heap_push(FIELD(self, loop_fields._scheduled), timer) < 0) {
+    double at;
+    if (deadline(timer, &at) < 0 || heap_push(heap, at, timer) < 0) {
         Py_DECREF(timer);
         return NULL;
     }
@@ -266,103 +357,95 @@ static PyObject *timer_cancel(PyObject *self, PyObject *unused)
 
 /* ---- the loop iteration's timer steps ------------------------------------ */
 
+/* Drop every cancelled timer and heapify the rest, keeping their order.
+ * The dropped ones are released last: releasing one may run Python code,
+ * which may schedule a timer. */
+static int purge_all(TimerHeap *h)
+{
+    PyObject **dropped = PyMem_Malloc(h->n * sizeof(PyObject *));
+    if (!dropped) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t live = 0, gone = 0;
+    for (Py_ssize_t i = 0; i < h->n; i++) {
+        PyObject *t = h->items[i].timer;
+        if (is_set(FIELD(t, timer_fields._cancelled))) {
+            put_borrowed(t, timer_fields._scheduled, Py_False);
+            dropped[gone++] = t;
+        } else {
+            h->items[live++] = h->items[i];
+        }
+    }
+    h->n = live;
+    heapify(h);
+    for (Py_ssize_t i = 0; i < gone; i++)
+        Py_DECREF(dropped[i]);
+    PyMem_Free(dropped);
+    return 0;
+}
+
 /* Drop cancelled timers: all of them once they are most of the heap, else
  * those at its head, as asyncio's _run_once does. */
 static PyObject *loop_purge_cancelled_timers(PyObject *self, PyObject *unused)
 {
-    PyObject *heap = FIELD(self, loop_fields._scheduled);
+    TimerHeap *h = heap_of(self);
     long cancelled = get_long(self, loop_fields._timer_cancelled_count);
-    if (!heap || !PyList_CheckExact(heap) || cancelled < 0) {
-        PyErr_SetString(PyExc_TypeError, "the loop's timers are not asyncio's");
+    if (!h || cancelled < 0) {
+        if (h)
+            PyErr_SetString(PyExc_TypeError, "_timer_cancelled_count is not an int");
         return NULL;
     }
-    Py_ssize_t n = PyList_GET_SIZE(heap);
-    if (n > min_to_purge && (double)cancelled / n > max_cancelled_fraction) {
-        PyObject *live = PyList_New(0);
-        if (!live)
+    if (h->n > min_to_purge && (double)cancelled / h->n > max_cancelled_fraction) {
+        if (purge_all(h) < 0)
             return NULL;
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(heap); i++) {
-            PyObject *t = timer_at(heap, i);
-            if (!t)
-                goto failed;
-            if (!is_set(FIELD(t, timer_fields._cancelled))) {
-                if (PyList_Append(live, t) < 0)
-                    goto failed;
-            } else {
-                put_borrowed(t, timer_fields._scheduled, Py_False);
-            }
+        cancelled = 0;
+    } else {
+        while (h->n && is_set(FIELD(h->items[0].timer, timer_fields._cancelled))) {
+            PyObject *t = heap_pop(h);
+            put_borrowed(t, timer_fields._scheduled, Py_False);
+            Py_DECREF(t);
+            cancelled--;
         }
-        if (heapify(live) < 0)
-            goto failed;
-        put(self, loop_fields._scheduled, live);
-        if (put_long(self, loop_fields._timer_cancelled_count, 0) < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    failed:
-        Py_DECREF(live);
+    }
+    if (put_long(self, loop_fields._timer_cancelled_count, cancelled) < 0)
         return NULL;
-    }
-    while (PyList_GET_SIZE(heap)) {
-        PyObject *head = timer_at(heap, 0);
-        if (!head)
-            return NULL;
-        if (!is_set(FIELD(head, timer_fields._cancelled)))
-            break;
-        PyObject *t = heap_pop(heap);
-        if (!t)
-            return NULL;
-        put_borrowed(t, timer_fields._scheduled, Py_False);
-        Py_DECREF(t);
-        if (put_long(self, loop_fields._timer_cancelled_count, --cancelled) < 0)
-            return NULL;
-    }
     Py_RETURN_NONE;
 }
 
-/* Move the timers due by now plus the clock's resolution to the ready queue. */
+/* Move the timers due by now plus the clock's resolution to the ready
+ * queue; the deadline of the first left, or None. */
 static PyObject *loop_schedule_due_timers(PyObject *self, PyObject *unused)
 {
-    PyObject *heap = FIELD(self, loop_fields._scheduled), *ready = FIELD(self, loop_fields._ready),
+    TimerHeap *h = heap_of(self);
+    PyObject *ready = FIELD(self, loop_fields._ready),
              *resolution = FIELD(self, loop_fields._clock_resolution);
-    if (!heap || !PyList_CheckExact(heap) || !ready || !resolution) {
-        PyErr_SetString(PyExc_TypeError, "the loop's timers are not asyncio's");
+    if (!h)
+        return NULL;
+    if (!ready || !resolution) {
+        PyErr_SetString(PyExc_AttributeError, "_ready");
         return NULL;
     }
     PyObject *now = PyObject_CallMethodNoArgs(self, str_time);
     PyObject *horizon = now ? PyNumber_Add(now, resolution) : NULL;
     Py_XDECREF(now);
-    if (!horizon)
+    double until = horizon ? PyFloat_AsDouble(horizon) : -1.0;
+    Py_XDECREF(horizon);
+    if (until == -1.0 && PyErr_Occurred())
         return NULL;
+    Py_INCREF(h);
     int rc = 0;
-    Py_INCREF(heap);
-    while (rc == 0 && PyList_GET_SIZE(heap)) {
-        PyObject *head = timer_at(heap, 0), *when = head ? FIELD(head, timer_fields._when) : NULL;
-        int due = !when ? -1
-                  : PyFloat_CheckExact(when) && PyFloat_CheckExact(horizon)
-                        ? PyFloat_AS_DOUBLE(when) < PyFloat_AS_DOUBLE(horizon)
-                        : PyObject_RichCompareBool(when, horizon, Py_LT);
-        if (due <= 0) {
-            rc = due;
-            break;
-        }
-        PyObject *t = heap_pop(heap);
-        if (!t) {
-            rc = -1;
-            break;
-        }
+    while (rc == 0 && h->n && h->items[0].when < until) {
+        PyObject *t = heap_pop(h);
         put_borrowed(t, timer_fields._scheduled, Py_False);
         PyObject *r = call_method1(ready, str_append, t);
         Py_DECREF(t);
         rc = r ? 0 : -1;
         Py_XDECREF(r);
     }
-    Py_DECREF(heap);
-    Py_DECREF(horizon);
-    if (rc < 0) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_AttributeError, "_when");
+    Py_DECREF(h);
+    if (rc < 0)
         return NULL;
-    }
     Py_RETURN_NONE;
 }
 
@@ -382,7 +465,8 @@ static PyMethodDef cancel_def = {"cancel", timer_cancel, METH_NOARGS, "Cancel th
 /* ---- install_timers ------------------------------------------------------ */
 
 /* install_timers(Loop, TimerHandle, BaseEventLoop, min_to_purge,
- * max_cancelled_fraction) */
+ * max_cancelled_fraction): Loop._call_at is asyncio's call_at for a
+ * TimerHeap, what C leaves to Python. */
 static PyObject *install_timers(PyObject *module, PyObject *const *args, Py_ssize_t n)
 {
     if (n != 5 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2])) {
@@ -401,7 +485,7 @@ static PyObject *install_timers(PyObject *module, PyObject *const *args, Py_ssiz
     if (PyErr_Occurred() || FIND_FIELDS(base, timer_fields) < 0 ||
         FIND_FIELDS(loop_cls, loop_fields) < 0)
         return NULL;
-    PyObject *call_at = PyObject_GetAttrString(base_loop, "call_at");
+    PyObject *call_at = PyObject_GetAttrString(loop_cls, "_call_at");
     PyObject *call_later = PyObject_GetAttrString(base_loop, "call_later");
     PyObject *cancel = PyObject_GetAttrString(base, "cancel");
     if (!call_at || !call_later || !cancel) {
@@ -434,7 +518,9 @@ static PyMethodDef defs[] = {
 int ul_timers_install(PyObject *dict)
 {
     static const struct ul_name names[] = {{&str_time, "time"}, {&str_append, "append"}};
-    if (intern_names(names, sizeof(names) / sizeof(*names)) < 0)
+    if (intern_names(names, sizeof(names) / sizeof(*names)) < 0 ||
+        PyType_Ready(&TimerHeap_Type) < 0 ||
+        PyDict_SetItemString(dict, "TimerHeap", (PyObject *)&TimerHeap_Type) < 0)
         return -1;
     return add_functions(dict, defs);
 }
