@@ -6,7 +6,11 @@ import math
 import statistics
 import sys
 
-COLORS = {"uringloop": "#d62728", "asyncio": "#7f7f7f", "uvloop": "#1f77b4"}
+COLORS = {"uringloop": "#d62728", "asyncio": "#7f7f7f", "uvloop": "#1f77b4", "floor": "#2ca02c"}
+# run.py's C io_uring echo server (benchmarks/floor_echo.c): a "loop" of the
+# echo cases' results, shown under this name.
+FLOOR = "floor"
+FLOOR_NAME = "C io_uring floor"
 # A run is flagged when the generator was this busy while the server was not
 # saturated: its requests/s may measure the generator rather than the loop.
 GENERATOR_BUSY = 0.85
@@ -129,32 +133,7 @@ def markdown(data):
                 ""]
     rows = network_rows(data)
     if rows:
-        out += [
-            "| case | loop | requests/s | server CPU µs/request | p50 µs | p99 µs "
-            f"| peak RSS MiB | busy: server / generator | req/s vs {base} | CPU/request vs {base} |",
-            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
-        ]
-        for case, by_loop in rows:
-            for loop in loops:
-                s = by_loop[loop]
-                if not s["ok"]:
-                    status = f"**failed** ({s['runs']}/{s['runs']} runs)" if s["runs"] else "not run"
-                    out.append(f"| {case} | {loop} | {status} | | | | | | | |")
-                    continue
-                b = by_loop[base]
-                failed = f" ({s['runs'] - s['ok']} of {s['runs']} runs failed)" \
-                    if s["ok"] < s["runs"] else ""
-                if loop == base or not b["ok"]:
-                    rps_ratio = cpu_ratio = "—"
-                else:
-                    rps_ratio = ratio(s["rps"] / b["rps"])
-                    cpu_ratio = ratio(s["cpu_us"] / b["cpu_us"])
-                out.append(
-                    f"| {case} | {loop}{failed} | {s['rps']:,.0f} ±{s['rps_spread']:.0%} "
-                    f"| {number(s['cpu_us'])} ±{s['cpu_spread']:.0%} | {number(s['p50_us'])} "
-                    f"| {number(s['p99_us'])} | {s['rss_mib']:.1f} "
-                    f"| {s['server_busy']:.0%} / {s['loadgen_busy']:.0%} "
-                    f"| {rps_ratio} | {cpu_ratio} |")
+        out += network_table(rows, loops, base)
         out += [
             "",
             "Medians over the rounds; ± is half the range (max − min) over the rounds, "
@@ -168,6 +147,7 @@ def markdown(data):
             "CPU/request.",
             "",
         ]
+        out += floor_text(data, rows, loops)
         if settings.get("tls"):
             out += [
                 f"TLS rows (echo tls: the protocol echo behind create_server(ssl=); http "
@@ -202,6 +182,74 @@ def markdown(data):
         out += sendfile_tables(sendfile, loops)
     out += notes(data)
     return "\n".join(out) + "\n"
+
+
+def has_floor(rows):
+    return any(FLOOR in by_loop for _, by_loop in rows)
+
+
+def network_table(rows, loops, base):
+    """The main table: a row per case and loop, then the floor's where it ran."""
+    floor = has_floor(rows)
+    lines = [
+        "| case | loop | requests/s | server CPU µs/request | p50 µs | p99 µs "
+        f"| peak RSS MiB | busy: server / generator | req/s vs {base} | CPU/request vs {base} |"
+        + (" CPU/request vs floor |" if floor else ""),
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|" + ("--:|" if floor else ""),
+    ]
+    for case, by_loop in rows:
+        for loop in loops + [FLOOR] * (FLOOR in by_loop):
+            lines.append(network_row(case, loop, by_loop, base, floor))
+    return lines
+
+
+def network_row(case, loop, by_loop, base, floor):
+    s, name = by_loop[loop], FLOOR_NAME if loop == FLOOR else loop
+    if not s["ok"]:
+        status = f"**failed** ({s['runs']}/{s['runs']} runs)" if s["runs"] else "not run"
+        return f"| {case} | {name} | {status} |" + " |" * (7 + floor)
+    b = by_loop[base]
+    failed = f" ({s['runs'] - s['ok']} of {s['runs']} runs failed)" \
+        if s["ok"] < s["runs"] else ""
+    if loop == base or not b["ok"]:
+        rps_ratio = cpu_ratio = "—"
+    else:
+        rps_ratio = ratio(s["rps"] / b["rps"])
+        cpu_ratio = ratio(s["cpu_us"] / b["cpu_us"])
+    line = (f"| {case} | {name}{failed} | {s['rps']:,.0f} ±{s['rps_spread']:.0%} "
+            f"| {number(s['cpu_us'])} ±{s['cpu_spread']:.0%} | {number(s['p50_us'])} "
+            f"| {number(s['p99_us'])} | {s['rss_mib']:.1f} "
+            f"| {s['server_busy']:.0%} / {s['loadgen_busy']:.0%} "
+            f"| {rps_ratio} | {cpu_ratio} |")
+    if floor:
+        f = by_loop.get(FLOOR)
+        line += f" {ratio(s['cpu_us'] / f['cpu_us'])} |" \
+            if loop != FLOOR and f and f["ok"] else " — |"
+    return line
+
+
+def floor_text(data, rows, loops):
+    """What the floor is, and each loop's geometric mean over the echo cases
+    relative to it."""
+    if not has_floor(rows):
+        return []
+    setups = sorted({r["ring"] for e in data["cases"] if e["loop"] == FLOOR
+                     for r in e["runs"] if r["ok"] and "ring" in r})
+    lines = [
+        f"{FLOOR_NAME} rows: benchmarks/floor_echo.c, a single-threaded C echo server on "
+        f"io_uring (ring setup: {', '.join(setups) or '?'}): a multishot ACCEPT, a multishot "
+        "RECV per connection picking buffers from a provided-buffer ring, a SEND per "
+        "received chunk straight from its buffer, and one io_uring_enter per iteration that "
+        "submits and waits: what any loop on this kernel could at best cost per request.  "
+        "CPU/request vs floor is each loop's cost relative to it (1.00x: nothing on top).",
+        ""]
+    cases = [b for _, b in rows if FLOOR in b and b[FLOOR]["ok"]]
+    means = [f"{loop} {ratio(geomean([b[loop]['cpu_us'] / b[FLOOR]['cpu_us'] for b in cases]))}"
+             for loop in loops if cases and all(b[loop]["ok"] for b in cases)]
+    if means:
+        lines += [f"CPU/request vs floor, geometric mean over the {plural(len(cases), 'echo case')}: "
+                  + ", ".join(means) + ".", ""]
+    return lines
 
 
 def summary_table(rows, loops, base):
@@ -446,8 +494,8 @@ def chart(data, path):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import StrMethodFormatter
 
-    loops = data["settings"]["loops"]
     rows = network_rows(data)
+    loops = data["settings"]["loops"] + [FLOOR] * has_floor(rows)
     internals = data.get("internals") or {}
     per_internal = {}
     for item in internals.get("cases", []):
@@ -473,9 +521,9 @@ def chart(data, path):
     panels = []
     if rows:
         panels.append(("requests/s (higher is better)", [c for c, _ in rows],
-                       lambda i, k: rows[i][1][k].get("rps_all", []), 1))
+                       lambda i, k: rows[i][1].get(k, {}).get("rps_all", []), 1))
         panels.append(("server CPU µs per request (lower is better)", [c for c, _ in rows],
-                       lambda i, k: rows[i][1][k].get("cpu_all", []), 1))
+                       lambda i, k: rows[i][1].get(k, {}).get("cpu_all", []), 1))
     if per_internal:
         names = list(per_internal)
         panels.append(("loop internals: CPU ns per operation (lower is better)", names,
@@ -504,7 +552,8 @@ def chart(data, path):
                 meds.append(m)
                 lo.append(m - min(v))
                 hi.append(max(v) - m)
-            ax.barh(ys, meds, height=bar, xerr=[lo, hi], color=COLORS.get(loop), label=loop,
+            ax.barh(ys, meds, height=bar, xerr=[lo, hi], color=COLORS.get(loop),
+                    label=FLOOR_NAME if loop == FLOOR else loop,
                     error_kw={"elinewidth": 0.8, "capsize": 2})
         ax.set_yticks(range(len(labels)))
         ax.set_yticklabels(labels, fontsize=8)

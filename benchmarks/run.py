@@ -19,6 +19,19 @@ unchanged, or an HTTP/1.1 keep-alive GET.  After connecting and a warm-up,
 the server's own CPU time (getrusage, user + sys) is taken over the
 measured window.
 
+The echo workloads over TCP ("protocol", "buffered", "streams",
+"streams-timeout", "sock": byte echoes all) also run on the floor, a
+"loop" of their own that --loops does not choose: benchmarks/floor_echo.c,
+a plain C echo server on io_uring (multishot ACCEPT, multishot RECV into a
+provided-buffer ring, a SEND per received chunk, one io_uring_enter per
+iteration that submits and waits; built with gcc on first use, as the load
+generator is).  It is what any loop on this kernel could at best cost per
+request.  It answers servers.py's start/stop protocol, so its CPU is
+measured the same way, and it takes its turn in the same rounds.  Its row
+is "C io_uring floor", and every loop's echo row gets its CPU per request
+relative to the floor's ("CPU/request vs floor"); the JSON holds its runs
+as those of the loop "floor".  --no-floor leaves it out.
+
 "streams-timeout" is the streams echo with every request under
 asyncio.timeout(), as a server with per-request deadlines runs (aiohttp's
 keep-alive and read timeouts): a timer set and cancelled per request.  It
@@ -103,11 +116,12 @@ workers' CPU, and ratios to uvloop.  It adds about 17 s a round with all
 three loops, some 50 s at the default 3 rounds (more when other work
 forces retries), so it is in the default set.
 
-The loops alternate: every round runs every case on every loop, each round
-starting with a different loop, so slow drift on a shared machine hits all
-three alike.  The table gives medians over rounds with their spread, and
-each loop's ratio to uvloop.  The Markdown table goes to stdout; the same
-table, the raw numbers (JSON) and a chart (PNG) go to the results folder.
+The loops alternate: every round runs every case on every loop (and the
+floor), each round starting with a different one, so slow drift on a shared
+machine hits all alike.  The table gives medians over rounds with their
+spread, each loop's ratio to uvloop and, on the echo rows, to the floor.
+The Markdown table goes to stdout; the same table, the raw numbers (JSON)
+and a chart (PNG) go to the results folder.
 
 On a shared machine other work can take either CPU.  Each run records how
 long the server and the generator were runnable but waiting for their CPU
@@ -149,6 +163,9 @@ HTTP = ["httptools", "aiohttp"]
 TLS = ["tls", "aiohttp-https"]          # the echo and HTTP rows that speak TLS
 TLS_HTTP = ["aiohttp-https"]
 OTHER_IO = ["udp", "reader"]            # echoes beyond the stream transports
+# The C io_uring echo server, run beside the loops on the echo workloads
+# (all of them byte echoes over TCP, which is all it serves).
+FLOOR = "floor"
 INTERNALS = "internals"
 SENDFILE = "sendfile"
 SUBPROCESS = "subprocess"
@@ -310,10 +327,7 @@ def run_one(case, loop, args, scratch):
     server = generator = None
     with open(server_err, "wb") as serr, open(gen_err, "wb") as gerr:
         try:
-            certificate = ["--certfile", args.certfile, "--keyfile", args.keyfile] \
-                if case.tls else []
-            server = spawn([sys.executable, str(HERE / "servers.py"), "--loop", loop,
-                            "--workload", case.workload, *certificate], args.server_cpu, serr)
+            server = spawn(server_command(case, loop, args), args.server_cpu, serr)
             server_out = Lines(server, "server")
             ready = server_out.next(READY_TIMEOUT, "READY line")
             if not ready.startswith("READY "):
@@ -367,6 +381,8 @@ def run_one(case, loop, args, scratch):
         return {"ok": False, "error": "no request completed in the measured window"}
     wall = usage["wall"]
     steal = sum(after[c] - before[c] for c in after)
+    # The floor says which ring setup the kernel took, for the report.
+    ring = {"ring": usage["ring"]} if "ring" in usage else {}
     return {
         "ok": True,
         "requests": int(result["requests"]),
@@ -385,7 +401,21 @@ def run_one(case, loop, args, scratch):
         "loadgen_wait": result["loadgen_wait"] / result["elapsed"],
         "steal": steal / wall,
         "lost": int(result.get("lost", 0)),
+        **ring,
     }
+
+
+def server_command(case, loop, args):
+    if loop == FLOOR:
+        return [str(loadgen.floor_binary())]
+    certificate = ["--certfile", args.certfile, "--keyfile", args.keyfile] if case.tls else []
+    return [sys.executable, str(HERE / "servers.py"), "--loop", loop,
+            "--workload", case.workload, *certificate]
+
+
+def case_loops(case, args):
+    """The loops a case runs on: the floor too, where it serves the workload."""
+    return args.loops + [FLOOR] if args.floor and case.workload in ECHO else args.loops
 
 
 def run_internals(args, loops):
@@ -622,6 +652,9 @@ def parse_args(argv):
     parser.add_argument("--files-count", type=int, metavar="N",
                         help="small files per run of the files workload (default: 1,000; "
                              f"{files.FULL['small_files']:,} with --full)")
+    parser.add_argument("--no-floor", dest="floor", action="store_false",
+                        help="leave the C io_uring echo server (the floor) out of the echo "
+                             "workloads")
     parser.add_argument("--baseline", choices=LOOPS, default="uvloop",
                         help="the loop the ratios compare with (default: uvloop)")
     parser.add_argument("--retries", type=int, default=1,
@@ -718,6 +751,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         loadgen.binary()
+        if args.floor and any(w in ECHO for w in args.workloads):
+            loadgen.floor_binary()
     except loadgen.BuildError as exc:
         sys.exit(str(exc))
     tls = [w for w in args.workloads if w in TLS]
@@ -735,8 +770,8 @@ def main(argv=None):
     os.sched_setaffinity(0, {args.client_cpu})
 
     cases = build_cases(args)
-    runs = {(c.label, loop): [] for c in cases for loop in args.loops}
-    progress = Progress(len(cases) * len(args.loops) * args.rounds)
+    runs = {(c.label, loop): [] for c in cases for loop in case_loops(c, args)}
+    progress = Progress(len(runs) * args.rounds)
     started = time.time()
     env = environment(args)
     interrupted = False
@@ -745,9 +780,9 @@ def main(argv=None):
             if tls:
                 args.certfile, args.keyfile = make_certificate(scratch)
             for rnd in range(args.rounds):
-                order = args.loops[rnd % len(args.loops):] + args.loops[:rnd % len(args.loops)]
                 for case in cases:
-                    for loop in order:
+                    loops = case_loops(case, args)
+                    for loop in loops[rnd % len(loops):] + loops[:rnd % len(loops)]:
                         runs[case.label, loop].append(
                             measured(case, loop, rnd, args, scratch, progress))
                         progress.step()
@@ -786,7 +821,8 @@ def main(argv=None):
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "seconds": round(time.time() - started, 1),
         "interrupted": interrupted,
-        "settings": {"loops": args.loops, "baseline": args.baseline, "rounds": args.rounds,
+        "settings": {"loops": args.loops, "floor": args.floor,
+                     "baseline": args.baseline, "rounds": args.rounds,
                      "retries": args.retries,
                      "duration": args.duration, "warmup": args.warmup,
                      "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
@@ -799,7 +835,7 @@ def main(argv=None):
         "environment": env,
         "cases": [{"case": c.label, "workload": c.workload, "connections": c.connections,
                    "size": c.size, "loop": loop, "runs": runs[c.label, loop]}
-                  for c in cases for loop in args.loops],
+                  for c in cases for loop in case_loops(c, args)],
         "internals": internals,
         "sendfile": sendfile,
         "subprocess": subprocs,
