@@ -72,6 +72,7 @@ import pathlib
 import pty
 import random
 import resource
+import threading
 import time
 import warnings
 
@@ -294,6 +295,28 @@ async def sleeping_in_kernel(function, timeout=2.0):
                         return True
         await asyncio.sleep(0.005)
     return False
+
+
+async def threads_at_rest(timeout=5.0):
+    """Wait until every other thread of this process sleeps, none in a FIFO
+    open's wait_for_partner: a blocked open that was released has then
+    returned, its fd installed (a thread woken but not yet run is 'R')."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    me = str(threading.get_native_id())
+    while loop.time() < deadline:
+        busy = False
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    state = f.read().rpartition(")")[2].split()[0]
+                with open(f"/proc/self/task/{tid}/wchan") as f:
+                    wchan = f.read()
+                busy |= tid != me and (state in "RD" or wchan == "wait_for_partner")
+        if not busy:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("a thread is still busy or in wait_for_partner")
 
 
 def fds_on(path):
@@ -1918,8 +1941,9 @@ def test_cancelled_open_of_a_fifo(run, tmp_path, mode):
         assert task.cancelled()
         writer = os.open(fifo, os.O_RDWR)       # never waits; releases the reader's open
         try:
-            for _ in range(10):
-                await asyncio.sleep(0)
+            # the released open's fd may appear late (its thread runs when
+            # the machine lets it): count once that thread is done
+            await threads_at_rest()
             await settle_fds_on(fifo, 1)        # the writer's alone
             await settle_fds(fds + 1)
         finally:
