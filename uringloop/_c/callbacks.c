@@ -124,22 +124,6 @@ static PyMethodDef handle_run_def = {
 
 /* ---- loop methods -------------------------------------------------------- */
 
-/* BaseEventLoop's own method(self, *args, **kwargs), for the cases C
- * leaves to asyncio: a closed loop, debug mode, unusual arguments. */
-static PyObject *call_slow(PyObject *method, PyObject *self, PyObject *const *args,
-                           Py_ssize_t nargs, PyObject *kwnames)
-{
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, total = nargs + nkw + 1;
-    PyObject **all = PyMem_Malloc(total * sizeof(PyObject *));
-    if (!all)
-        return PyErr_NoMemory();
-    all[0] = self;
-    memcpy(all + 1, args, (nargs + nkw) * sizeof(PyObject *));
-    PyObject *r = PyObject_Vectorcall(method, all, nargs + 1, kwnames);
-    PyMem_Free(all);
-    return r;
-}
-
 /* Whether call_soon's arguments are for the C path: no keyword but
  * context=, an open loop, not in debug mode. */
 static int soon_in_c(PyObject *self, Py_ssize_t nargs, PyObject *kwnames)

@@ -166,4 +166,21 @@ static inline PyObject *call_method1(PyObject *obj, PyObject *name, PyObject *ar
     return PyObject_VectorcallMethod(name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
+/* A Python method's function called as method(self, *args, **kwargs) from
+ * a C method's vectorcall arguments: the path C leaves to Python (a closed
+ * loop, debug mode, unusual arguments). */
+static inline PyObject *call_slow(PyObject *method, PyObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject **all = PyMem_Malloc((total + 1) * sizeof(PyObject *));
+    if (!all)
+        return PyErr_NoMemory();
+    all[0] = self;
+    memcpy(all + 1, args, total * sizeof(PyObject *));
+    PyObject *r = PyObject_Vectorcall(method, all, nargs + 1, kwnames);
+    PyMem_Free(all);
+    return r;
+}
+
 #endif

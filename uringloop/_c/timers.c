@@ -293,20 +293,6 @@ static PyObject *schedule(PyObject *self, PyObject *when, PyObject *const *args,
     return timer;
 }
 
-static PyObject *call_slow(PyObject *method, PyObject *self, PyObject *const *args,
-                           Py_ssize_t nargs, PyObject *kwnames)
-{
-    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
-    PyObject **all = PyMem_Malloc((total + 1) * sizeof(PyObject *));
-    if (!all)
-        return PyErr_NoMemory();
-    all[0] = self;
-    memcpy(all + 1, args, total * sizeof(PyObject *));
-    PyObject *r = PyObject_Vectorcall(method, all, nargs + 1, kwnames);
-    PyMem_Free(all);
-    return r;
-}
-
 static PyObject *loop_call_at(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                               PyObject *kwnames)
 {
