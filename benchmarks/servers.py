@@ -111,42 +111,39 @@ async def serve_sock(loop, sock):
     loop.create_task(accept_forever())
 
 
-async def serve_streams(loop, sock):
+async def serve_streams(loop, sock, request_timeout=None):
+    """The streams echo; with request_timeout, each request runs under
+    asyncio.timeout(), as a server with per-request deadlines does (a timer
+    set and cancelled per request)."""
     async def echo(reader, writer):
         try:
             while True:
-                data = await reader.read(READ_SIZE)
-                if not data:
+                if request_timeout is None:
+                    more = await echo_request(reader, writer)
+                else:
+                    async with asyncio.timeout(request_timeout):
+                        more = await echo_request(reader, writer)
+                if not more:
                     return
-                writer.write(data)
-                await writer.drain()
         except ConnectionError:
             pass
         finally:
             writer.close()
 
     return await asyncio.start_server(echo, sock=sock, backlog=BACKLOG)
+
+
+async def echo_request(reader, writer):
+    """One request of the streams echo; False at the end of the stream."""
+    data = await reader.read(READ_SIZE)
+    if data:
+        writer.write(data)
+        await writer.drain()
+    return bool(data)
 
 
 async def serve_streams_timeout(loop, sock):
-    """The streams echo with each request under asyncio.timeout(), as a
-    server with per-request deadlines runs: a timer set and cancelled per
-    request."""
-    async def echo(reader, writer):
-        try:
-            while True:
-                async with asyncio.timeout(REQUEST_TIMEOUT):
-                    data = await reader.read(READ_SIZE)
-                    if not data:
-                        return
-                    writer.write(data)
-                    await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    return await asyncio.start_server(echo, sock=sock, backlog=BACKLOG)
+    return await serve_streams(loop, sock, REQUEST_TIMEOUT)
 
 
 class EchoProtocol(asyncio.Protocol):
