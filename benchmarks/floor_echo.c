@@ -19,9 +19,9 @@
  * time from getrusage, wall time, run delay, peak RSS, errors, and which
  * ring setup the kernel took).  EOF on stdin ends the process.
  *
- * The io_uring ABI comes from uringloop's own definitions (abi.h), not
- * from a system liburing.  benchmarks/loadgen.py builds this file on
- * first use.
+ * The ring (setup, mapping, syscalls) is bench_ring.h's, on uringloop's
+ * own io_uring ABI definitions (abi.h), not a system liburing.
+ * benchmarks/loadgen.py builds this file on first use.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -35,23 +35,10 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "../uringloop/_c/abi.h"
-
-#ifndef __NR_io_uring_setup
-#define __NR_io_uring_setup 425
-#endif
-#ifndef __NR_io_uring_enter
-#define __NR_io_uring_enter 426
-#endif
-#ifndef __NR_io_uring_register
-#define __NR_io_uring_register 427
-#endif
-
-#define OFF_SQES    0x10000000ULL
+#include "bench_ring.h"
 
 #define SQ_ENTRIES  1024
 /* Room for every completion a batch can bring: an accept, a receive and a
@@ -68,17 +55,8 @@
 enum { OP_ACCEPT, OP_RECV, OP_SEND, OP_CONTROL };
 #define OP_BITS 2
 
-#define load_acquire(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-
-static struct {
-    int fd;
-    uint32_t *sq_khead, *sq_ktail, sq_mask, sq_entries, sq_tail;
-    struct ul_sqe *sqes;
-    uint32_t *cq_khead, *cq_ktail, cq_mask;
-    struct ul_cqe *cqes;
-    const char *setup;          /* the tier the kernel took, for the report */
-} ring;
+static struct ring ring;
+static const char *ring_setup;  /* the tier the kernel took, for the report */
 
 /* The provided-buffer ring, and per buffer the bytes it holds and the next
  * buffer in its connection's send queue. */
@@ -110,91 +88,24 @@ static void die(const char *what)
 
 /* ---- the ring ------------------------------------------------------------ */
 
-static void map_ring(const struct ul_params *p)
-{
-    /* PBUF_RING needs Linux 5.19, long after SQ and CQ shared one mapping */
-    if (!(p->features & UL_FEAT_SINGLE_MMAP))
-        die("io_uring without FEAT_SINGLE_MMAP");
-    size_t sq_len = p->sq_off.array + p->sq_entries * sizeof(uint32_t);
-    size_t cq_len = p->cq_off.cqes + p->cq_entries * sizeof(struct ul_cqe);
-    char *map = mmap(NULL, sq_len > cq_len ? sq_len : cq_len, PROT_READ | PROT_WRITE,
-                     MAP_SHARED | MAP_POPULATE, ring.fd, 0);
-    void *sqes = mmap(NULL, p->sq_entries * sizeof(struct ul_sqe), PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_POPULATE, ring.fd, OFF_SQES);
-    if (map == MAP_FAILED || sqes == MAP_FAILED)
-        die("mmap io_uring");
-    ring.sq_khead = (uint32_t *)(map + p->sq_off.head);
-    ring.sq_ktail = (uint32_t *)(map + p->sq_off.tail);
-    ring.sq_mask = *(uint32_t *)(map + p->sq_off.ring_mask);
-    ring.sq_entries = p->sq_entries;
-    ring.sqes = sqes;
-    ring.cq_khead = (uint32_t *)(map + p->cq_off.head);
-    ring.cq_ktail = (uint32_t *)(map + p->cq_off.tail);
-    ring.cq_mask = *(uint32_t *)(map + p->cq_off.ring_mask);
-    ring.cqes = (struct ul_cqe *)(map + p->cq_off.cqes);
-    /* SQE i always sits in slot i: the index array is filled once */
-    uint32_t *array = (uint32_t *)(map + p->sq_off.array);
-    for (uint32_t i = 0; i < p->sq_entries; i++)
-        array[i] = i;
-}
-
-/* The fastest setup this kernel accepts: older kernels refuse the newer
- * flags with EINVAL. */
-static void ring_init(void)
-{
-    static const struct { unsigned flags; const char *name; } tiers[] = {
-        {UL_SETUP_SINGLE_ISSUER | UL_SETUP_DEFER_TASKRUN, "defer_taskrun"},
-        {UL_SETUP_COOP_TASKRUN, "coop_taskrun"},
-        {0, "plain"},
-    };
-    struct ul_params p;
-
-    for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]); i++) {
-        memset(&p, 0, sizeof(p));
-        p.flags = tiers[i].flags | UL_SETUP_CQSIZE;
-        p.cq_entries = CQ_ENTRIES;
-        ring.fd = (int)syscall(__NR_io_uring_setup, SQ_ENTRIES, &p);
-        if (ring.fd >= 0) {
-            ring.setup = tiers[i].name;
-            map_ring(&p);
-            return;
-        }
-        if (errno != EINVAL)
-            break;
-    }
-    die("io_uring_setup");
-}
-
-/* Submit what is queued; with UL_ENTER_GETEVENTS, wait for wait_nr
- * completions too.  EINTR and a full CQ only end the wait early. */
 static void enter(unsigned wait_nr, unsigned flags)
 {
-    store_release(ring.sq_ktail, ring.sq_tail);
-    unsigned n = ring.sq_tail - load_acquire(ring.sq_khead);
-    if (syscall(__NR_io_uring_enter, ring.fd, n, wait_nr, flags, NULL, 0) < 0 &&
-        errno != EINTR && errno != EBUSY && errno != EAGAIN)
+    if (ring_enter(&ring, wait_nr, flags) < 0)
         die("io_uring_enter");
-}
-
-static int sq_full(void)
-{
-    return ring.sq_tail - load_acquire(ring.sq_khead) >= ring.sq_entries;
 }
 
 /* The next SQE, zeroed.  A full SQ (more than SQ_ENTRIES new operations in
  * one batch) is submitted first. */
 static struct ul_sqe *get_sqe(int fd, unsigned op, uint8_t opcode)
 {
-    if (sq_full()) {
+    uint64_t user_data = (uint64_t)fd << OP_BITS | op;
+    struct ul_sqe *sqe = ring_get_sqe(&ring, opcode, fd, user_data);
+    if (!sqe) {
         enter(0, 0);
-        if (sq_full())
+        sqe = ring_get_sqe(&ring, opcode, fd, user_data);
+        if (!sqe)
             die("submission queue stuck full");
     }
-    struct ul_sqe *sqe = &ring.sqes[ring.sq_tail++ & ring.sq_mask];
-    memset(sqe, 0, sizeof(*sqe));
-    sqe->opcode = opcode;
-    sqe->fd = fd;
-    sqe->user_data = (uint64_t)fd << OP_BITS | op;
     return sqe;
 }
 
@@ -238,7 +149,7 @@ static void buf_init(void)
     reg.ring_addr = (uint64_t)(uintptr_t)bufs;
     reg.ring_entries = BUF_COUNT;
     reg.bgid = BGID;
-    if (syscall(__NR_io_uring_register, ring.fd, UL_REGISTER_PBUF_RING, &reg, 1) < 0)
+    if (ring_register(&ring, UL_REGISTER_PBUF_RING, &reg, 1) < 0)
         die("IORING_REGISTER_PBUF_RING");
     for (unsigned bid = 0; bid < BUF_COUNT; bid++)
         buf_return(bid);
@@ -450,7 +361,7 @@ static void stop(void)
         printf("\"%s\"", first_error);    /* strerror() text: nothing to escape */
     else
         fputs("null", stdout);
-    printf(", \"ring\": \"%s\"}\n", ring.setup);
+    printf(", \"ring\": \"%s\"}\n", ring_setup);
     fflush(stdout);
 }
 
@@ -540,7 +451,9 @@ int main(int argc, char **argv)
     /* a send to a peer that is gone fails with EPIPE instead */
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
-    ring_init();
+    ring_setup = ring_init(&ring, SQ_ENTRIES, CQ_ENTRIES);
+    if (!ring_setup)
+        die("io_uring_setup");
     buf_init();
     arm_accept(listen_on_loopback(&port));
     arm_control();

@@ -4,7 +4,7 @@ The binary goes to benchmarks/.build/, named after a hash of the source and
 the compiler command, so editing loadgen.c rebuilds it and nothing built is
 ever committed (the directory ignores itself).  The echo rows' floor, the C
 io_uring echo server benchmarks/floor_echo.c, is built the same way
-(floor_binary()); its hash covers the ABI header it includes.
+(floor_binary()); its hash covers the headers it includes.
 
 The TLS rows need a second build, with OpenSSL (-DLOADGEN_TLS, -lssl
 -lcrypto): binary(tls=True).  Its headers come with libssl-dev (Debian,
@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "loadgen.c"
 FLOOR_SOURCE = HERE / "floor_echo.c"
-FLOOR_ABI = HERE.parent / "uringloop" / "_c" / "abi.h"
+FLOOR_HEADERS = [HERE.parent / "uringloop" / "_c" / "abi.h", HERE / "bench_ring.h"]
 BUILD_DIR = HERE / ".build"
 CFLAGS = ["-O2", "-Wall", "-Wextra"]
 TLS_CFLAGS = ["-DLOADGEN_TLS"]
@@ -49,7 +49,7 @@ def binary(tls=False):
 
 def floor_binary():
     """Path of the compiled floor server (floor_echo.c), building it if needed."""
-    return build(FLOOR_SOURCE, "floor-echo-", headers=[FLOOR_ABI])
+    return build(FLOOR_SOURCE, "floor-echo-", headers=FLOOR_HEADERS)
 
 
 def build(source, prefix, flags=(), libs=(), headers=(), what=None):

@@ -4,8 +4,8 @@
  * benchmarks/sendfile.py also uses for its loop-level runs.
  *
  * Built and driven by benchmarks/sendfile.py (gcc -O2, into
- * benchmarks/.build/).  Raw io_uring syscalls and uringloop's own ABI header
- * (uringloop/_c/abi.h, on the include path); no liburing.
+ * benchmarks/.build/).  The ring is bench_ring.h's: raw io_uring syscalls
+ * and uringloop's own ABI header (uringloop/_c/abi.h); no liburing.
  *
  * Sender modes (--mode), each over a connected, non-blocking TCP loopback
  * socket whose other end a forked reader process drains:
@@ -78,22 +78,11 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "abi.h"
-
-#ifndef __NR_io_uring_setup
-#define __NR_io_uring_setup 425
-#endif
-#ifndef __NR_io_uring_enter
-#define __NR_io_uring_enter 426
-#endif
-#ifndef __NR_io_uring_register
-#define __NR_io_uring_register 427
-#endif
+#include "bench_ring.h"
 
 /* ABI values abi.h does not spell (it has what the loop itself uses):
  * enum io_uring_op, IOSQE_IO_LINK_BIT, IORING_REGISTER_IOWQ_AFF. */
@@ -101,13 +90,6 @@
 #define SF_OP_SPLICE          30
 #define SF_SQE_IO_LINK        (1u << 2)
 #define SF_REGISTER_IOWQ_AFF  17
-
-#define OFF_SQ_RING 0ULL
-#define OFF_CQ_RING 0x8000000ULL
-#define OFF_SQES    0x10000000ULL
-
-#define load_acquire(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 #define MIB (1024.0 * 1024.0)
 
@@ -140,96 +122,19 @@ static void pin(int cpu)
         die("sched_setaffinity(%d): %s", cpu, strerror(errno));
 }
 
-/* ---- the ring: setup as uringloop/_c/ring.c does it, minus the extras -- */
+/* ---- the ring (bench_ring.h's) ---------------------------------------- */
 
-struct ring {
-    int fd;
-    unsigned flags;
-    unsigned *sq_khead, *sq_ktail, *sq_array;
-    unsigned sq_mask, sq_entries, sq_tail;
-    struct ul_sqe *sqes;
-    unsigned *cq_khead, *cq_ktail, cq_mask;
-    struct ul_cqe *cqes;
-    unsigned long enters;
-};
-
-static void *map_ring(int fd, size_t len, unsigned long long off)
-{
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                   fd, (off_t)off);
-    if (p == MAP_FAILED)
-        die("mmap of the ring: %s", strerror(errno));
-    return p;
-}
-
-static void ring_init(struct ring *r, unsigned entries)
-{
-    /* uringloop's first choice, then its fallbacks */
-    static const unsigned tiers[] = {
-        UL_SETUP_SINGLE_ISSUER | UL_SETUP_DEFER_TASKRUN,
-        UL_SETUP_COOP_TASKRUN,
-        0,
-    };
-    struct ul_params p;
-    memset(r, 0, sizeof(*r));
-    r->fd = -1;
-    for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]) && r->fd < 0; i++) {
-        memset(&p, 0, sizeof(p));
-        p.flags = tiers[i];
-        r->fd = (int)syscall(__NR_io_uring_setup, entries, &p);
-    }
-    if (r->fd < 0)
-        die("io_uring_setup: %s", strerror(errno));
-    r->flags = p.flags;
-
-    size_t sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
-    size_t cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct ul_cqe);
-    char *sq, *cq;
-    if (p.features & UL_FEAT_SINGLE_MMAP) {
-        if (cq_len > sq_len)
-            sq_len = cq_len;
-        sq = cq = map_ring(r->fd, sq_len, OFF_SQ_RING);
-    } else {
-        sq = map_ring(r->fd, sq_len, OFF_SQ_RING);
-        cq = map_ring(r->fd, cq_len, OFF_CQ_RING);
-    }
-    r->sqes = map_ring(r->fd, p.sq_entries * sizeof(struct ul_sqe), OFF_SQES);
-    r->sq_khead = (unsigned *)(sq + p.sq_off.head);
-    r->sq_ktail = (unsigned *)(sq + p.sq_off.tail);
-    r->sq_array = (unsigned *)(sq + p.sq_off.array);
-    r->sq_mask = *(unsigned *)(sq + p.sq_off.ring_mask);
-    r->sq_entries = p.sq_entries;
-    r->sq_tail = *r->sq_ktail;
-    r->cq_khead = (unsigned *)(cq + p.cq_off.head);
-    r->cq_ktail = (unsigned *)(cq + p.cq_off.tail);
-    r->cq_mask = *(unsigned *)(cq + p.cq_off.ring_mask);
-    r->cqes = (struct ul_cqe *)(cq + p.cq_off.cqes);
-}
-
-static const char *ring_kind(const struct ring *r)
-{
-    if (r->flags & UL_SETUP_DEFER_TASKRUN)
-        return "defer_taskrun";
-    if (r->flags & UL_SETUP_COOP_TASKRUN)
-        return "coop_taskrun";
-    return "plain";
-}
+/* io_uring_enter calls, for RESULT's enters= (one ring a process) */
+static unsigned long enters;
 
 /* Every step below queues at most two SQEs and waits for their CQEs, so
  * the SQ never fills. */
 static struct ul_sqe *get_sqe(struct ring *r, uint8_t opcode, int fd, uint64_t ud,
                               unsigned sqe_flags)
 {
-    if (r->sq_tail - load_acquire(r->sq_khead) >= r->sq_entries)
+    struct ul_sqe *sqe = ring_get_sqe(r, opcode, fd, ud);
+    if (!sqe)
         die("submission queue full");
-    unsigned idx = r->sq_tail & r->sq_mask;
-    struct ul_sqe *sqe = &r->sqes[idx];
-    memset(sqe, 0, sizeof(*sqe));
-    r->sq_array[idx] = idx;
-    r->sq_tail++;
-    sqe->opcode = opcode;
-    sqe->fd = fd;
-    sqe->user_data = ud;
     sqe->flags = (uint8_t)sqe_flags;
     return sqe;
 }
@@ -281,12 +186,8 @@ static void wait_cqes(struct ring *r, unsigned want, struct ul_cqe *out)
         store_release(r->cq_khead, head);
         if (got == want)
             return;
-        store_release(r->sq_ktail, r->sq_tail);
-        unsigned pending = r->sq_tail - load_acquire(r->sq_khead);
-        r->enters++;
-        int ret = (int)syscall(__NR_io_uring_enter, r->fd, pending, want - got,
-                               UL_ENTER_GETEVENTS, NULL, 0);
-        if (ret < 0 && errno != EINTR && errno != EAGAIN && errno != EBUSY)
+        enters++;
+        if (ring_enter(r, want - got, UL_ENTER_GETEVENTS) < 0)
             die("io_uring_enter: %s", strerror(errno));
     }
 }
@@ -835,13 +736,14 @@ static int run_sender(struct opts *o)
     if (fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK) < 0)
         die("O_NONBLOCK: %s", strerror(errno));
 
-    ring_init(&s.ring, 8);
+    const char *ring_setup = ring_init(&s.ring, 8, 0);
+    if (!ring_setup)
+        die("io_uring_setup: %s", strerror(errno));
     if (!o->iowq_any && o->sender_cpu >= 0) {
         cpu_set_t set;
         CPU_ZERO(&set);
         CPU_SET(o->sender_cpu, &set);
-        if (syscall(__NR_io_uring_register, s.ring.fd, SF_REGISTER_IOWQ_AFF, &set,
-                    sizeof(set)) < 0)
+        if (ring_register(&s.ring, SF_REGISTER_IOWQ_AFF, &set, sizeof(set)) < 0)
             die("IORING_REGISTER_IOWQ_AFF: %s", strerror(errno));
     }
     s.chunk = (unsigned)o->chunk;
@@ -872,7 +774,7 @@ static int run_sender(struct opts *o)
     }
 
     struct tasks t0, t1;
-    unsigned long e0 = s.ring.enters;
+    unsigned long e0 = enters;
     s.calls = s.polls = s.eagain = s.shorts = 0;
     snap_tasks(&t0);
     double cpu0 = rusage_seconds(RUSAGE_SELF), th0 = rusage_seconds(RUSAGE_THREAD);
@@ -923,8 +825,8 @@ static int run_sender(struct opts *o)
            o->mode, s.mode == MODE_SENDFILE_POLL ? 0 : s.chunk, s.link, o->size, o->passes,
            bytes, wall, bytes / MIB / wall, cpu, cpu * 1000 / (bytes / MIB), th1 - th0,
            cpu - (th1 - th0), task_ns / 1e9, workers, workers ? cpus : "-",
-           s.ring.enters - e0, s.calls, s.polls, s.eagain, s.shorts, wait_ns / 1e9,
-           v->wait_ns / 1e9, ring_kind(&s.ring),
+           enters - e0, s.calls, s.polls, s.eagain, s.shorts, wait_ns / 1e9,
+           v->wait_ns / 1e9, ring_setup,
            o->iowq_any || o->sender_cpu < 0 ? "any" : "sender", verify, ok);
     return ok ? 0 : 1;
 }

@@ -10,6 +10,23 @@
 #define URINGLOOP_ABI_H
 
 #include <stdint.h>
+#include <sys/syscall.h>
+
+/* the syscalls, where the C library's headers predate them */
+#ifndef __NR_io_uring_setup
+#define __NR_io_uring_setup 425
+#endif
+#ifndef __NR_io_uring_enter
+#define __NR_io_uring_enter 426
+#endif
+#ifndef __NR_io_uring_register
+#define __NR_io_uring_register 427
+#endif
+
+/* mmap offsets of the SQ ring, the CQ ring and the SQE array */
+#define OFF_SQ_RING 0ULL
+#define OFF_CQ_RING 0x8000000ULL
+#define OFF_SQES    0x10000000ULL
 
 /* setup flags */
 #define UL_SETUP_CQSIZE          (1u << 3)

@@ -12,20 +12,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#ifndef __NR_io_uring_setup
-#define __NR_io_uring_setup 425
-#endif
-#ifndef __NR_io_uring_enter
-#define __NR_io_uring_enter 426
-#endif
-#ifndef __NR_io_uring_register
-#define __NR_io_uring_register 427
-#endif
-
-#define OFF_SQ_RING 0ULL
-#define OFF_CQ_RING 0x8000000ULL
-#define OFF_SQES    0x10000000ULL
-
 /* The kernel's side of the ring indices: read with acquire, publish with
  * release, so the SQE/CQE contents are ordered with the index moves. */
 #define load_acquire(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
