@@ -12,21 +12,15 @@ loops alternate round by round.  Prints one line per loop with every
 round, best first.
 """
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import loadgen
+from measuring import TICK, process_ticks, rotate
 
 HERE = Path(__file__).resolve().parent
-TICK = os.sysconf("SC_CLK_TCK")
 HTTP = ("httptools", "aiohttp")
-
-
-def cpu_ticks(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]), int(fields[12])     # utime, stime
 
 
 def one_run(loop, args):
@@ -44,10 +38,10 @@ def one_run(loop, args):
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if gen.stdout.readline().strip() != "GO":
             raise RuntimeError("the load generator did not start")
-        user0, sys0 = cpu_ticks(server.pid)
+        user0, sys0 = process_ticks(server.pid)
         if gen.stdout.readline().strip() != "END":
             raise RuntimeError("the load generator did not finish")
-        user1, sys1 = cpu_ticks(server.pid)
+        user1, sys1 = process_ticks(server.pid)
         gen.stdin.write("quit\n")
         gen.stdin.flush()
         requests = loadgen.parse_result(gen.stdout.readline())["requests"]
@@ -73,8 +67,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results = {loop: [] for loop in args.loops}
     for rnd in range(args.rounds):
-        shift = rnd % len(args.loops)
-        for loop in args.loops[shift:] + args.loops[:shift]:
+        for loop in rotate(args.loops, rnd):
             results[loop].append(one_run(loop, args))
     print(f"{args.workload}, {args.connections} connections, {args.size} B: "
           "CPU µs per request, user + system = total, each round, best first")

@@ -97,13 +97,10 @@ import asyncio
 import contextlib
 import fcntl
 import importlib
-import importlib.metadata
 import importlib.util
 import json
 import os
-import platform
 import random
-import resource
 import select
 import shutil
 import statistics
@@ -114,8 +111,11 @@ import tempfile
 import time
 from pathlib import Path
 
-# benchmarks/report.py: the suite's tables and helpers
-from report import failure_lines, finish, format_size, plural, progress, spread
+# benchmarks/measuring.py and report.py: the suite's measuring, tables and helpers
+from measuring import (CONTENDED, TICK, RunFailed, busy, cpu_seconds, cpu_stat, environment,
+                       least_disturbed, role_result, rotate, run_delay)
+from report import (contention_notes, fewer_rounds, finish, format_size, median_cell,
+                    notes_and_failures, plural, progress, ratio_text, saw, section_head, stats)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -125,8 +125,6 @@ KINDS = ["random", "sequential", "small"]
 MIB = 1 << 20
 BLOCK = 4096
 SMALL = 1024
-# A run in which other work took this share of the window is repeated (--retries).
-CONTENDED = 0.05
 SAMPLE_INTERVAL = 0.01
 RUN_TIMEOUT_BASE = 120.0
 # The issue's sizes (this script's defaults) and run.py's (--quick's).
@@ -149,10 +147,6 @@ UNITS = {
 }
 
 
-class RunFailed(Exception):
-    pass
-
-
 # -- helpers ------------------------------------------------------------------
 
 def contestants(loops):
@@ -169,37 +163,9 @@ def kind_of(case):
     return "random" if case.startswith("random") else case
 
 
-def cpu_seconds(who=resource.RUSAGE_SELF):
-    ru = resource.getrusage(who)
-    return ru.ru_utime + ru.ru_stime
-
-
 def cpu_busy():
-    """Seconds the CPUs this process may use were busy (everything but idle
-    and iowait, the hypervisor's steal included), from /proc/stat."""
-    cpus = os.sched_getaffinity(0)
-    hz = os.sysconf("SC_CLK_TCK")
-    busy = 0
-    with open("/proc/stat") as f:
-        for line in f:
-            name, *values = line.split()
-            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
-                user, nice, system, idle, iowait, irq, softirq, steal = map(int, values[:8])
-                busy += user + nice + system + irq + softirq + steal
-    return busy / hz
-
-
-def run_delay():
-    """Seconds this process's live threads have been runnable but kept off
-    a CPU (the kernel's schedstat run delay, summed)."""
-    total = 0
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[1])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / 1e9
+    """Seconds the CPUs this process may use were busy, from /proc/stat."""
+    return sum(map(busy, cpu_stat(os.sched_getaffinity(0)).values())) / TICK
 
 
 def mount_of(path):
@@ -252,11 +218,6 @@ def spread_directories(path):
         pass
     finally:
         os.close(fd)
-
-
-def rotate(items, rnd):
-    k = rnd % len(items)
-    return items[k:] + items[:k]
 
 
 # -- the data file ------------------------------------------------------------
@@ -815,12 +776,7 @@ def run_once(args, case, contestant):
             proc.stdout.close()
         err.seek(0)
         tail = err.read().decode(errors="replace").strip().splitlines()[-12:]
-    try:
-        result = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        raise RunFailed(f"{label}: status {proc.returncode}\n" + "\n".join(tail)) from None
-    if proc.returncode:
-        raise RunFailed(f"{label}: status {proc.returncode}\n" + "\n".join(tail))
+    result = role_result(label, proc.returncode, lines, tail)
     result.update(peak_workers=threads.peak_workers, peak_threads=threads.peak_threads,
                   samples=threads.samples, parent_cpu=parent_cpu, tasks=tasks)
     # Other work: the CPUs' busy time beyond the runner's and this process's,
@@ -828,7 +784,7 @@ def run_once(args, case, contestant):
     # runner's threads waited for a CPU meanwhile (their run delay, which
     # alone would count their waiting for each other too): other work on
     # a CPU the runner did not want took nothing from it.
-    slack = 2 * len(os.sched_getaffinity(0)) / os.sysconf("SC_CLK_TCK")
+    slack = 2 * len(os.sched_getaffinity(0)) / TICK
     other = min(result["busy"] - result["cpu"] - parent_cpu - slack, result["delay"])
     result["lost"] = max(0.0, other) / result["wall"] if result["wall"] > 0 else 0.0
     return result
@@ -865,14 +821,8 @@ def collect(args, out):
                     continue
                 progress(f"files: round {rnd + 1}/{args.rounds}, {case} by {contestant}")
                 try:
-                    best = None
-                    for attempt in range(1 + args.retries):
-                        r = run_once(args, case, contestant)
-                        got["repeated"] += attempt > 0
-                        if best is None or r["lost"] < best["lost"]:
-                            best = r
-                        if r["lost"] < CONTENDED:
-                            break
+                    best = least_disturbed(lambda: run_once(args, case, contestant),
+                                           args.retries, got)
                     best["round"] = rnd + 1
                     got["runs"][contestant].append(derive(case, best))
                 except RunFailed as exc:
@@ -897,10 +847,7 @@ def summarize(case, runs):
         s = {"contestant": contestant, "runs": len(rs)}
         if rs:
             for key in ("rate", "cpu_per"):
-                values = [r[key] for r in rs]
-                s[key] = statistics.median(values)
-                s[f"{key}_spread"] = spread(values)
-                s[f"{key}_all"] = values
+                s.update(stats(rs, key))
             s["peak_workers"] = max(r["peak_workers"] for r in rs)
             s["peak_threads"] = max(r["peak_threads"] for r in rs)
             for name, ref in reference.items():
@@ -941,15 +888,7 @@ def notes(case, part, settings):
     if backends:
         lines.append(f"uringloop's file backend on its loop: {', '.join(sorted(backends))}")
     lost = [r["lost"] for rs in part["runs"].values() for r in rs]
-    bad = sum(x >= CONTENDED for x in lost)
-    if lost and bad:
-        lines.append(f"contention: in {bad} of {len(lost)} runs other work took ≥ "
-                     f"{CONTENDED:.0%} of the window (max {max(lost):.0%}) even after retries; "
-                     f"their rates are less reliable")
-    elif lost:
-        lines.append(f"contention: other work took at most {max(lost):.1%} of any window")
-    if part["repeated"]:
-        lines.append(f"{plural(part['repeated'], 'run')} repeated for contention")
+    lines += contention_notes(lost, part["repeated"], "rates")
     short = [f"{c} ({min(r['wall'] for r in rs) * 1000:.0f} ms)"
              for c, rs in part["runs"].items() if rs and min(r["wall"] for r in rs) < 0.05]
     if short:
@@ -977,10 +916,6 @@ def as_json(args, env, collected, seconds, interrupted):
             "interrupted": interrupted, "cases": cases}
 
 
-def ratio_text(value):
-    return "-" if value is None else f"{value:.2f}x"
-
-
 def target_text(targets):
     if not targets:
         return ""
@@ -991,13 +926,10 @@ def target_text(targets):
 def markdown(data, loops=None):
     """The report section: a heading, a table per case, notes.  A list of
     lines; benchmarks/run.py appends them to its report."""
-    head = "### Files (benchmarks/files.py)"
+    lines = section_head("Files", "files.py", data)
     if "error" in data:
-        return [head, "", "**failed**:", "", "```", data["error"], "```", ""]
+        return lines
     settings = data["settings"]
-    lines = [head, ""]
-    if data.get("interrupted"):
-        lines += ["**files.py was interrupted: only the runs it completed are shown.**", ""]
     resident = settings.get("resident") or []
     cache = (f"; after each round's read of the data file, {min(a for _, a in resident):.1%} "
              f"of it was in the page cache (preadv RWF_NOWAIT)") if resident else ""
@@ -1031,21 +963,17 @@ def markdown(data, loops=None):
                 failed = any(f.startswith(f"{case} by {contestant}:") for f in part["failures"])
                 lines.append(f"| {contestant} | {'**failed**' if failed else 'not run'} |{blanks}")
                 continue
-            short = f" ({s['runs']} of {settings['rounds']} rounds)" \
-                if s["runs"] < settings["rounds"] else ""
-            cells = [f"{s['rate']:,.{rate_digits}f} ±{s['rate_spread']:.0%}",
-                     f"{s['cpu_per']:,.{cpu_digits}f} ±{s['cpu_per_spread']:.0%}",
+            short = fewer_rounds(s["runs"], settings["rounds"])
+            cells = [median_cell(s, "rate", rate_digits), median_cell(s, "cpu_per", cpu_digits),
                      "—" if contestant.startswith("aiofiles/") and s["vs_aiofiles"] == 1
                      else ratio_text(s["vs_aiofiles"]),
                      "—" if contestant == "blocking" else ratio_text(s["vs_blocking"]),
                      str(s["peak_workers"]), str(s["peak_threads"]),
                      target_text(s.get("target"))]
             lines.append(f"| {contestant}{short} | " + " | ".join(cells) + " |")
-        lines += [""] + [f"- {note}" for note in part["notes"]]
-        lines += failure_lines(part["failures"])
+        lines += notes_and_failures(part)
         lines.append("")
-    lines += [f"files.py saw: {data['environment']}; {data['seconds']:.0f} s in all.", ""]
-    return lines
+    return lines + saw("files.py", data)
 
 
 def uringloop_missing():
@@ -1064,27 +992,6 @@ def uringloop_missing():
         return None
     err = proc.stderr.strip().splitlines()
     return f"uringloop.open/uringloop.os not there yet ({err[-1] if err else proc.returncode})"
-
-
-def environment(args):
-    versions = {"python": platform.python_version()}
-    for name in ["aiofiles"] + [x for x in args.loops if x != "asyncio"]:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "?"
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "uringloop"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        commit = (commit or "?") + (" (uringloop/ modified)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        commit = "?"
-    return (f"Linux {platform.release()}, {os.cpu_count()} CPUs "
-            f"({len(os.sched_getaffinity(0))} allowed); "
-            + ", ".join(f"{k} {v}" for k, v in versions.items())
-            + f"; uringloop at {commit}")
 
 
 def parse_args(argv):
@@ -1170,7 +1077,8 @@ def main(argv=None):
         if why:
             args.skipped["uringloop"] = why
             progress(f"note: skipping the uringloop rows: {why}")
-    env = environment(args)
+    # Unpinned runs: how many CPUs they had matters.
+    env = environment(["aiofiles"] + args.loops, allowed=True)
     args.resident = []
     started = time.monotonic()
     interrupted = False

@@ -40,9 +40,7 @@ hypervisor's steal on any of the CPUs, whichever is largest.
 """
 import argparse
 import http.client
-import importlib.metadata
 import os
-import platform
 import re
 import signal
 import statistics
@@ -58,6 +56,7 @@ if __name__ == "__main__":
     # This script's neighbours (sys.path[0] when it runs); gunicorn's workers
     # import this module for app() alone.
     import loadgen
+    import measuring
     import report
 
 HOST = "127.0.0.1"
@@ -92,39 +91,22 @@ async def app():
     return application
 
 
-class RunFailed(Exception):
-    pass
-
-
-def cpu_seconds(pid):
-    """User + system CPU time of process `pid` (all threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def until(predicate, what, proc, log):
     deadline = time.monotonic() + START_TIMEOUT
     while not (result := predicate()):
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RunFailed(f"no {what}; gunicorn's log ends:\n{log_tail(log)}")
+            raise measuring.RunFailed(f"no {what}; gunicorn's log ends:\n{log_tail(log)}")
         time.sleep(0.05)
     return result
 
 
-def cpu_stat(cpus):
+def tasks_and_steal(cpus):
     """{cpu: [seconds it ran tasks (user, nice, system), seconds the
     hypervisor stole]}, from /proc/stat.  Interrupts and softirqs stay out:
     the kernel's work for gunicorn's own loopback traffic is counted there,
     not in gunicorn's CPU time, and would pass for other work."""
-    hz = os.sysconf("SC_CLK_TCK")
-    out = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            name, *values = line.split()
-            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
-                user, nice, system, *_, steal = map(int, values[:8])
-                out[int(name[3:])] = [(user + nice + system) / hz, steal / hz]
-    return out
+    return {cpu: [(t.user + t.nice + t.system) / measuring.TICK, t.steal / measuring.TICK]
+            for cpu, t in measuring.cpu_stat(cpus).items()}
 
 
 def log_tail(log, lines=15):
@@ -174,7 +156,7 @@ def serving(proc, log, count):
 
 def measure(port, pids, args):
     """One generator run against `port`: its RESULT, and in its window
-    {pid: CPU seconds} and cpu_stat() of the server's and client's CPUs."""
+    {pid: CPU seconds} and tasks_and_steal() of the server's and client's CPUs."""
     cpus = args.server_cpus | {args.client_cpu}
     with subprocess.Popen(
             loadgen.command("http", port, args.connections, 1, args.warmup, args.duration,
@@ -183,13 +165,14 @@ def measure(port, pids, args):
             preexec_fn=lambda: os.sched_setaffinity(0, {args.client_cpu})) as generator:
         try:
             if generator.stdout.readline().strip() != "GO":
-                raise RunFailed("the load generator did not start")
-            before, stat_before = {pid: cpu_seconds(pid) for pid in pids}, cpu_stat(cpus)
+                raise measuring.RunFailed("the load generator did not start")
+            before = {pid: measuring.process_seconds(pid) for pid in pids}
+            stat_before = tasks_and_steal(cpus)
             if generator.stdout.readline().strip() != "END":
-                raise RunFailed("the load generator did not finish")
-            cpu = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
+                raise measuring.RunFailed("the load generator did not finish")
+            cpu = {pid: measuring.process_seconds(pid) - before[pid] for pid in pids}
             stat = {c: [a - b for a, b in zip(v, stat_before[c])]
-                    for c, v in cpu_stat(cpus).items()}
+                    for c, v in tasks_and_steal(cpus).items()}
             generator.stdin.write("quit\n")
             generator.stdin.flush()
             return loadgen.parse_result(generator.stdout.readline()), cpu, stat
@@ -213,7 +196,7 @@ def stop(proc):
 
 def one_run(worker, args, scratch):
     """A fresh gunicorn with --workers workers of class `worker`, measured
-    once; RunFailed, OSError or ValueError if it fails."""
+    once; measuring.RunFailed, OSError or ValueError if it fails."""
     log = Path(scratch) / f"{worker}.log"
     proc = start(worker, args, log)
     try:
@@ -222,12 +205,12 @@ def one_run(worker, args, scratch):
     finally:
         stop(proc)
     if not result["requests"]:
-        raise RunFailed("no request completed in the window")
+        raise measuring.RunFailed("no request completed in the window")
     total = sum(cpu.values())
     elapsed = result["elapsed"]
     worker_cpu = sorted((cpu[pid] for pid in workers), reverse=True)
     # /proc reports CPU time in clock ticks: a tick of rounding per process and CPU.
-    slack = (len(cpu) + len(args.server_cpus)) / os.sysconf("SC_CLK_TCK")
+    slack = (len(cpu) + len(args.server_cpus)) / measuring.TICK
     others = sum(stat[c][0] for c in args.server_cpus) - total - slack
     return {"rps": result["rps"], "requests": int(result["requests"]),
             "cpu_us": total / result["requests"] * 1e6,
@@ -239,31 +222,17 @@ def one_run(worker, args, scratch):
                         sum(steal for _, steal in stat.values()) / elapsed)}
 
 
-def measured(worker, args, scratch, got):
-    """One round of one worker class, repeated while other work took
-    report.CONTENDED or more of its window: the least disturbed attempt."""
-    best = None
-    for attempt in range(1 + args.retries):
-        run = one_run(worker, args, scratch)
-        got["repeated"] += attempt > 0
-        if best is None or run["lost"] < best["lost"]:
-            best = run
-        if run["lost"] < report.CONTENDED:
-            break
-    return best
-
-
 def collect(args, scratch, out):
     """Fills out: {"runs": {loop: [result]}, "failures": [text], "repeated":
     count} as it goes, so that an interruption leaves what was done."""
     out.update(runs={worker: [] for worker in args.loops}, failures=[], repeated=0)
     for rnd in range(args.rounds):
-        shift = rnd % len(args.loops)
-        for worker in args.loops[shift:] + args.loops[:shift]:
+        for worker in measuring.rotate(args.loops, rnd):
             report.progress(f"gunicorn: round {rnd + 1}/{args.rounds}, {worker}")
             try:
-                run = measured(worker, args, scratch, out)
-            except (RunFailed, OSError, ValueError) as exc:
+                run = measuring.least_disturbed(lambda: one_run(worker, args, scratch),
+                                                args.retries, out)
+            except (measuring.RunFailed, OSError, ValueError) as exc:
                 out["failures"].append(f"{worker}: {exc}")
                 continue
             run["round"] = rnd + 1
@@ -283,10 +252,9 @@ def summarize(runs, workers):
             for key in KEYS:
                 s[key] = statistics.median(r[key] for r in rs)
             for key in KEYS[:2]:
-                s[f"{key}_spread"] = report.spread([r[key] for r in rs])
-                s[f"{key}_all"] = [r[key] for r in rs]
-                s[f"{key}_vs"] = (s[key] / statistics.median(r[key] for r in base)
-                                  if base else None)
+                # stats() sets s[key] again: the same median, in the same place.
+                s.update(report.stats(rs, key))
+                s[f"{key}_vs"] = report.ratio_to(s[key], key, base)
             s["split"] = [statistics.median(r["split"][i] for r in rs) for i in range(workers)]
         out.append(s)
     return out
@@ -294,17 +262,7 @@ def summarize(runs, workers):
 
 def notes(got):
     lost = [r["lost"] for rs in got["runs"].values() for r in rs]
-    bad = sum(x >= report.CONTENDED for x in lost)
-    lines = []
-    if bad:
-        lines.append(f"contention: in {bad} of {len(lost)} runs other work took ≥ "
-                     f"{report.CONTENDED:.0%} of the window (max {max(lost):.0%}) even after "
-                     f"retries; their numbers are less reliable")
-    elif lost:
-        lines.append(f"contention: other work took at most {max(lost):.1%} of any window")
-    if got["repeated"]:
-        lines.append(f"{report.plural(got['repeated'], 'run')} repeated for contention")
-    return lines
+    return report.contention_notes(lost, got["repeated"], "numbers")
 
 
 def as_json(args, env, collected, seconds, interrupted):
@@ -325,21 +283,6 @@ def packages(loops):
     return ["gunicorn", "aiohttp"] + (["uvloop"] if "uvloop" in loops else [])
 
 
-def environment(args):
-    versions = [f"python {platform.python_version()}"] + [
-        f"{name} {importlib.metadata.version(name)}" for name in packages(args.loops)]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "uringloop"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        commit = (commit or "?") + (" (uringloop/ modified)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        commit = "?"
-    return (f"Linux {platform.release()}, {os.cpu_count()} CPUs; " + ", ".join(versions)
-            + f"; uringloop at {commit}")
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -354,8 +297,8 @@ def parse_args(argv):
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--stall-timeout", type=float, default=10.0)
     parser.add_argument("--retries", type=int, default=1,
-                        help=f"repeat a run that lost {report.CONTENDED * 100:.0f}%% or more of "
-                             "its window to other work up to this many times (default: 1)")
+                        help=f"repeat a run that lost {measuring.CONTENDED * 100:.0f}%% or more "
+                             "of its window to other work up to this many times (default: 1)")
     parser.add_argument("--json", action="store_true",
                         help="print the results as one JSON object instead of Markdown "
                              "(benchmarks/run.py's workload gunicorn uses this)")
@@ -376,7 +319,7 @@ def main(argv=None):
         loadgen.binary()
     except loadgen.BuildError as exc:
         sys.exit(str(exc))
-    env = environment(args)
+    env = measuring.environment(packages(args.loops))
     started = time.monotonic()
     interrupted = False
     collected = {}

@@ -6,6 +6,8 @@ import math
 import statistics
 import sys
 
+from measuring import CONTENDED
+
 COLORS = {"uringloop": "#d62728", "asyncio": "#7f7f7f", "uvloop": "#1f77b4", "floor": "#2ca02c"}
 # run.py's C io_uring echo server (benchmarks/floor_echo.c): a "loop" of the
 # echo cases' results, shown under this name.
@@ -15,9 +17,6 @@ FLOOR_NAME = "C io_uring floor"
 # saturated: its requests/s may measure the generator rather than the loop.
 GENERATOR_BUSY = 0.85
 SERVER_SATURATED = 0.95
-# Flag runs where the server or the generator waited this long for its CPU
-# (other tasks on it), or the hypervisor stole this much.
-CONTENDED = 0.05
 # Rows whose rounds spread wider than this get a word of caution.
 WIDE = 0.15
 
@@ -54,6 +53,13 @@ def format_size(n):
     return f"{n} B"
 
 
+def parse_size(text):
+    """Bytes, from what format_size writes or shorter: 64, 4k, 1.5m, 1GiB."""
+    text = text.strip().lower().removesuffix("b").removesuffix("i")
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
+    return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
 def finish(data, as_json, tables):
     """A script's last word: each failed run to stderr, then its JSON or
     its Markdown tables (tables(data) -> lines) to stdout; the exit status."""
@@ -63,6 +69,69 @@ def finish(data, as_json, tables):
     print(json.dumps(data) if as_json else "\n".join(tables(data)))
     failed = any(part["failures"] for part in data["cases"].values())
     return 1 if failed or data.get("interrupted") else 0
+
+
+def stats(rs, key):
+    """A summary row's entries for `key` over the runs rs: the median, its
+    spread and every run's value (key_all)."""
+    values = [r[key] for r in rs]
+    return {key: statistics.median(values), f"{key}_spread": spread(values),
+            f"{key}_all": values}
+
+
+def ratio_to(value, key, base):
+    """value over the median of `key` in the baseline's runs; None without them."""
+    return value / statistics.median(r[key] for r in base) if base else None
+
+
+def contention_notes(lost, repeated, what, where=""):
+    """The notes on what other work took of the runs' windows (lost: each
+    run's share) on the CPUs `where` says, and on the runs repeated for it;
+    `what` names the numbers it makes less reliable."""
+    lines = []
+    bad = sum(x >= CONTENDED for x in lost)
+    if bad:
+        lines.append(f"contention: in {bad} of {len(lost)} runs other work took ≥ "
+                     f"{CONTENDED:.0%} of the window (max {max(lost):.0%})"
+                     f"{where + ',' if where else ''} even after retries; their {what} are "
+                     f"less reliable")
+    elif lost:
+        lines.append(f"contention: other work took at most {max(lost):.1%} of any window{where}")
+    if repeated:
+        lines.append(f"{plural(repeated, 'run')} repeated for contention")
+    return lines
+
+
+def section_head(title, script, data):
+    """The start of a script's section of the report: its heading, then
+    the error if the script failed (the whole section then) or a word if
+    it was interrupted."""
+    lines = [f"### {title} (benchmarks/{script})", ""]
+    if "error" in data:
+        return lines + ["**failed**:", "", "```", data["error"], "```", ""]
+    if data.get("interrupted"):
+        lines += [f"**{script} was interrupted: only the runs it completed are shown.**", ""]
+    return lines
+
+
+def median_cell(s, key, digits):
+    """'median ±spread' of a summary row's key."""
+    return f"{s[key]:,.{digits}f} ±{s[key + '_spread']:.0%}"
+
+
+def fewer_rounds(runs, rounds):
+    """What a row with fewer runs than rounds says after its name."""
+    return f" ({runs} of {rounds} rounds)" if runs < rounds else ""
+
+
+def notes_and_failures(part):
+    """The lines under a part's table: its notes, then its failed runs."""
+    return [""] + [f"- {note}" for note in part["notes"]] + failure_lines(part["failures"])
+
+
+def saw(script, data):
+    """A script's section's last words: what it ran on, how long it took."""
+    return [f"{script} saw: {data['environment']}; {data['seconds']:.0f} s in all.", ""]
 
 
 def failure_lines(failures):
@@ -99,6 +168,11 @@ def number(v):
 
 def ratio(v):
     return f"{v:.2f}x"
+
+
+def ratio_text(value):
+    """A ratio, or "-" where there was nothing to compare with."""
+    return "-" if value is None else ratio(value)
 
 
 def geomean(values):
@@ -306,12 +380,10 @@ SENDFILE_PARTS = [
 
 def sendfile_tables(sendfile, loops):
     """benchmarks/sendfile.py --json (parts loops and http): a table each."""
+    lines = section_head("Sending a file", "sendfile.py", sendfile)
     if "error" in sendfile:
-        return ["### Sending a file (benchmarks/sendfile.py)", "", "**failed**:", "", "```", sendfile["error"], "```", ""]
+        return lines
     settings, base = sendfile["settings"], sendfile["baseline"]
-    lines = ["### Sending a file (benchmarks/sendfile.py)", ""]
-    if sendfile.get("interrupted"):
-        lines += ["**sendfile.py was interrupted: only the runs it completed are shown.**", ""]
     for name, heading, columns in SENDFILE_PARTS:
         part = sendfile["parts"].get(name)
         if part is None:
@@ -346,15 +418,12 @@ def sendfile_tables(sendfile, loops):
                 status = "**failed**" if s is not None else "not run"
                 lines.append(f"| {loop} | {status} |" + " |" * (2 * len(columns)))
                 continue
-            cells = [f"{s[key]:,.{digits}f} ±{s[key + '_spread']:.0%}"
-                     for key, _, digits, _ in columns]
+            cells = [median_cell(s, key, digits) for key, _, digits, _ in columns]
             ratios = ["—" if loop == base or s[f"{key}_vs_{base}"] is None
                       else ratio(s[f"{key}_vs_{base}"]) for key, *_ in columns]
-            runs = f" ({s['runs']} of {settings['rounds']} rounds)" \
-                if s["runs"] < settings["rounds"] else ""
+            runs = fewer_rounds(s["runs"], settings["rounds"])
             lines.append(f"| {loop}{runs} | {s['path']} | " + " | ".join(cells + ratios) + " |")
-        lines += [""] + [f"- {note}" for note in part["notes"]]
-        lines += failure_lines(part["failures"])
+        lines += notes_and_failures(part)
         lines.append("")
     lines += [
         f"Medians over {settings['rounds']} round(s), ± half the range; ratios are of medians "
@@ -367,13 +436,10 @@ def sendfile_tables(sendfile, loops):
 def gunicorn_markdown(data):
     """benchmarks/gunicorn.py's JSON as a report section: a list of lines
     (the script's own table, and benchmarks/run.py's workload gunicorn)."""
-    head = "### aiohttp under gunicorn (benchmarks/gunicorn.py)"
+    lines = section_head("aiohttp under gunicorn", "gunicorn.py", data)
     if "error" in data:
-        return [head, "", "**failed**:", "", "```", data["error"], "```", ""]
+        return lines
     settings, base, part = data["settings"], data["baseline"], data["cases"]["hello"]
-    lines = [head, ""]
-    if data.get("interrupted"):
-        lines += ["**gunicorn.py was interrupted: only the runs it completed are shown.**", ""]
     lines += [
         f"gunicorn serving an aiohttp hello world (GET /, keep-alive) with "
         f"{plural(settings['workers'], 'worker')} of each class, master and workers pinned to "
@@ -398,19 +464,15 @@ def gunicorn_markdown(data):
             lines.append(f"| {loop} | {s['worker_class']} | "
                          f"{'**failed**' if failed else 'not run'} |" + " |" * 5)
             continue
-        short = f" ({s['runs']} of {settings['rounds']} rounds)" \
-            if s["runs"] < settings["rounds"] else ""
+        short = fewer_rounds(s["runs"], settings["rounds"])
         ratios = ["—" if loop == base or s[f"{key}_vs"] is None else ratio(s[f"{key}_vs"])
                   for key in ("rps", "cpu_us")]
         lines.append(
-            f"| {loop}{short} | {s['worker_class']} | {s['rps']:,.0f} ±{s['rps_spread']:.0%} "
+            f"| {loop}{short} | {s['worker_class']} | {median_cell(s, 'rps', 0)} "
             f"| {number(s['cpu_us'])} ±{s['cpu_us_spread']:.0%} "
             f"| {' / '.join(f'{share:.0%}' for share in s['split'])} "
             f"| {s['server_busy']:.0%} / {s['loadgen_busy']:.0%} | {ratios[0]} | {ratios[1]} |")
-    lines += [""] + [f"- {note}" for note in part["notes"]]
-    lines += failure_lines(part["failures"])
-    return lines + ["", f"gunicorn.py saw: {data['environment']}; "
-                        f"{data['seconds']:.0f} s in all.", ""]
+    return lines + notes_and_failures(part) + [""] + saw("gunicorn.py", data)
 
 
 def notes(data):

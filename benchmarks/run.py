@@ -132,12 +132,10 @@ Requests/s suffers most from such noise; CPU time per request less so.
 """
 import argparse
 import collections
-import importlib.metadata
 import importlib.util
 import json
 import os
 import platform
-import select
 import signal
 import ssl
 import subprocess
@@ -151,6 +149,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import files  # noqa: E402
 import loadgen  # noqa: E402
+import measuring  # noqa: E402
 import report  # noqa: E402
 import subprocesses  # noqa: E402
 from servers import HELLO, make_certificate  # noqa: E402
@@ -192,11 +191,6 @@ TLS_SETTINGS = "TLS 1.3, TLS_AES_256_GCM_SHA384, ECDSA P-256 certificate (trustm
 
 READY_TIMEOUT = 30.0
 REPLY_TIMEOUT = 10.0
-EXIT_TIMEOUT = 10.0
-
-
-class RunFailed(Exception):
-    pass
 
 
 class Case:
@@ -222,58 +216,12 @@ class Case:
         kind = "http" if self.http else "echo"
         peers = "sockets" if self.udp else "conn"
         text = f"{kind} {self.workload}, {self.connections} {peers}"
-        return text if self.http else f"{text}, {format_size(self.size)}"
-
-
-def format_size(n):
-    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale and n % scale == 0:
-            return f"{n // scale} {unit}"
-    return f"{n} B"
-
-
-def parse_size(text):
-    text = text.strip().lower().removesuffix("b").removesuffix("i")
-    scale = {"k": 1 << 10, "m": 1 << 20}.get(text[-1:], 1)
-    return int(text[:-1] if scale > 1 else text) * scale
-
-
-class Lines:
-    """Lines from a child's stdout, each awaited with a deadline."""
-
-    def __init__(self, proc, name):
-        self.proc = proc
-        self.name = name
-        self.fd = proc.stdout.fileno()
-        self.buf = b""
-
-    def next(self, timeout, waiting_for):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RunFailed(f"{self.name}: no {waiting_for} within {timeout:.0f} s")
-            if select.select([self.fd], [], [], left)[0]:
-                chunk = os.read(self.fd, 65536)
-                if not chunk:
-                    code = self.proc.wait()
-                    raise RunFailed(f"{self.name} exited (status {code}) "
-                                    f"before {waiting_for}")
-                self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.decode(errors="replace").strip()
+        return text if self.http else f"{text}, {report.format_size(self.size)}"
 
 
 def steal_seconds(cpus):
     """{cpu: seconds the hypervisor ran something else}, from /proc/stat."""
-    hz = os.sysconf("SC_CLK_TCK")
-    out = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            name, *values = line.split()
-            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
-                out[int(name[3:])] = int(values[7]) / hz
-    return out
+    return {cpu: t.steal / measuring.TICK for cpu, t in measuring.cpu_stat(cpus).items()}
 
 
 def tail(path, lines=12):
@@ -284,94 +232,60 @@ def tail(path, lines=12):
     return "\n".join(text.splitlines()[-lines:])
 
 
-def spawn(args, cpu, stderr):
-    def pin():
-        os.sched_setaffinity(0, {cpu})
-    return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=stderr, preexec_fn=pin, cwd=REPO)
-
-
-def send(proc, text):
-    try:
-        proc.stdin.write(text.encode() + b"\n")
-        proc.stdin.flush()
-    except (BrokenPipeError, OSError):
-        pass
-
-
-def finish(proc, say=None):
-    """Ask a child to end (a line, then EOF on stdin); kill it if it will not."""
-    if proc.poll() is None:
-        if say:
-            send(proc, say)
-        try:
-            proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            proc.wait(EXIT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for stream in (proc.stdin, proc.stdout):
-        try:
-            stream.close()
-        except OSError:
-            pass
-
-
 def run_one(case, loop, args, scratch):
     """One measured run: a fresh server, a fresh generator."""
     server_err = Path(scratch) / "server.err"
     gen_err = Path(scratch) / "loadgen.err"
     server = generator = None
     with open(server_err, "wb") as serr, open(gen_err, "wb") as gerr:
+        # Both are told what to do on their stdin.
         try:
-            server = spawn(server_command(case, loop, args), args.server_cpu, serr)
-            server_out = Lines(server, "server")
+            server = measuring.spawn(server_command(case, loop, args), args.server_cpu, serr,
+                                     stdin=subprocess.PIPE)
+            server_out = measuring.Lines(server, "server")
             ready = server_out.next(READY_TIMEOUT, "READY line")
             if not ready.startswith("READY "):
-                raise RunFailed(f"server said {ready!r} instead of READY")
+                raise measuring.RunFailed(f"server said {ready!r} instead of READY")
             port = int(ready.split()[1])
 
-            generator = spawn(loadgen.command(
+            generator = measuring.spawn(loadgen.command(
                 "http" if case.http else "echo", port, case.connections, case.size or 1,
                 args.warmup, args.duration, args.stall_timeout,
                 HELLO.decode() if case.http else None, tls=case.tls, udp=case.udp),
-                args.client_cpu, gerr)
-            gen_out = Lines(generator, "load generator")
+                args.client_cpu, gerr, stdin=subprocess.PIPE)
+            gen_out = measuring.Lines(generator, "load generator")
             # Connecting (with TLS, handshaking) may take up to one stall
             # timeout, so may warming up.
             line = gen_out.next(args.warmup + 2 * args.stall_timeout + 10, "GO")
             if line != "GO":
-                raise RunFailed(f"load generator said {line!r} instead of GO")
-            send(server, "start")
+                raise measuring.RunFailed(f"load generator said {line!r} instead of GO")
+            measuring.send(server, "start")
             before = steal_seconds({args.server_cpu, args.client_cpu})
             line = gen_out.next(args.duration + args.stall_timeout + 10, "END")
             if line != "END":
-                raise RunFailed(f"load generator said {line!r} instead of END")
-            send(server, "stop")
+                raise measuring.RunFailed(f"load generator said {line!r} instead of END")
+            measuring.send(server, "stop")
             after = steal_seconds({args.server_cpu, args.client_cpu})
             usage = json.loads(server_out.next(REPLY_TIMEOUT, "CPU report"))
-            send(generator, "quit")
+            measuring.send(generator, "quit")
             result = loadgen.parse_result(gen_out.next(REPLY_TIMEOUT, "RESULT"))
-            finish(generator)
+            measuring.end(generator)
             if generator.returncode:
-                raise RunFailed(f"load generator exited with status {generator.returncode}")
-        except (RunFailed, OSError, ValueError) as exc:
+                raise measuring.RunFailed(
+                    f"load generator exited with status {generator.returncode}")
+        except (measuring.RunFailed, OSError, ValueError) as exc:
             for proc in (generator, server):
                 if proc is not None and proc.poll() is None:
                     proc.kill()
             for proc in (generator, server):
-                if proc is not None:
-                    finish(proc)
+                measuring.end(proc)
             details = [str(exc)]
             for name, path in (("load generator", gen_err), ("server", server_err)):
                 text = tail(path)
                 if text:
                     details.append(f"{name} stderr:\n{text}")
             return {"ok": False, "error": "\n".join(details)}
-        finish(server)
+        measuring.end(server)
 
     if usage["errors"]:
         return {"ok": False, "error": f"the server's loop reported {usage['errors']} "
@@ -552,7 +466,7 @@ def measured(case, loop, rnd, args, scratch, progress):
     # Which attempt counts depends only on how much CPU other work took,
     # never on the numbers the loop produced.
     while outcome["ok"] and len(attempts) <= args.retries \
-            and contention(outcome) >= report.CONTENDED:
+            and contention(outcome) >= measuring.CONTENDED:
         progress.show(f"{label} (again: lost {contention(outcome):.0%} of the window "
                       f"to other work)")
         outcome = run_one(case, loop, args, scratch)
@@ -622,7 +536,7 @@ def parse_args(argv):
     parser.add_argument("--loops", nargs="+", choices=LOOPS, default=LOOPS)
     parser.add_argument("--connections", nargs="+", type=int, metavar="N", default=[100],
                         help="concurrent connections (default: 100)")
-    parser.add_argument("--sizes", nargs="+", type=parse_size, metavar="BYTES",
+    parser.add_argument("--sizes", nargs="+", type=report.parse_size, metavar="BYTES",
                         help="echo message sizes, e.g. 64 4k 64k (default: 64 4k; 4k for "
                              "the TLS echo, 64 1400 for udp, 64 for reader)")
     parser.add_argument("--full", action="store_true",
@@ -659,8 +573,8 @@ def parse_args(argv):
                         help="the loop the ratios compare with (default: uvloop)")
     parser.add_argument("--retries", type=int, default=1,
                         help="repeat a run up to this many times when other work took "
-                             f"≥ {report.CONTENDED * 100:.0f}%% of its window from the server or the "
-                             "generator; the least disturbed attempt counts (default: 1)")
+                             f"≥ {measuring.CONTENDED * 100:.0f}%% of its window from the server "
+                             "or the generator; the least disturbed attempt counts (default: 1)")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--stall-timeout", type=float, default=10.0,
@@ -718,33 +632,12 @@ def parse_args(argv):
 
 
 def environment(args):
-    versions = {"python": platform.python_version()}
-    for name in args.loops + [p for w in args.workloads for p in NEEDS.get(w, [])]:
-        if name != "asyncio" and name not in versions:
-            try:
-                versions[name] = importlib.metadata.version(name)
-            except importlib.metadata.PackageNotFoundError:
-                versions[name] = "?"
+    versions = measuring.versions(
+        args.loops + [p for w in args.workloads for p in NEEDS.get(w, [])])
     if any(w in TLS for w in args.workloads):
         versions["OpenSSL"] = ssl.OPENSSL_VERSION.removeprefix("OpenSSL ").split()[0]
-    model = "?"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "uringloop"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        commit += " (uringloop/ modified)" if dirty else ""
-    except (OSError, subprocess.SubprocessError):
-        commit = "?"
-    return {"kernel": platform.release(), "cpu": model, "cpus": os.cpu_count(),
-            "versions": versions, "commit": commit}
+    return {"kernel": platform.release(), "cpu": measuring.cpu_model(), "cpus": os.cpu_count(),
+            "versions": versions, "commit": measuring.commit()}
 
 
 def main(argv=None):
@@ -766,7 +659,7 @@ def main(argv=None):
                   f"{str(exc).splitlines()[0]}", file=sys.stderr, flush=True)
             args.workloads = [w for w in args.workloads if w not in TLS]
             tls = []
-    # The parent stays off the server's CPU; spawn() pins each child.
+    # The parent stays off the server's CPU; measuring.spawn() pins each child.
     os.sched_setaffinity(0, {args.client_cpu})
 
     cases = build_cases(args)
@@ -781,8 +674,7 @@ def main(argv=None):
                 args.certfile, args.keyfile = make_certificate(scratch)
             for rnd in range(args.rounds):
                 for case in cases:
-                    loops = case_loops(case, args)
-                    for loop in loops[rnd % len(loops):] + loops[:rnd % len(loops)]:
+                    for loop in measuring.rotate(case_loops(case, args), rnd):
                         runs[case.label, loop].append(
                             measured(case, loop, rnd, args, scratch, progress))
                         progress.step()
@@ -863,18 +755,17 @@ def main(argv=None):
             written.append(png)
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     failed = sum(not r["ok"] for rs in runs.values() for r in rs)
-    sendfile_failed = sendfile and ("error" in sendfile or any(
-        part["failures"] for part in sendfile["parts"].values()))
-    # A loop without subprocesses ("not supported") is no failure.
-    subprocs_failed = subprocs and ("error" in subprocs or any(
-        part["failures"] for part in subprocs["cases"].values()))
-    # uringloop rows "skipped" (no uringloop.open yet) are no failure either.
-    files_failed = file_io and ("error" in file_io or any(
-        part["failures"] for part in file_io["cases"].values()))
-    gunicorn_failed = gunicorn and ("error" in gunicorn or any(
-        part["failures"] for part in gunicorn["cases"].values()))
-    return 1 if failed or (internals and "error" in internals) or sendfile_failed \
-        or subprocs_failed or files_failed or gunicorn_failed else 0
+    scripts_failed = script_failed(sendfile, "parts") or any(
+        script_failed(data) for data in (subprocs, file_io, gunicorn))
+    return 1 if failed or (internals and "error" in internals) or scripts_failed else 0
+
+
+def script_failed(data, parts="cases"):
+    """Whether a workload that ran a script of its own failed, or any of its
+    runs did.  A loop without subprocesses ("not supported") is no failure,
+    nor are uringloop's rows "skipped" for want of uringloop.open."""
+    return bool(data) and ("error" in data or any(
+        part["failures"] for part in data[parts].values()))
 
 
 if __name__ == "__main__":

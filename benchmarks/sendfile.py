@@ -84,15 +84,10 @@ Roles used by the parts above, not meant to be typed:
 """
 import argparse
 import asyncio
-import hashlib
-import importlib.metadata
 import importlib.util
 import json
 import os
 import platform
-import resource
-import select
-import shutil
 import statistics
 import subprocess
 import sys
@@ -101,14 +96,19 @@ import threading
 import time
 from pathlib import Path
 
-from report import format_size, progress   # benchmarks/report.py
+# benchmarks/loadgen.py, measuring.py and report.py: the suite's builds, measuring and tables
+import loadgen
+from measuring import (CONTENDED, Lines, RunFailed, commit, cpu_model, cpu_seconds, end,
+                       least_disturbed, rotate, run_delay, spawn, versions)
+from report import (format_size, installed, parse_size, progress, ratio_text, ratio_to, spread,
+                    stats)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SOURCE = HERE / "sendfile_paths.c"
 ABI_DIR = REPO / "uringloop" / "_c"
-BUILD_DIR = HERE / ".build"
-CFLAGS = ["-O2", "-Wall", "-Wextra"]
+# What it includes from this repository, which its build's hash covers.
+HEADERS = [ABI_DIR / "abi.h", HERE / "bench_ring.h"]
 
 LOOPS = ["uringloop", "asyncio", "uvloop"]
 BASELINE = "asyncio"
@@ -118,49 +118,16 @@ MECHANISMS = [("sendfile-poll", None), ("splice", 64 << 10), ("splice", 1 << 20)
 MIB = 1 << 20
 HOST = "127.0.0.1"
 WARMUP = 16 * MIB
-# A run in which the sender or the reader was runnable but kept off its CPU
-# by other work for this share of the window is repeated (--retries).
-CONTENDED = 0.05
 READY_TIMEOUT = 30.0
 RUN_TIMEOUT = 600.0
 
 
-class RunFailed(Exception):
-    pass
-
-
 # -- building the C side ------------------------------------------------------
 
-class BuildError(RuntimeError):
-    pass
-
-
 def binary():
-    """Path of the compiled sendfile_paths, built if needed (as loadgen.py does)."""
-    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
-    if not cc:
-        raise BuildError("sendfile_paths needs a C compiler (gcc or cc on PATH, or $CC)")
-    command = [cc, *CFLAGS, "-I", str(ABI_DIR)]
-    digest = hashlib.sha256(SOURCE.read_bytes() + (ABI_DIR / "abi.h").read_bytes()
-                            + repr(command).encode()).hexdigest()[:16]
-    path = BUILD_DIR / f"sendfile_paths-{digest}"
-    if path.exists():
-        return path
-    BUILD_DIR.mkdir(exist_ok=True)
-    gitignore = BUILD_DIR / ".gitignore"
-    if not gitignore.exists():
-        gitignore.write_text("*\n")
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    proc = subprocess.run([*command, "-o", str(partial), str(SOURCE)],
-                          capture_output=True, text=True, timeout=120)
-    if proc.returncode:
-        partial.unlink(missing_ok=True)
-        raise BuildError(f"compiling {SOURCE.name} failed:\n{proc.stderr}")
-    os.replace(partial, path)
-    for stale in BUILD_DIR.glob("sendfile_paths-*"):
-        if stale != path and not stale.name.endswith(".tmp"):
-            stale.unlink(missing_ok=True)
-    return path
+    """Path of the compiled sendfile_paths, built on first use as the load
+    generator is (loadgen.BuildError if it cannot be)."""
+    return loadgen.build(SOURCE, "sendfile_paths-", ["-I", str(ABI_DIR)], headers=HEADERS)
 
 
 TEXT_FIELDS = {"mode", "worker_cpus", "ring", "iowq_aff"}
@@ -180,12 +147,6 @@ def parse_result(line):
 
 # -- helpers ------------------------------------------------------------------
 
-def parse_size(text):
-    text = text.strip().lower().removesuffix("b").removesuffix("i")
-    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
-    return int(float(text[:-1] if scale > 1 else text) * scale)
-
-
 def test_file(size, tag):
     """A file of `size` random bytes in /tmp, made once, read once (page cache)."""
     path = Path(f"/tmp/uringloop-sendfile-{tag}-{size}.bin")
@@ -204,36 +165,14 @@ def test_file(size, tag):
     return path
 
 
-def cpu_seconds():
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def run_delay():
-    """Seconds this process's threads have been runnable but kept off a CPU
-    (the kernel's schedstat run delay, summed over live threads)."""
-    total = 0
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[1])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / 1e9
-
-
 def attempts(args, run, contention):
     """run() until its contention(result) is under CONTENDED, at most
     1 + --retries times; the least contended result."""
-    best = None
-    for _ in range(1 + args.retries):
+    def attempt():
         result = run()
         result["lost"] = contention(result)
-        if best is None or result["lost"] < best["lost"]:
-            best = result
-        if result["lost"] < CONTENDED:
-            break
-    return best
+        return result
+    return least_disturbed(attempt, args.retries)
 
 
 def lost_note(runs):
@@ -248,11 +187,6 @@ def lost_note(runs):
     return [f"contention: sender or reader waited for its CPU a median "
             f"{statistics.median(lost) * 100:.0f}% (max {max(lost) * 100:.0f}%) of the window; "
             f"{bad} of {len(lost)} runs over {CONTENDED * 100:.0f}% even after {{retries}} retries"]
-
-
-def spread(values):
-    med = statistics.median(values)
-    return (max(values) - min(values)) / 2 / med if med else 0.0
 
 
 def fmt(values, digits=None):
@@ -280,18 +214,10 @@ def summarize(runs, *keys):
         if rs:
             s["path"] = "/".join(sorted({r["path"] for r in rs}))
             for key in keys:
-                values = [r[key] for r in rs]
-                s[key] = statistics.median(values)
-                s[f"{key}_spread"] = spread(values)
-                s[f"{key}_all"] = values
-                s[f"{key}_vs_{BASELINE}"] = \
-                    s[key] / statistics.median(r[key] for r in base) if base else None
+                s.update(stats(rs, key))
+                s[f"{key}_vs_{BASELINE}"] = ratio_to(s[key], key, base)
         out.append(s)
     return out
-
-
-def ratio_text(value):
-    return "-" if value is None else f"{value:.2f}x"
 
 
 def table(header, rows):
@@ -301,69 +227,11 @@ def table(header, rows):
     return "\n".join(lines)
 
 
-def spawn(argv, cpu, stderr, stdin=subprocess.DEVNULL):
-    def pin():
-        os.sched_setaffinity(0, {cpu})
-    return subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=stderr,
-                            preexec_fn=pin, cwd=REPO)
-
-
-class Lines:
-    """Lines from a child's stdout, each awaited with a deadline."""
-
-    def __init__(self, proc, name):
-        self.proc, self.name = proc, name
-        self.fd = proc.stdout.fileno()
-        self.buf = b""
-
-    def next(self, timeout, waiting_for):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RunFailed(f"{self.name}: no {waiting_for} within {timeout:.0f} s")
-            if select.select([self.fd], [], [], left)[0]:
-                chunk = os.read(self.fd, 65536)
-                if not chunk:
-                    code = self.proc.wait()
-                    raise RunFailed(f"{self.name} exited (status {code}) before {waiting_for}")
-                self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.decode(errors="replace").strip()
-
-
-def stop(proc):
-    if proc is None:
-        return
-    if proc.poll() is None:
-        try:
-            if proc.stdin:
-                proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for stream in (proc.stdin, proc.stdout):
-        try:
-            if stream:
-                stream.close()
-        except OSError:
-            pass
-
-
 def stderr_tail(f, lines=8):
     f.flush()
     f.seek(0)
     text = f.read().decode(errors="replace").strip()
     return "\n".join(text.splitlines()[-lines:])
-
-
-def rotate(items, rnd):
-    k = rnd % len(items)
-    return items[k:] + items[:k]
 
 
 # -- the roles: a loop sending, a loop serving HTTP --------------------------
@@ -685,8 +553,8 @@ def run_loop_sendfile(args, path, loop):
             raise RunFailed(f"{loop}: {exc}\nsender: {stderr_tail(serr)}\n"
                             f"reader: {stderr_tail(rerr)}") from None
         finally:
-            stop(sender)
-            stop(reader)
+            end(sender)
+            end(reader)
 
 
 def _tmp():
@@ -768,7 +636,7 @@ def run_http(args, path, loop):
             raise RunFailed(f"{loop}: {exc}\nserver: {stderr_tail(serr)}\n"
                             f"client: {stderr_tail(cerr)}") from None
         finally:
-            stop(server)
+            end(server)
 
 
 def http_part(args, path):
@@ -808,36 +676,16 @@ def http_part(args, path):
 # -- main -------------------------------------------------------------------------
 
 def environment(args):
-    versions = {"python": platform.python_version()}
-    for name in ("uvloop", "aiohttp"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
+    # Those not installed go unnamed: the parts that need them were not asked for.
+    packages = versions(name for name in ("uvloop", "aiohttp") if installed(name))
     native = subprocess.run(
         [sys.executable, "-c",
          "import asyncio, uringloop; print(uringloop.Loop._sendfile_native is not "
          "asyncio.BaseEventLoop._sendfile_native)"],
         capture_output=True, text=True, cwd=REPO, timeout=60).stdout.strip()
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "uringloop"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        commit += " (uringloop/ modified)" if dirty else ""
-    except (OSError, subprocess.SubprocessError):
-        commit = "?"
-    model = "?"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"kernel {platform.release()}, {os.cpu_count()} CPUs ({model}); "
-            + ", ".join(f"{k} {v}" for k, v in versions.items())
-            + f"; uringloop {commit}, its own _sendfile_native: {native or '?'}; "
+    return (f"kernel {platform.release()}, {os.cpu_count()} CPUs ({cpu_model()}); "
+            + ", ".join(f"{k} {v}" for k, v in packages.items())
+            + f"; uringloop {commit()}, its own _sendfile_native: {native or '?'}; "
             f"sender on CPU {args.sender_cpu}, reader on CPU {args.reader_cpu}")
 
 
@@ -904,7 +752,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         binary()
-    except BuildError as exc:
+    except loadgen.BuildError as exc:
         sys.exit(str(exc))
     # This process stays off the sender's CPU; children are pinned.
     os.sched_setaffinity(0, {args.reader_cpu})

@@ -55,22 +55,22 @@ Roles used above, not meant to be typed:
 """
 import argparse
 import asyncio
-import importlib.metadata
 import importlib.util
 import json
 import os
-import platform
 import random
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-# benchmarks/report.py: the suite's tables and helpers
-from report import failure_lines, finish, plural, progress, spread
+# benchmarks/measuring.py and report.py: the suite's measuring, tables and helpers
+from measuring import (CONTENDED, TICK, RunFailed, busy, cpu_seconds, cpu_stat, environment,
+                       least_disturbed, role_result, rotate, thread_run_delay)
+from report import (contention_notes, fewer_rounds, finish, median_cell, notes_and_failures,
+                    plural, progress, ratio_text, ratio_to, saw, section_head, stats)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -79,9 +79,6 @@ LOOPS = ["uringloop", "asyncio", "uvloop"]
 CASES = ["spawn", "cat"]
 MIB = 1 << 20
 TRUE = "/bin/true"
-# A run in which other work took this share of the window on the CPUs the
-# case uses is repeated (--retries).
-CONTENDED = 0.05
 # The summary keys of each case: (key, header, decimals, header of its ratio).
 COLUMNS = {
     "spawn": [("us_per_spawn", "µs per spawn (wall)", 0, "wall"),
@@ -93,36 +90,18 @@ COLUMNS = {
 }
 
 
-class RunFailed(Exception):
-    pass
+class Unsupported(Exception):
+    """The loop has no subprocesses: a row that says so, not a failure."""
 
 
 # -- helpers ------------------------------------------------------------------
 
-def cpu_seconds(who=resource.RUSAGE_SELF):
-    ru = resource.getrusage(who)
-    return ru.ru_utime + ru.ru_stime
-
-
-def run_delay():
-    """Seconds the calling thread has been runnable but kept off its CPU."""
-    with open("/proc/thread-self/schedstat") as f:
-        return int(f.read().split()[1]) / 1e9
-
-
 def cpu_busy(cpus):
     """[(busy seconds, of them stolen by the hypervisor)] of each CPU, from
-    /proc/stat: everything but idle and iowait (tick-sampled, 10 ms)."""
-    hz = os.sysconf("SC_CLK_TCK")
-    out = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            name, *values = line.split()
-            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
-                user, nice, system, idle, iowait, irq, softirq, steal = map(int, values[:8])
-                out[int(name[3:])] = ((user + nice + system + irq + softirq + steal) / hz,
-                                      steal / hz)
-    return [out.get(c, (0.0, 0.0)) for c in cpus]
+    /proc/stat (tick-sampled, 10 ms)."""
+    stat = cpu_stat(cpus)
+    return [(busy(stat[c]) / TICK, stat[c].steal / TICK) if c in stat else (0.0, 0.0)
+            for c in cpus]
 
 
 class Window:
@@ -135,7 +114,7 @@ class Window:
     def _sample(self):
         (busy0, steal0), (busy1, steal1) = cpu_busy(self.cpus)
         return (time.perf_counter(), cpu_seconds(), cpu_seconds(resource.RUSAGE_THREAD),
-                cpu_seconds(resource.RUSAGE_CHILDREN), run_delay(),
+                cpu_seconds(resource.RUSAGE_CHILDREN), thread_run_delay(),
                 busy0, busy1, steal0 + steal1)
 
     def start(self):
@@ -153,7 +132,7 @@ class Window:
         # thread's run delay less this process's other threads and those
         # children (it was not always runnable while they ran).  On the
         # child's CPU, for cat: busy beyond cat.
-        slack = 2 / os.sysconf("SC_CLK_TCK")
+        slack = 2 / TICK
         if children_on_loop_cpu:
             others = [busy_loop - cpu - children - slack, wait - (cpu - thread) - children]
         else:
@@ -192,11 +171,6 @@ def child_watcher(loop):
             return type(asyncio.get_child_watcher()).__name__
         except (AttributeError, NotImplementedError):
             return "pidfd" if hasattr(os, "pidfd_open") else "thread per child"
-
-
-def rotate(items, rnd):
-    k = rnd % len(items)
-    return items[k:] + items[:k]
 
 
 # -- the role: one case on one loop, in this process ----------------------------
@@ -280,6 +254,8 @@ def role_run(argv):
 # -- the parent: rounds, loops, tables -----------------------------------------
 
 def run_once(args, case, loop):
+    """One case on one loop in a fresh process: its result; Unsupported
+    where the loop has no subprocesses."""
     argv = [sys.executable, str(Path(__file__).resolve()), "_run", "--case", case,
             "--loop", loop, "--spawns", str(args.spawns), "--mib", str(args.mib),
             "--loop-cpu", str(args.loop_cpu), "--child-cpu", str(args.child_cpu)]
@@ -293,13 +269,9 @@ def run_once(args, case, loop):
         raise RunFailed(f"{case} on {loop}: timed out after {timeout:.0f} s") from None
     lines = proc.stdout.decode(errors="replace").strip().splitlines()
     err = proc.stderr.decode(errors="replace").strip().splitlines()
-    try:
-        result = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        raise RunFailed(f"{case} on {loop}: status {proc.returncode}\n"
-                        + "\n".join(err[-12:])) from None
-    if proc.returncode:
-        raise RunFailed(f"{case} on {loop}: status {proc.returncode}\n" + "\n".join(err[-12:]))
+    result = role_result(f"{case} on {loop}", proc.returncode, lines, err[-12:])
+    if "unsupported" in result:
+        raise Unsupported(result["unsupported"])
     return result
 
 
@@ -332,20 +304,11 @@ def collect(args, out):
                     continue
                 progress(f"subprocesses: round {rnd + 1}/{args.rounds}, {case} on {loop}")
                 try:
-                    best = None
-                    for attempt in range(1 + args.retries):
-                        r = run_once(args, case, loop)
-                        if "unsupported" in r:
-                            got["unsupported"][loop] = r["unsupported"]
-                            break
-                        got["repeated"] += attempt > 0
-                        if best is None or r["lost"] < best["lost"]:
-                            best = r
-                        if r["lost"] < CONTENDED:
-                            break
-                    if best is not None and loop not in got["unsupported"]:
-                        best["round"] = rnd + 1
-                        got["runs"][loop].append(derive(case, best))
+                    best = least_disturbed(lambda: run_once(args, case, loop), args.retries, got)
+                    best["round"] = rnd + 1
+                    got["runs"][loop].append(derive(case, best))
+                except Unsupported as exc:
+                    got["unsupported"][loop] = str(exc)
                 except RunFailed as exc:
                     got["failures"].append(str(exc))
 
@@ -360,12 +323,8 @@ def summarize(runs, case, baseline):
         s = {"loop": loop, "runs": len(rs)}
         if rs:
             for key, *_ in COLUMNS[case]:
-                values = [r[key] for r in rs]
-                s[key] = statistics.median(values)
-                s[f"{key}_spread"] = spread(values)
-                s[f"{key}_all"] = values
-                s[f"{key}_vs"] = (s[key] / statistics.median(r[key] for r in base)
-                                  if base else None)
+                s.update(stats(rs, key))
+                s[f"{key}_vs"] = ratio_to(s[key], key, base)
         out.append(s)
     return out
 
@@ -391,17 +350,8 @@ def notes(case, part, runs):
         lines.append("transports: " + "; ".join(f"{loop}: {', '.join(sorted(names))}"
                                                for loop, names in transports.items()))
     lost = [r["lost"] for rs in runs.values() for r in rs]
-    bad = sum(x >= CONTENDED for x in lost)
-    if lost and bad:
-        lines.append(f"contention: in {bad} of {len(lost)} runs other work took ≥ "
-                     f"{CONTENDED:.0%} of the window (max {max(lost):.0%}) on the CPUs the "
-                     f"case uses, even after retries; their wall times are less reliable")
-    elif lost:
-        lines.append(f"contention: other work took at most {max(lost):.1%} of any window on "
-                     f"the CPUs the case uses")
-    if part["repeated"]:
-        lines.append(f"{plural(part['repeated'], 'run')} repeated for contention")
-    return lines
+    return lines + contention_notes(lost, part["repeated"], "wall times",
+                                    " on the CPUs the case uses")
 
 
 def as_json(args, env, collected, seconds, interrupted):
@@ -420,21 +370,14 @@ def as_json(args, env, collected, seconds, interrupted):
             "seconds": round(seconds, 1), "interrupted": interrupted, "cases": cases}
 
 
-def ratio_text(value):
-    return "-" if value is None else f"{value:.2f}x"
-
-
 def markdown(data, loops=None):
     """The report section: a heading, a table per case, notes.  A list of
     lines; benchmarks/run.py appends them to its report."""
-    head = "### Subprocesses (benchmarks/subprocesses.py)"
+    lines = section_head("Subprocesses", "subprocesses.py", data)
     if "error" in data:
-        return [head, "", "**failed**:", "", "```", data["error"], "```", ""]
+        return lines
     settings, base = data["settings"], data["baseline"]
     loops = loops or settings["loops"]
-    lines = [head, ""]
-    if data.get("interrupted"):
-        lines += ["**subprocesses.py was interrupted: only the runs it completed are shown.**", ""]
     lines += [
         f"Each case on each loop in a fresh process pinned to CPU {settings['loop_cpu']}; "
         f"cat moved to CPU {settings['child_cpu']}, /bin/true left on the loop's.  Loop process "
@@ -461,39 +404,14 @@ def markdown(data, loops=None):
                 status = "**failed**" if failed else "not run"
                 lines.append(f"| {loop} | {status} |{blanks}")
                 continue
-            cells = [f"{s[key]:,.{digits}f} ±{s[key + '_spread']:.0%}"
-                     for key, _, digits, _ in columns]
+            cells = [median_cell(s, key, digits) for key, _, digits, _ in columns]
             ratios = ["—" if loop == base else ratio_text(s[f"{key}_vs"])
                       for key, *_ in rated]
-            short = f" ({s['runs']} of {settings['rounds']} rounds)" \
-                if s["runs"] < settings["rounds"] else ""
+            short = fewer_rounds(s["runs"], settings["rounds"])
             lines.append(f"| {loop}{short} | " + " | ".join(cells + ratios) + " |")
-        lines += [""] + [f"- {note}" for note in part["notes"]]
-        lines += failure_lines(part["failures"])
+        lines += notes_and_failures(part)
         lines.append("")
-    lines += [f"subprocesses.py saw: {data['environment']}; {data['seconds']:.0f} s in all.", ""]
-    return lines
-
-
-def environment(args):
-    versions = {"python": platform.python_version()}
-    for name in args.loops:
-        if name != "asyncio":
-            try:
-                versions[name] = importlib.metadata.version(name)
-            except importlib.metadata.PackageNotFoundError:
-                versions[name] = "?"
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "uringloop"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        commit = (commit or "?") + (" (uringloop/ modified)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        commit = "?"
-    return (f"Linux {platform.release()}, {os.cpu_count()} CPUs; "
-            + ", ".join(f"{k} {v}" for k, v in versions.items())
-            + f"; uringloop at {commit}")
+    return lines + saw("subprocesses.py", data)
 
 
 def parse_args(argv):
@@ -550,7 +468,7 @@ def main(argv=None):
     args = parse_args(argv)
     # This process stays off the loop's CPU; each runner is pinned to it.
     os.sched_setaffinity(0, {args.child_cpu})
-    env = environment(args)
+    env = environment(args.loops)
     started = time.monotonic()
     interrupted = False
     collected = {}
