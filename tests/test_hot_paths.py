@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from test_streams import HOST, EchoServer, Peer, close_server, port_of, until, wait
+from support import KiB, MiB, check_bytes, payload
+from test_streams import HOST, EchoServer, Peer, close_server, port_of, tcp_pair, until, wait
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -201,6 +202,31 @@ def test_write_copies_what_the_caller_may_reuse(run):
         want = b"a" * 1000 + array.array("i", [1, 2, 3]).tobytes()
         await until(lambda: len(client.data) >= len(want))
         assert bytes(client.data) == want
+        transport.close()
+        await wait(client.lost)
+        await close_server(server)
+
+    run(main())
+
+
+def test_large_write_that_fills_the_socket_keeps_its_order(run):
+    """A large write of more than the socket takes sends part of it; the
+    rest, and the writes after it, large and small, reach the peer whole
+    and in order once it reads."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        server, sp, transport, client = await tcp_pair(loop)
+        transport.pause_reading()
+        first = payload(8 * MiB, seed=4)
+        sp.transport.write(first)
+        assert 0 < sp.transport.get_write_buffer_size() < len(first) + 1
+        later = [b"small", payload(64 * KiB, seed=5), bytearray(b"x" * 5000)]
+        for chunk in later:
+            sp.transport.write(chunk)
+        want = first + b"".join(later)
+        transport.resume_reading()
+        await until(lambda: len(client.data) >= len(want), timeout=20)
+        check_bytes(client.data, want)
         transport.close()
         await wait(client.lost)
         await close_server(server)
