@@ -20,6 +20,7 @@ from asyncio.log import logger
 from typing import TYPE_CHECKING
 
 from . import _c
+from ._uring import lib
 from .fileops import RingFileOps
 from .handle import Handle, TimerHandle, callback_failed
 from .readiness import ReadinessMethods
@@ -121,6 +122,8 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
             self._closed = True             # nothing for __del__ to close
             raise
         self._ops = _c.OpTable(self._ring.address, self._completion_failed, self._prep_failed)
+        # a batch receives at most a buffer ring's worth (ring.c says why)
+        lib.ul_fit_malloc_to_bursts(self._sizes.buffers * self._sizes.buffer_size)
         self._buffers = None             # the streams' BufferRing (BUFFER_GROUP)
         self._buffers_failed = not self._ring.features.has("pbuf_ring")
         self._other_buffers = {}         # bgid -> BufferRing, for datagrams

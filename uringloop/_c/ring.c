@@ -422,8 +422,9 @@ const char *ul_bufring_data(const struct ul_bufring *br, unsigned bid, unsigned 
  * such block the size of the buffer ring, the most a batch can receive,
  * moves it where a batch's burst fits, and leaves the adaptation on, which
  * mallopt() would turn off; where the program or its environment has set
- * the thresholds, glibc ignores this. */
-static void fit_malloc_to_bursts(size_t burst)
+ * the thresholds, glibc ignores this.  Once per process, for the largest
+ * burst asked. */
+void ul_fit_malloc_to_bursts(size_t burst)
 {
 #ifdef __GLIBC__
     static size_t fitted;
@@ -471,7 +472,6 @@ int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
         add_buffer(br, bid);
     store_release(&br->ring[0].resv, br->tail);
     r->bufrings[bgid] = br;
-    fit_malloc_to_bursts((size_t)count * size);
     return 0;
 }
 

@@ -82,6 +82,7 @@ int ul_ring_init(struct ul_ring *r, unsigned entries, unsigned cq_entries,
 int ul_ring_enable(struct ul_ring *r);
 void ul_ring_exit(struct ul_ring *r);
 void ul_ring_forget(struct ul_ring *r);
+void ul_fit_malloc_to_bursts(size_t burst);
 int ul_wait(struct ul_ring *r, long long timeout_ns);
 int ul_flush(struct ul_ring *r);
 
