@@ -43,6 +43,11 @@ VALGRIND_SKIP = [
     r"test_ping_pong_10000\[",
     # 20,000 timers: the other timer tests run.
     r"test_many_timers_and_cancellations_interleaved\[",
+    # A thousand clients (30 s), and MiBs through one socket (2-3 s each):
+    # their smaller siblings run, the ASan run takes them all.
+    r"test_thousand_concurrent_stream_clients\[", r"test_protocol_echo\[.*-16777216B\]",
+    r"test_sock_sendall_larger_than_the_socket_buffer\[",
+    r"test_large_write_that_fills_the_socket_keeps_its_order\[",
 ]
 # Of the signal, pipe and subprocess files only these run under valgrind:
 # each reaches the C core the same way as the rest (the multishot read, the
