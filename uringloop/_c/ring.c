@@ -418,16 +418,25 @@ const char *ul_bufring_data(const struct ul_bufring *br, unsigned bid, unsigned 
  * there (128 KiB until it adapts) and faults it back in page by page for
  * the next batch: 1,000 connections echoing 64 KiB spent a third of their
  * CPU on that.  glibc adapts by itself: freeing a block it had mmapped
- * raises the threshold to twice that block's size (to 64 MiB at most).  One
- * such block the size of the buffer ring, the most a batch can receive,
- * moves it where a batch's burst fits, and leaves the adaptation on, which
- * mallopt() would turn off; where the program or its environment has set
- * the thresholds, glibc ignores this.  Once per process, for the largest
- * burst asked. */
+ * raises the mmap threshold to that block's size and the trim threshold to
+ * twice it, but only for blocks of 32 MiB at most (its
+ * DEFAULT_MMAP_THRESHOLD_MAX on 64-bit).  One such block the size of the
+ * buffer ring, the most a batch can receive (capped so glibc still takes
+ * it), moves the thresholds where a batch's burst fits, and leaves the
+ * adaptation on, which mallopt() would turn off; where the program or its
+ * environment has set the thresholds, glibc ignores this.  Once per
+ * process, for the largest burst asked. */
+#define UL_GLIBC_ADAPTS_UP_TO ((size_t)32 << 20)
+
 void ul_fit_malloc_to_bursts(size_t burst)
 {
 #ifdef __GLIBC__
     static size_t fitted;
+    /* 64 KiB below the limit: the block's chunk adds a header and is
+     * rounded up to a page, and glibc compares its size with the mmapped
+     * flag bit set, so a chunk of exactly 32 MiB is already too big. */
+    if (burst > UL_GLIBC_ADAPTS_UP_TO - 65536)
+        burst = UL_GLIBC_ADAPTS_UP_TO - 65536;
     if (burst <= fitted)
         return;
     fitted = burst;
