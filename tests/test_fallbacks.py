@@ -3,6 +3,7 @@ correctly, a forked child cannot touch its parent's ring, and the ring
 follows the loop across threads.  (Semantics shared with asyncio and uvloop
 are tested in test_loop.py on all three loops.)"""
 import asyncio
+import errno
 import os
 import signal
 import socket
@@ -351,6 +352,55 @@ def test_buffer_ring_exhaustion_loses_nothing(monkeypatch):
         assert loop.run_until_complete(main())
     finally:
         loop.close()
+
+
+def test_starved_receives_wait_for_the_ring_to_refill(monkeypatch):
+    """More busy connections than provided buffers: a receive that ends with
+    ENOBUFS is re-armed once buffers are back, not at once into a ring
+    still empty (which ended it again at once: ten to twenty-five ENOBUFS
+    completions per buffer of data, and connections left waiting for
+    seconds).  So the ENOBUFS completions stay within one per buffer filled,
+    and every echo still comes back whole."""
+    monkeypatch.setenv("URINGLOOP_RING", "buffers=4,buffer_size=4096")
+    from uringloop.transports.stream import StreamTransport
+    starved = 0
+    recv_ended = StreamTransport._recv_ended
+
+    def counting(self, res):
+        nonlocal starved
+        starved += res == -errno.ENOBUFS
+        return recv_ended(self, res)
+
+    monkeypatch.setattr(StreamTransport, "_recv_ended", counting)
+    conns, rounds, size = 40, 10, 16384
+
+    async def main():
+        async def echo(reader, writer):
+            while data := await reader.read(65536):
+                writer.write(data)
+            writer.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0, backlog=conns)
+
+        async def client():
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+            message = os.urandom(size)
+            for _ in range(rounds):
+                writer.write(message)
+                assert await reader.readexactly(size) == message
+            writer.close()
+
+        await asyncio.gather(*(client() for _ in range(conns)))
+        server.close()
+        await server.wait_closed()
+
+    loop = uringloop.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    filled = 2 * conns * rounds * size // 4096      # both ways, server and clients
+    assert 0 < starved <= filled
 
 
 def test_nodelay_on_tcp_sockets_made_with_proto_0():

@@ -11,6 +11,7 @@ module in transports/.
 """
 from __future__ import annotations
 
+import collections
 import math
 import os
 import sys
@@ -109,7 +110,8 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
 
     # Slots, not dict entries: C (_c/callbacks.c) reads them by offset.
     __slots__ = ("_ready", "_closed", "_debug", "_task_factory", "_wakeup_pending",
-                 "_wakeup_fd", "_scheduled", "_timer_cancelled_count", "_clock_resolution")
+                 "_wakeup_fd", "_scheduled", "_timer_cancelled_count", "_clock_resolution",
+                 "_starved")
 
     def __init__(self) -> None:
         super().__init__()
@@ -127,6 +129,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         self._buffers = None             # the streams' BufferRing (BUFFER_GROUP)
         self._buffers_failed = not self._ring.features.has("pbuf_ring")
         self._other_buffers = {}         # bgid -> BufferRing, for datagrams
+        self._starved: collections.deque[Any] = collections.deque()   # see _starve
         self._multishot_recv = self._ring.features.has("multishot_recv")
         self._multishot_accept = self._ring.features.has("multishot_accept")
         self._read_multishot = self._ring.features.has("read_multishot")
@@ -250,6 +253,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         # on asyncio's loop: they close (with a ResourceWarning) when those
         # are collected, not when this closed loop is.
         self._acceptors.clear()
+        self._starved.clear()
         self._owned_fds.clear()
         self._unix_server_sockets.clear()
 
@@ -382,7 +386,9 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
     def _run_once(self) -> None:
         if self._scheduled:
             self._purge_cancelled_timers()
-        if self._ready or self._stopping:
+        if self._starved:
+            self._rearm_starved()
+        if self._ready or self._stopping or self._starved:
             timeout = 0
         elif self._scheduled:
             delay = self._scheduled[0]._when - self.time()
@@ -396,6 +402,21 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         if self._scheduled:
             self._schedule_due_timers()
         self._run_ready()
+
+    def _starve(self, transport: Any) -> None:
+        """A transport's receive ended for want of a provided buffer
+        (ENOBUFS).  Re-armed at once, it would be issued while the ring is
+        still empty and end again: with more busy connections than buffers,
+        a completion per connection per iteration for nothing, in an order
+        that let some connections wait for seconds.  So starved transports
+        queue here and are re-armed in arrival order, a buffer ring's worth
+        per iteration, as the ring comes back full (see _run_once)."""
+        self._starved.append(transport)
+
+    def _rearm_starved(self) -> None:
+        starved = self._starved
+        for _ in range(min(len(starved), self._sizes.buffers)):
+            starved.popleft()._start_reading()   # a no-op if closing or paused
 
     def _prep_failed(self, err: int) -> None:
         """A prep in C failed: raise its error, or return None to retry (the

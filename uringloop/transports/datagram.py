@@ -96,7 +96,10 @@ class _Recv(TransportOp):
         elif res < 0:
             t._recv_failed(res)
         if not t._recv_ud:
-            t._start_reading()
+            if res == -errno.ENOBUFS:
+                t._loop._starve(t)              # re-armed as buffers come back
+            else:
+                t._start_reading()
         t._release_if_idle()
 
     def _datagram(self, bid: int, res: int) -> tuple[bytes, Any]:

@@ -170,7 +170,10 @@ class _Read(TransportOp):
         elif res not in (-errno.ECANCELED, -errno.ENOBUFS):
             t._read_failed(OSError(-res, os.strerror(-res)))
         if not t._read_ud:
-            t._start_reading()                  # paused or closing makes this a no-op
+            if res == -errno.ENOBUFS:
+                t._loop._starve(t)              # re-armed as buffers come back
+            else:
+                t._start_reading()              # paused or closing makes this a no-op
 
 
 class _Readable(TransportOp):

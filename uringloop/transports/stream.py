@@ -359,8 +359,10 @@ class StreamTransport(RingTransport, transports.Transport):
                 self._read_eof = True
             elif not self._closing:
                 self._on_eof()
-        elif res in (-errno.ECANCELED, -errno.ENOBUFS):
+        elif res == -errno.ECANCELED:
             self._start_reading()    # paused or closing makes this a no-op
+        elif res == -errno.ENOBUFS:
+            self._loop._starve(self)
         elif res == -errno.EINVAL and self._loop._multishot_recv:
             self._loop._multishot_recv = False   # a kernel before 6.0: re-arm singly
             self._start_reading()
