@@ -886,7 +886,8 @@ async def unix_echo_roundtrip(loop, address, connect_sock=None):
             transport, client = await loop.create_unix_connection(
                 Peer, sock=connect_sock(address)
             )
-        await until(lambda: servers.made)
+        # (the factory runs a loop turn before connection_made)
+        await until(lambda: servers.made and hasattr(servers.made[0], "transport"))
         served = servers.made[0].transport
         assert transport.get_extra_info("peername") == bound
         assert transport.get_extra_info("sockname") == ""  # unbound client
@@ -1600,6 +1601,60 @@ def test_buffered_protocol_may_resize_its_buffer(loop_kind, loop, run):
             await server.wait_closed()
 
     assert run(main())
+
+
+def test_buffered_protocol_may_resize_its_buffer_while_idle(loop, run):
+    """Between receives the loop holds no export on the protocol's buffer:
+    get_buffer() is asked for when bytes have arrived, and the buffer is let
+    go before buffer_updated().  So a protocol may grow or shrink its
+    bytearray from any callback while it waits for more, as on asyncio's
+    loop and uvloop."""
+    received = bytearray()
+    resized = []
+    done = loop.create_future()
+
+    class Growing(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(16)
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def get_buffer(self, sizehint):
+            return self.buf
+
+        def buffer_updated(self, nbytes):
+            received.extend(self.buf[:nbytes])
+            if len(received) == len(b"first"):
+                asyncio.get_running_loop().call_later(0.05, self.grow)
+
+        def grow(self):                      # the loop is waiting for "second"
+            try:
+                self.buf.extend(bytes(1024))
+                resized.append(len(self.buf))
+            except BufferError as exc:
+                resized.append(exc)
+            self.transport.write(b"ok")
+
+        def eof_received(self):
+            done.set_result(bytes(received))
+
+    async def main():
+        server = await loop.create_server(Growing, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        try:
+            writer.write(b"first")
+            assert await asyncio.wait_for(reader.readexactly(2), 10) == b"ok"
+            writer.write(b"second")
+            writer.write_eof()
+            return await asyncio.wait_for(done, 10)
+        finally:
+            writer.close()
+            server.close()
+            await server.wait_closed()
+
+    assert run(main()) == b"firstsecond"
+    assert resized == [16 + 1024]
 
 
 def test_closing_the_loop_with_open_transports_leaks_no_fd(loop_kind, new_loop):

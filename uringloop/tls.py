@@ -6,7 +6,7 @@ with their validation done by asyncio's own create_connection,
 create_server and start_tls; this mixin supplies the two hooks those call.
 
 The ciphertext rides the stream transport's BufferedProtocol receive (the C
-path: one RECV straight into SSLProtocol's buffer) and its SEND queue;
+path: from the buffer ring into SSLProtocol's get_buffer()) and its SEND queue;
 start_tls swaps the protocol while reading is paused, and the transport
 hands whatever arrived meanwhile to the new protocol (transports/stream.py).
 """
@@ -39,8 +39,7 @@ class _SSLProtocol(sslproto.SSLProtocol):
     receive ciphertext into: 256 KiB resident per connection, idle or not
     (1,000 connections: 310 MiB; uvloop's: 63 MiB).  An anonymous mapping
     of the same size gets pages only as receives reach into them, so a
-    connection holds what its largest receive needed.  The receive in
-    flight keeps the mapping exported, and so mapped, until its completion."""
+    connection holds what its largest receive needed."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -4,7 +4,7 @@
     register_kind(cls)                       completions of cls run in its `context`
     install_future_op(cls), poll_future(...) ops whose only consumer is a future (and
                                              its subclasses: the file requests')
-    install_stream(...), BufferedRecv        the stream transport's fast paths
+    install_stream(...)                      the stream transport's fast paths
     recv_nowait, send_nowait                 the sock_* methods' tries
     pread_nowait, open_cached                the files' page- and dentry-cache tries
     install_loop(...)                        call_soon, ready queue, Handle._run

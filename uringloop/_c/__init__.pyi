@@ -4,7 +4,6 @@
 # METH_FASTCALL without keywords: positional-only.
 from asyncio import events, futures
 from collections.abc import Callable, Mapping
-from contextvars import Context
 from typing import Self, TypeAlias, final
 
 from _typeshed import ReadableBuffer
@@ -12,7 +11,6 @@ from _typeshed import ReadableBuffer
 from .._typing import AsyncioHandle, AsyncioTimerHandle
 from .._uring import lib as lib
 from ..fileops import _FileOp
-from ..transports.stream import StreamTransport
 
 # What a file request's record keeps for the kernel (future.c, prep_file):
 # a path, two paths, a path and a statx buffer, a buffer, or nothing.
@@ -43,12 +41,6 @@ def file_request(table: OpTable, cls: type[_FileOp], future: futures.Future[int]
                  opcode: int, a: int, b: int, c: int, /) -> int: ...
 
 # stream.c
-
-@final
-class BufferedRecv:
-    """A BufferedProtocol's receive, reused by its transport."""
-    def __new__(cls, transport: StreamTransport, context: Context, /) -> Self: ...
-    def start(self) -> None: ...
 
 def install_stream(transport_cls: type, recv_cls: type, send_cls: type,
                    messages: Mapping[str, str], /) -> None: ...

@@ -10,7 +10,7 @@
  *
  *   optable.c    OpTable (user_data -> op record, run + dispatch), register_kind
  *   future.c     the completion of ops.FutureOp; poll_future
- *   stream.c     the stream transport's fast paths, BufferedRecv
+ *   stream.c     the stream transport's fast paths
  *   datagram.c   the datagram transport's receive fast path
  *   sockets.c    recv_nowait, send_nowait
  *   files.c      pread_nowait, open_cached

@@ -1,11 +1,10 @@
 /*
  * The stream transport's fast paths (uringloop/transports/stream_fields.py):
  *
- *   recv_fast        a multishot receive's bytes -> data_received()
+ *   recv_fast        a multishot receive's bytes -> data_received(), or for
+ *                    a BufferedProtocol get_buffer(), a copy, buffer_updated()
  *   send_fast        a SEND that went out whole with nothing behind it
  *   write()          a lone bytes-like object on an idle transport -> a SEND
- *   BufferedRecv     a BufferedProtocol's receive: get_buffer(), a RECV
- *                    into it, buffer_updated(), again
  *
  * Each takes only the common state (reading normally, nothing paused,
  * closing, queued or partial) and leaves everything else to the Python
@@ -38,8 +37,8 @@ static PyTypeObject *send_type;
 static PyObject *msg_data_received, *msg_buffer_updated, *msg_get_buffer, *msg_empty_buffer,
                 *msg_read;
 static PyObject *str_data_received, *str_write_slow, *str_maybe_pause, *str_get_buffer,
-                *str_buffer_updated, *str_fatal_error, *str_received_into, *str_start_reading,
-                *str_release_if_idle;
+                *str_buffer_updated, *str_fatal_error, *str_received;
+static PyObject *minus_one;    /* get_buffer()'s size hint, as asyncio's */
 
 /* Nothing stands between a receive and the protocol: not closing, not
  * paused, nothing held back from earlier. */
@@ -94,6 +93,55 @@ static int call_protocol(PyObject *tr, PyObject *name, PyObject *arg, PyObject *
 
 /* ---- receive and send completions ---------------------------------------- */
 
+/* Bytes to a BufferedProtocol, as asyncio's loop gives them: get_buffer(-1),
+ * as many bytes as that buffer takes, buffer_updated(n), until all are in.
+ * If the protocol stops reading normally in between (pauses, closes, is
+ * swapped), the rest takes the Python way (_received: held or dropped).
+ * 1 or -1. */
+static int feed_buffer(PyObject *tr, const char *data, Py_ssize_t len)
+{
+    while (len > 0) {
+        if (!reads_normally(tr) || !FLAG(tr, _buffered)) {
+            PyObject *rest = PyBytes_FromStringAndSize(data, len);
+            PyObject *r = rest ? call_method1(tr, str_received, rest) : NULL;
+            int rc = r ? 1 : -1;
+            Py_XDECREF(rest);
+            Py_XDECREF(r);
+            return rc;
+        }
+        PyObject *message = msg_get_buffer, *protocol = TRANSPORT(tr, _protocol);
+        Py_INCREF(protocol);
+        PyObject *buf = call_method1(protocol, str_get_buffer, minus_one);
+        Py_DECREF(protocol);
+        /* asyncio's order: len(buf) first, then recv_into() refuses a
+         * read-only buffer, which is a read error rather than get_buffer's */
+        Py_ssize_t size = buf ? PyObject_Length(buf) : -1;
+        Py_buffer view = {0};
+        if (size == 0)
+            PyErr_SetObject(PyExc_RuntimeError, msg_empty_buffer);
+        if (size > 0 && PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "get_buffer() returned a read-only %.100s",
+                         Py_TYPE(buf)->tp_name);
+            message = msg_read;
+        }
+        Py_XDECREF(buf);
+        if (!view.obj)
+            return fatal(tr, message);
+        Py_ssize_t n = view.len < len ? view.len : len;
+        memcpy(view.buf, data, (size_t)n);
+        PyBuffer_Release(&view);
+        PyObject *nbytes = PyLong_FromSsize_t(n);
+        int rc = nbytes ? call_protocol(tr, str_buffer_updated, nbytes, msg_buffer_updated) : -1;
+        Py_XDECREF(nbytes);
+        if (rc < 0)
+            return -1;
+        data += n;
+        len -= n;
+    }
+    return 1;
+}
+
 /* A multishot receive's bytes, delivered while the transport reads
  * normally and the receive stays armed. */
 static int recv_fast(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
@@ -104,18 +152,23 @@ static int recv_fast(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
         !reads_normally(tr))
         return 0;
     const char *buf = ul_bufring_data(br, flags >> UL_CQE_BUFFER_SHIFT, (unsigned)res);
-    PyObject *data = buf ? PyBytes_FromStringAndSize(buf, res) : NULL;
-    if (!data)
-        return buf ? -1 : 0;
+    if (!buf)
+        return 0;
     PyObject *entered = ul_enter(FIELD(op, recv_fields.context));
+    if (!entered)
+        return -1;
     int rc = -1;
-    if (entered) {
-        Py_INCREF(tr);
-        rc = ul_leave(entered, call_protocol(tr, str_data_received, data, msg_data_received));
-        Py_DECREF(tr);
+    Py_INCREF(tr);
+    if (FLAG(tr, _buffered)) {
+        rc = feed_buffer(tr, buf, res);
+    } else {
+        PyObject *data = PyBytes_FromStringAndSize(buf, res);
+        if (data)
+            rc = call_protocol(tr, str_data_received, data, msg_data_received);
+        Py_XDECREF(data);
     }
-    Py_DECREF(data);
-    return rc;
+    Py_DECREF(tr);
+    return ul_leave(entered, rc);
 }
 
 /* A send that went out whole, with nothing queued behind it and nothing
@@ -208,201 +261,6 @@ static PyMethodDef write_def = {
     "write", (PyCFunction)transport_write, METH_O,
     "Write bytes to the transport; they go out with the loop's next enter."};
 
-/* ---- BufferedRecv -------------------------------------------------------- */
-
-/* One transport's receive into its BufferedProtocol's buffer, reused for
- * every receive.  While the kernel may write, the record holds the buffer
- * exported (so a bytearray cannot be resized or freed under the kernel);
- * the export ends as the completion arrives, before buffer_updated(). */
-typedef struct {
-    PyObject_HEAD
-    PyObject *transport;
-    PyObject *context;         /* the transport's: completions run in it */
-    Py_buffer view;            /* view.obj != NULL while exported */
-} BufferedRecv;
-
-/* Ask the protocol for a buffer and queue a RECV into it; a failing
- * get_buffer() is the transport's fatal error, as in asyncio. */
-static int brecv_start(BufferedRecv *op)
-{
-    PyObject *tr = op->transport, *table = tr ? TRANSPORT(tr, _ops) : NULL;
-    long fd = tr ? get_long(tr, stream_fields._fd) : -1;
-    long live = tr ? get_long(tr, stream_fields._live) : -1;
-    if (!ul_is_optable(table) || !TRANSPORT(tr, _protocol) || fd < 0 || live < 0 ||
-        op->view.obj) {
-        PyErr_SetString(PyExc_RuntimeError, "uringloop: receive started in a bad state");
-        return -1;
-    }
-    OpTable *t = (OpTable *)table;
-    if (ul_need_ring(t) < 0)
-        return -1;
-    PyObject *message = msg_get_buffer, *protocol = TRANSPORT(tr, _protocol);
-    PyObject *hint = PyLong_FromLong(-1), *buf;
-    Py_INCREF(protocol);
-    buf = hint ? call_method1(protocol, str_get_buffer, hint) : NULL;
-    Py_DECREF(protocol);
-    Py_XDECREF(hint);
-    /* asyncio's order: len(buf) first, then the receive refuses a
-     * read-only buffer, which is a read error rather than get_buffer's */
-    Py_ssize_t size = buf ? PyObject_Length(buf) : -1;
-    if (size == 0)
-        PyErr_SetObject(PyExc_RuntimeError, msg_empty_buffer);
-    if (size > 0 && PyObject_GetBuffer(buf, &op->view, PyBUF_WRITABLE) < 0) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "get_buffer() returned a read-only %.100s",
-                     Py_TYPE(buf)->tp_name);
-        message = msg_read;
-    }
-    Py_XDECREF(buf);
-    if (!op->view.obj)
-        return fatal(tr, message) < 0 ? -1 : 0;
-    uint32_t ud = ul_table_add(t, (PyObject *)op);
-    unsigned len = op->view.len > UINT_MAX ? UINT_MAX : (unsigned)op->view.len;
-    int err = ud ? 0 : -1;
-    while (ud && (err = ul_prep_recv(t->ring, ud, (int)fd, op->view.buf, len)))
-        if (ul_prep_failed(t, ud, err) < 0)
-            break;
-    if (err) {
-        PyBuffer_Release(&op->view);
-        return -1;
-    }
-    PyObject *pud = PyLong_FromUnsignedLong(ud);
-    if (!pud)
-        return -1;
-    put(tr, stream_fields._recv_ud, pud);
-    return put_long(tr, stream_fields._live, live + 1);
-}
-
-static int may_read_again(PyObject *tr)
-{
-    return !FLAG(tr, _recv_ud) && !FLAG(tr, _closing) &&
-           !FLAG(tr, _paused) && !FLAG(tr, _read_eof) &&
-           !FLAG(tr, _conn_lost);
-}
-
-/* The receive into the protocol's buffer completed.  Read normally, the
- * protocol is told how much arrived; otherwise the bytes are copied out of
- * its buffer first, so that held data stays intact whatever the protocol
- * does with that buffer meanwhile (a start_tls swaps the protocol). */
-static int brecv_receive(BufferedRecv *op, PyObject *tr, int32_t res)
-{
-    if (res > 0 && reads_normally(tr)) {
-        PyBuffer_Release(&op->view);
-        PyObject *n = PyLong_FromLong(res);
-        int rc = n ? call_protocol(tr, str_buffer_updated, n, msg_buffer_updated) : -1;
-        Py_XDECREF(n);
-        if (rc > 0 && may_read_again(tr))
-            rc = FLAG(tr, _buffered) ? (brecv_start(op) < 0 ? -1 : 1)
-                                                     : call0(tr, str_start_reading);
-        return rc;
-    }
-    PyObject *data = res > 0 && !FLAG(tr, _closing)
-                         ? PyBytes_FromStringAndSize(op->view.buf, res)
-                         : (Py_INCREF(Py_None), Py_None);
-    PyBuffer_Release(&op->view);
-    if (!data)
-        return -1;
-    PyObject *n = PyLong_FromLong(res);
-    PyObject *r = n ? PyObject_CallMethodObjArgs(tr, str_received_into, n, data, NULL) : NULL;
-    Py_XDECREF(n);
-    Py_DECREF(data);
-    Py_XDECREF(r);
-    return r ? 1 : -1;
-}
-
-static int brecv_complete(OpTable *t, PyObject *self, int32_t res, uint32_t flags)
-{
-    BufferedRecv *op = (BufferedRecv *)self;
-    PyObject *tr = op->transport, *entered;
-    if (!tr) {
-        PyBuffer_Release(&op->view);
-        return 1;
-    }
-    if (!(entered = ul_enter(op->context)))
-        return -1;
-    Py_INCREF(tr);
-    int rc = -1;
-    put_long(tr, stream_fields._recv_ud, 0);
-    if (put_long(tr, stream_fields._live, get_long(tr, stream_fields._live) - 1) == 0)
-        rc = brecv_receive(op, tr, res);
-    if (rc > 0 && FLAG(tr, _released))
-        rc = call0(tr, str_release_if_idle);
-    Py_DECREF(tr);
-    return ul_leave(entered, rc);
-}
-
-static PyObject *brecv_new(PyTypeObject *type, PyObject *args, PyObject *kw)
-{
-    PyObject *transport, *context;
-    if (!PyArg_ParseTuple(args, "OO:BufferedRecv", &transport, &context))
-        return NULL;
-    BufferedRecv *op = (BufferedRecv *)type->tp_alloc(type, 0);
-    if (op) {
-        hold(&op->transport, transport);
-        hold(&op->context, context);
-    }
-    return (PyObject *)op;
-}
-
-static PyObject *brecv_py_start(BufferedRecv *op, PyObject *unused)
-{
-    if (brecv_start(op) < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
-static int brecv_traverse(BufferedRecv *op, visitproc visit, void *arg)
-{
-    Py_VISIT(op->transport);
-    Py_VISIT(op->context);
-    return 0;
-}
-
-static int brecv_clear(BufferedRecv *op)
-{
-    Py_CLEAR(op->transport);
-    Py_CLEAR(op->context);
-    return 0;
-}
-
-/* Only once no slot holds the record, that is after its final completion
- * (or with the process, from the loop's abandoned ops): the kernel is done. */
-static void brecv_dealloc(BufferedRecv *op)
-{
-    PyObject_GC_UnTrack(op);
-    brecv_clear(op);
-    if (op->view.obj)
-        PyBuffer_Release(&op->view);
-    PyTypeObject *type = Py_TYPE(op);
-    type->tp_free((PyObject *)op);
-    Py_DECREF(type);
-}
-
-static PyObject *brecv_repr(BufferedRecv *op)
-{
-    return PyUnicode_FromFormat("<BufferedRecv for %R>", op->transport ? op->transport : Py_None);
-}
-
-static PyMethodDef brecv_methods[] = {
-    {"start", (PyCFunction)brecv_py_start, METH_NOARGS,
-     "get_buffer() from the transport's protocol and queue a receive into it."},
-    {NULL}};
-
-static PyType_Slot brecv_slots[] = {
-    {Py_tp_doc, "BufferedRecv(transport, context): a BufferedProtocol's receive, reused by "
-                "its transport."},
-    {Py_tp_new, brecv_new},
-    {Py_tp_dealloc, brecv_dealloc},
-    {Py_tp_traverse, brecv_traverse},
-    {Py_tp_clear, brecv_clear},
-    {Py_tp_repr, brecv_repr},
-    {Py_tp_methods, brecv_methods},
-    {0, NULL}};
-
-static PyType_Spec brecv_spec = {
-    "uringloop._c.BufferedRecv", sizeof(BufferedRecv), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, brecv_slots};
-
 /* ---- install ----------------------------------------------------------------- */
 
 /* The messages the fast paths need, from stream.py's MESSAGES. */
@@ -455,14 +313,9 @@ int ul_stream_install(PyObject *dict)
         {&str_data_received, "data_received"}, {&str_write_slow, "_write"},
         {&str_maybe_pause, "_maybe_pause_protocol"}, {&str_get_buffer, "get_buffer"},
         {&str_buffer_updated, "buffer_updated"}, {&str_fatal_error, "_fatal_error"},
-        {&str_received_into, "_received_into"}, {&str_start_reading, "_start_reading"},
-        {&str_release_if_idle, "_release_if_idle"}};
-    if (intern_names(names, sizeof(names) / sizeof(*names)) < 0)
+        {&str_received, "_received"}};
+    if (intern_names(names, sizeof(names) / sizeof(*names)) < 0 ||
+        !(minus_one = PyLong_FromLong(-1)))
         return -1;
-    PyTypeObject *brecv_type = (PyTypeObject *)PyType_FromSpec(&brecv_spec);
-    int rc = brecv_type ? PyDict_SetItemString(dict, "BufferedRecv", (PyObject *)brecv_type) : -1;
-    if (rc == 0)
-        rc = ul_register_kind(brecv_type, brecv_complete, offsetof(BufferedRecv, context));
-    Py_XDECREF(brecv_type);
-    return rc < 0 ? -1 : add_functions(dict, defs);
+    return add_functions(dict, defs);
 }

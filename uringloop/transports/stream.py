@@ -1,9 +1,9 @@
 """Stream transports (TCP and Unix sockets) on io_uring.
 
 Reads: one multishot RECV per connection, selecting buffers from the loop's
-provided-buffer ring; each completion's bytes are copied out once and the
-buffer goes straight back.  A BufferedProtocol instead gets a single-shot
-RECV straight into the buffer its get_buffer() returned (_c.BufferedRecv).
+provided-buffer ring; each completion's bytes are copied out once (into the
+bytes for data_received, or into a BufferedProtocol's get_buffer()) and the
+buffer goes straight back.
 The common cases of receiving, sending and write() run in C
 (_c.install_stream, _c/stream.c); the methods here define what they do.
 
@@ -19,8 +19,8 @@ BufferedProtocol through as many get_buffer()/buffer_updated() calls as it
 takes.  So a protocol swapped in while paused (start_tls) gets every byte.
 
 Every op record owns what the kernel may touch (the bytes being sent, the
-caller's receive buffer) and carries the transport's context; the fd's
-lifetime is the base transport's (base.py).
+private receive buffer where there is no buffer ring) and carries the
+transport's context; the fd's lifetime is the base transport's (base.py).
 """
 from __future__ import annotations
 
@@ -191,13 +191,12 @@ class StreamTransport(RingTransport, transports.Transport):
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
     # No per-instance dict: a server may hold tens of thousands of these.
     __slots__ = ("_buffered", "_paused", "_read_eof", "_eof", "_held", "_recv_op", "_recv_ud",
-                 "_recv_into", "_private", "_send_op", "_sending", "_inflight_size",
+                 "_private", "_send_op", "_sending", "_inflight_size",
                  "_pending", "_pending_size", "_sendfile")
 
     # (see set_protocol: _buffered says which)
     _protocol: protocols.Protocol | protocols.BufferedProtocol
     _held: collections.deque[bytes | object] | None
-    _recv_into: _c.BufferedRecv | None
     _private: bytearray | None
     _pending: list[_Chunk] | None
     _sendfile: futures.Future[None] | object | None
@@ -212,7 +211,6 @@ class StreamTransport(RingTransport, transports.Transport):
         self._held = None            # deque: received while paused, in order
         self._recv_op = _Recv(self)
         self._recv_ud = 0            # user_data of the receive in flight, 0: none
-        self._recv_into = None       # BufferedRecv, made for a BufferedProtocol
         self._private = None         # receive buffer where there is no buffer ring
         self._send_op = _Send(self)
         self._sending = False
@@ -222,7 +220,12 @@ class StreamTransport(RingTransport, transports.Transport):
         self._sendfile = None        # a future while loop.sendfile() owns the socket
         _set_nodelay(sock)
         self._call_soon(self._protocol.connection_made, self)
-        self._call_soon(self._start_reading)
+        # The first receive is armed a loop turn later than asyncio adds its
+        # reader: this loop dispatches what a wait brought before it runs
+        # the callbacks already queued, and bytes already waiting would reach
+        # the protocol before the task awaiting create_connection() (woken
+        # by the waiter below) had resumed; asyncio's loop resumes it first.
+        self._call_soon(self._call_soon, self._start_reading)
         if waiter is not None:
             loop.call_soon(futures._set_result_unless_cancelled,  # type: ignore[attr-defined]
                            waiter, None)
@@ -248,7 +251,7 @@ class StreamTransport(RingTransport, transports.Transport):
         if self._closing or not self._paused:
             return
         self._paused = False
-        if self._held or self._buffered:
+        if self._held:
             # asyncio calls get_buffer() from the loop, not from here
             self._call_soon(self._deliver_held)
         else:
@@ -258,11 +261,6 @@ class StreamTransport(RingTransport, transports.Transport):
 
     def _start_reading(self) -> None:
         if self._recv_ud or self._closing or self._paused or self._read_eof or self._conn_lost:
-            return
-        if self._buffered:
-            if self._recv_into is None:
-                self._recv_into = _c.BufferedRecv(self, self._context)
-            self._recv_into.start()          # get_buffer(); counts itself live
             return
         loop = self._loop
         group = loop._buffer_group()
@@ -311,35 +309,58 @@ class StreamTransport(RingTransport, transports.Transport):
         self._deliver(data)
 
     def _deliver(self, data: bytes) -> None:
+        if self._buffered:
+            self._feed_buffer(data)
+            return
         try:
-            if self._buffered:
-                self._feed_buffer(data)
-            else:
-                # (type: ignore here and in _feed_buffer: _buffered says which protocol)
-                self._protocol.data_received(data)  # type: ignore[union-attr]
+            self._protocol.data_received(data)  # type: ignore[union-attr]  # (not buffered)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            what = "buffer_updated" if self._buffered else "data_received"
-            self._fatal_error(exc, MESSAGES[what])
+            self._fatal_error(exc, MESSAGES["data_received"])
 
     def _feed_buffer(self, data: bytes) -> None:
-        """Bytes to a BufferedProtocol: as many get_buffer()/buffer_updated()
-        calls as its buffers take."""
+        """Bytes to a BufferedProtocol, as asyncio's loop gives them:
+        get_buffer(-1), as many bytes as that buffer takes, buffer_updated(n),
+        until all are in (_c/stream.c's feed_buffer, for the common case).
+        What a pause, a close or a new protocol in between leaves over is
+        held first in line, or dropped when closing."""
         rest = memoryview(data)
         while rest:
-            buf = memoryview(self._protocol.get_buffer(len(rest))).cast("B")  # type: ignore[union-attr]
-            n = min(len(buf), len(rest))
-            if not n:
-                raise RuntimeError(MESSAGES["empty_buffer"])
-            buf[:n] = rest[:n]
-            self._protocol.buffer_updated(n)  # type: ignore[union-attr]
+            if self._paused or self._closing or not self._buffered:
+                if not self._closing:
+                    self._hold(bytes(rest), first=True)
+                return
+            protocol: protocols.BufferedProtocol = self._protocol  # type: ignore[assignment]
+            message = MESSAGES["get_buffer"]
+            try:
+                buf = protocol.get_buffer(-1)
+                if not len(buf):  # type: ignore[arg-type]  # (asyncio calls len() too)
+                    raise RuntimeError(MESSAGES["empty_buffer"])
+                message = MESSAGES["read"]
+                # (released before buffer_updated(), which may resize it)
+                with memoryview(buf) as whole, whole.cast("B") as view:
+                    if view.readonly:
+                        raise TypeError(f"get_buffer() returned a read-only "
+                                        f"{type(buf).__name__}")
+                    n = min(len(view), len(rest))
+                    view[:n] = rest[:n]
+                message = MESSAGES["buffer_updated"]
+                protocol.buffer_updated(n)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, message)
+                return
             rest = rest[n:]
 
-    def _hold(self, item: bytes | object) -> None:
+    def _hold(self, item: bytes | object, first: bool = False) -> None:
         if self._held is None:
             self._held = collections.deque()
-        self._held.append(item)
+        if first:
+            self._held.appendleft(item)
+        else:
+            self._held.append(item)
 
     def _deliver_held(self) -> None:
         held = self._held
