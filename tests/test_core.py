@@ -243,12 +243,12 @@ for size in map(int, sys.argv[1:]):
 @pytest.mark.skipif(bool(os.environ.get("LD_PRELOAD")),
                     reason="another allocator is preloaded (ASan's)")
 @pytest.mark.parametrize("ring_sizes, fits, too_big", [
-    ("", 4 << 20, 40 << 20),                  # 128 x 64 KiB: an 8 MiB burst
+    ("", 2 << 20, 40 << 20),                  # 64 x 64 KiB: a 4 MiB burst
     ("buffers=1024", 24 << 20, 40 << 20),     # 64 MiB: capped where glibc adapts
 ])
 def test_heap_fits_a_burst_of_received_bytes(ring_sizes, fits, too_big):
-    """After the first loop, glibc keeps a burst the size of the buffer ring
-    in its heap (a block that size is not mmapped, so the heap is not
+    """After the first loop, glibc keeps a burst up to the size of the
+    buffer ring in its heap (a block that size is not mmapped, so the heap is not
     trimmed and faulted in again per batch); past glibc's own 32 MiB limit
     the fit is capped there rather than lost.  A block above it is still
     mmapped, which shows the count measures what it should."""

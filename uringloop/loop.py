@@ -67,7 +67,7 @@ _ABANDONED: list[object] = []
 POLLIN = 0x001
 
 # The loop-wide provided-buffer ring that multishot receives pick from
-# (by default 128 x 64 KiB: 8 MiB of address space, resident only as far
+# (by default 64 x 64 KiB: 4 MiB of address space, resident only as far
 # as used; URINGLOOP_RING sizes it, see ring.Sizes).
 BUFFER_GROUP = 0
 

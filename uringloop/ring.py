@@ -169,7 +169,7 @@ class Sizes:
 
     entries: int = DEFAULT_ENTRIES
     cq_entries: int = DEFAULT_CQ_ENTRIES
-    buffers: int = 128
+    buffers: int = 64
     buffer_size: int = 64 * 1024
     workers: int = min(32, (os.cpu_count() or 1) + 4)
 
