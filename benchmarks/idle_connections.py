@@ -12,6 +12,8 @@ import resource
 import socket
 import sys
 
+import measuring
+
 LOOPS = ("uringloop", "asyncio", "uvloop")
 
 
@@ -71,6 +73,7 @@ def main(argv=None):
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.connections + 64 > hard:          # each process holds one end of each
         sys.exit(f"RLIMIT_NOFILE hard limit {hard} is too low for {args.connections} connections")
+    measuring.compile_bytecode()
     rss = {kind: measure(kind, args.connections) for kind in args.loops}
     print(f"| loop | RSS with {args.connections:,} idle connections | vs uvloop |")
     print("|---|--:|--:|")

@@ -53,6 +53,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+import measuring  # noqa: E402
 import servers  # noqa: E402  (each role imports only its own loop: servers.new_loop)
 HOST = "127.0.0.1"
 LOOPS = ["uringloop", "asyncio", "uvloop"]
@@ -734,6 +735,7 @@ def bench_main(argv):
     cpus = os.sched_getaffinity(0)
     if args.server_cpu == args.client_cpu or not {args.server_cpu, args.client_cpu} <= cpus:
         parser.error(f"--server-cpu and --client-cpu must be two different CPUs of {sorted(cpus)}")
+    measuring.compile_bytecode()
     try:
         raise_fd_limit(args.connections + 64)
     except RuntimeError as exc:

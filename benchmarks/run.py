@@ -659,6 +659,7 @@ def main(argv=None):
                   f"{str(exc).splitlines()[0]}", file=sys.stderr, flush=True)
             args.workloads = [w for w in args.workloads if w not in TLS]
             tls = []
+    measuring.compile_bytecode()
     # The parent stays off the server's CPU; measuring.spawn() pins each child.
     os.sched_setaffinity(0, {args.client_cpu})
 
