@@ -84,7 +84,10 @@ class RingTransport(transports._FlowControlMixin):
                  server: AsyncioServer | None = None) -> None:
         super().__init__(extra, loop)
         self._extra["socket"] = owned = trsock.TransportSocket(sock)
-        self._extra["sockname"] = _shared(_address(sock.getsockname))
+        # A served connection's local address is its server's: shared whole.
+        # A client's has its own port: only its host is shared.
+        sockname = _address(sock.getsockname)
+        self._extra["sockname"] = _shared(sockname) if server is not None else _peer(sockname)
         if "peername" not in self._extra:
             self._extra["peername"] = _peer(_address(sock.getpeername))
         self._sock = sock
@@ -252,7 +255,7 @@ def _shared(value: _T) -> _T:
 
 
 def _peer(address: Any) -> Any:
-    """A peer's address with its host shared (its port is its own)."""
+    """An address with its host shared (its port is its own)."""
     if isinstance(address, tuple) and address and isinstance(address[0], str):
         return (_shared(address[0]), *address[1:])
     return address
