@@ -128,7 +128,8 @@ int ul_prep_recv_select(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid)
 }
 
 /* recv_select that stays armed: a CQE per arrival, until EOF, an error,
- * ENOBUFS (group bgid ran dry) or a cancel. */
+ * ENOBUFS (group bgid ran dry) or a cancel.  Where the kernel bundles, one
+ * CQE takes as many buffers as the bytes waiting fill (ul_bufring_take). */
 int ul_prep_recv_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid)
 {
     int err = 0;
@@ -137,6 +138,8 @@ int ul_prep_recv_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid
         sqe->flags = UL_SQE_BUFFER_SELECT;
         sqe->buf_group = (uint16_t)bgid;
         sqe->ioprio = UL_RECV_MULTISHOT;
+        if (r->features & UL_FEAT_RECVSEND_BUNDLE)
+            sqe->ioprio |= UL_RECVSEND_BUNDLE;
     }
     return err;
 }
