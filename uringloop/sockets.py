@@ -118,8 +118,6 @@ class SocketMethods(_LoopBase):
 
     async def sock_recvfrom_into(self, sock: socket.socket, buf: WriteableBuffer,
                                  nbytes: int = 0) -> tuple[int, Any]:
-        # (type: ignore: len() of a buffer, which typeshed's Buffer does not promise;
-        # asyncio's sock_recvfrom_into takes it the same way)
         # (type: ignore: len() of a buffer, which typeshed's Buffer does not
         # promise; asyncio's sock_recvfrom_into takes it the same way)
         return await self._when_ready(  # type: ignore[call-overload, no-any-return]
