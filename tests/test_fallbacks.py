@@ -28,7 +28,6 @@ MASKS = [
     "defer_taskrun,coop_taskrun",
     "ext_arg",
     "no_iowait",
-    "recvsend_bundle",
     "single_mmap",
     "multishot_poll",
     "multishot_accept",
@@ -42,8 +41,7 @@ MASKS = [
     "unlinkat,renameat,mkdirat,symlinkat,linkat",
     # an old kernel: every fallback at once
     "defer_taskrun,coop_taskrun,cqe_mixed,no_sqarray,taskrun_flag,submit_all,ext_arg,"
-    "no_iowait,recvsend_bundle,multishot_poll,multishot_accept,multishot_recv,pbuf_ring,"
-    "epoll_wait,"
+    "no_iowait,multishot_poll,multishot_accept,multishot_recv,pbuf_ring,epoll_wait,"
     "read_multishot,waitid,pidfd," + ",".join(FILE_OPCODES),
 ]
 

@@ -128,8 +128,7 @@ int ul_prep_recv_select(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid)
 }
 
 /* recv_select that stays armed: a CQE per arrival, until EOF, an error,
- * ENOBUFS (group bgid ran dry) or a cancel.  Where the kernel bundles, one
- * CQE takes as many buffers as the bytes waiting fill (ul_bufring_take). */
+ * ENOBUFS (group bgid ran dry) or a cancel. */
 int ul_prep_recv_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid)
 {
     int err = 0;
@@ -138,8 +137,6 @@ int ul_prep_recv_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid
         sqe->flags = UL_SQE_BUFFER_SELECT;
         sqe->buf_group = (uint16_t)bgid;
         sqe->ioprio = UL_RECV_MULTISHOT;
-        if (r->features & UL_FEAT_RECVSEND_BUNDLE)
-            sqe->ioprio |= UL_RECVSEND_BUNDLE;
     }
     return err;
 }
