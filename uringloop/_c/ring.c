@@ -255,8 +255,6 @@ struct ul_sqe *ul_get_sqe(struct ul_ring *r, int *err)
 
 /* ---- completion -------------------------------------------------------- */
 
-static void hold_buffers(struct ul_ring *r, unsigned group, unsigned bid, int32_t res);
-
 /* Copy up to cq_entries completions into the flat arrays.  Padding CQEs
  * of a mixed ring and internal user_data are dropped here, so Python sees
  * one entry per operation result. */
