@@ -20,7 +20,7 @@ import uringloop
 LOOP_KINDS = ("uringloop", "uringloop-compat", "asyncio", "uvloop")
 
 COMPAT_MASK = ("defer_taskrun,coop_taskrun,cqe_mixed,no_sqarray,taskrun_flag,submit_all,"
-               "ext_arg,no_iowait,multishot_poll,multishot_accept,multishot_recv,pbuf_ring,"
+               "ext_arg,no_iowait,recvsend_bundle,multishot_poll,multishot_accept,multishot_recv,pbuf_ring,"
                "epoll_wait,read_multishot,waitid,unlinkat,renameat,mkdirat,symlinkat,linkat,"
                "ftruncate,file_nowait")
 

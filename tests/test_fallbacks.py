@@ -28,6 +28,7 @@ MASKS = [
     "defer_taskrun,coop_taskrun",
     "ext_arg",
     "no_iowait",
+    "recvsend_bundle",
     "single_mmap",
     "multishot_poll",
     "multishot_accept",
@@ -41,7 +42,8 @@ MASKS = [
     "unlinkat,renameat,mkdirat,symlinkat,linkat",
     # an old kernel: every fallback at once
     "defer_taskrun,coop_taskrun,cqe_mixed,no_sqarray,taskrun_flag,submit_all,ext_arg,"
-    "no_iowait,multishot_poll,multishot_accept,multishot_recv,pbuf_ring,epoll_wait,"
+    "no_iowait,recvsend_bundle,multishot_poll,multishot_accept,multishot_recv,pbuf_ring,"
+    "epoll_wait,"
     "read_multishot,waitid,pidfd," + ",".join(FILE_OPCODES),
 ]
 
@@ -408,6 +410,64 @@ def test_starved_receives_wait_for_the_ring_to_refill(monkeypatch):
         loop.close()
     filled = 2 * conns * rounds * size // 4096      # both ways, server and clients
     assert 0 < starved <= 2 * filled
+
+
+def test_a_refused_multishot_receive_steps_down_and_loses_nothing():
+    """A kernel that bundles but takes no length on a multishot receive (the
+    bundle's cap) refuses it with EINVAL; the loop then asks for plain
+    multishot receives, and, refused again (a kernel before 6.0), for
+    single ones.  Each refusal is delivered here as the kernel would,
+    once the transport's receive has ended; every byte still arrives."""
+    loop = uringloop.new_event_loop()
+
+    async def main():
+        got = bytearray()
+        arrived = asyncio.Event()
+        transports = []
+
+        class Collect(asyncio.Protocol):
+            def connection_made(self, transport):
+                transports.append(transport)
+
+            def data_received(self, data):
+                got.extend(data)
+                arrived.set()
+
+        server = await loop.create_server(Collect, "127.0.0.1", 0)
+        _, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+
+        async def through(payload):
+            del got[:]
+            writer.write(payload)
+            while len(got) < len(payload):
+                arrived.clear()
+                await asyncio.wait_for(arrived.wait(), 5)
+            assert got == payload
+
+        await through(os.urandom(600_000))
+        transport = transports[0]
+        steps = []
+        for _ in range(2):
+            transport.pause_reading()
+            while transport._recv_ud:            # the cancelled receive ends
+                await asyncio.sleep(0.001)
+            transport._paused = False
+            transport._recv_ended(-errno.EINVAL)
+            steps.append((loop._ring.features.has("recvsend_bundle"), loop._multishot_recv))
+            await through(os.urandom(600_000))
+        transport.close()
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return steps
+
+    try:
+        if not loop._ring.features.has("recvsend_bundle"):
+            pytest.skip("this kernel has no receive bundles")
+        assert loop.run_until_complete(main()) == [(False, True), (False, False)]
+    finally:
+        loop.close()
 
 
 def test_nodelay_on_tcp_sockets_made_with_proto_0():

@@ -9,7 +9,8 @@ import threading
 import pytest
 
 from support import KiB, MiB, check_bytes, payload
-from test_streams import HOST, EchoServer, Peer, close_server, port_of, tcp_pair, until, wait
+from test_streams import (HOST, Collect, EchoServer, Peer, close_server, port_of, tcp_pair,
+                          until, wait)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -248,6 +249,64 @@ def test_write_rejects_what_is_not_bytes_like(run, bad):
         assert bytes(client.data) == b"still works"
         transport.close()
         await wait(client.lost)
+        await close_server(server)
+
+    run(main())
+
+
+class Gather(asyncio.BufferedProtocol):
+    """Receives into buffers of `size` bytes; with `pause_every`, pauses
+    reading after that many buffer_updated calls and resumes a moment
+    later, so some bytes already received wait while reading is paused."""
+
+    def __init__(self, size, pause_every=0):
+        self.buffer = bytearray(size)
+        self.data = bytearray()
+        self.pause_every = pause_every
+        self.updates = 0
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        return self.buffer
+
+    def buffer_updated(self, nbytes):
+        self.data += self.buffer[:nbytes]
+        self.updates += 1
+        if self.pause_every and self.updates % self.pause_every == 0:
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self.transport.resume_reading)
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+@pytest.mark.parametrize("size, pause_every", [(1000, 0), (100_003, 0), (300_000, 0),
+                                               (100_003, 3)])
+def test_bulk_bytes_reach_a_buffered_protocol_whole(run, size, pause_every):
+    """Megabytes that pile up in the socket while the receiver is paused
+    arrive in receives larger than one ring buffer (uringloop: a receive
+    bundle, 64 KiB buffers); a BufferedProtocol's buffers of any size take
+    them whole and in order, also when it pauses in buffer_updated."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        servers = Collect()
+        server = await loop.create_server(servers, HOST, 0)
+        transport, proto = await loop.create_connection(
+            lambda: Gather(size, pause_every), HOST, port_of(server))
+        transport.pause_reading()
+        sender = (await servers.first()).transport
+        want = payload(4 * MiB, seed=size)
+        for at in range(0, len(want), 256 * KiB):
+            sender.write(want[at:at + 256 * KiB])
+        await asyncio.sleep(0.05)
+        transport.resume_reading()
+        await until(lambda: len(proto.data) >= len(want), timeout=20)
+        check_bytes(proto.data, want)
+        sender.close()
+        await wait(proto.lost)
         await close_server(server)
 
     run(main())

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from typing import TextIO
 
 # The params->features bits the core takes a code path on.
-USED_FEATURES = ("single_mmap", "ext_arg", "no_iowait")
+USED_FEATURES = ("single_mmap", "ext_arg", "no_iowait", "recvsend_bundle")
 
 
 def _mark(present: bool, used: bool, masked: bool = False) -> str:

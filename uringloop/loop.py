@@ -217,6 +217,16 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
                 return None
         return BUFFER_GROUP
 
+    def _multishot_refused(self) -> None:
+        """A multishot receive was refused (EINVAL): a kernel that bundles
+        but takes no length on a multishot receive (the bundle's cap,
+        prep.c) is asked for plain multishot receives next; one before 6.0,
+        for single receives."""
+        if self._ring.features.has("recvsend_bundle"):
+            self._ring.stop_bundling()
+        else:
+            self._multishot_recv = False
+
     def _buffer_ring(self, bgid: int, count: int, size: int) -> BufferRing | None:
         """Another provided-buffer group (datagrams'), made on first use;
         None where the kernel has no provided-buffer rings."""

@@ -84,7 +84,7 @@ FILE_OPCODES = ("openat", "close", "read", "write", "fsync", "ftruncate", "statx
 
 # Features whose absence changes a code path of the core, so masking them
 # is meaningful; the rest are reported, not masked.
-MASKABLE_FEATURES = ("single_mmap", "ext_arg", "no_iowait")
+MASKABLE_FEATURES = ("single_mmap", "ext_arg", "no_iowait", "recvsend_bundle")
 # Opcodes the loop has a fallback for.
 MASKABLE_OPCODES = ("epoll_wait", "read_multishot", "waitid", *FILE_OPCODES)
 
@@ -386,6 +386,13 @@ class Ring:
                 self.check(err)
             self._claim()
 
+    def stop_bundling(self) -> None:
+        """Receive one buffer per completion from now on: the kernel took
+        bundles but refused their per-completion cap (prep.c)."""
+        self._r.features &= ~(1 << FEATURE_BITS.index("recvsend_bundle"))
+        self.features = dataclasses.replace(
+            self.features, features=self.features.features - {"recvsend_bundle"})
+
     def _claim(self) -> None:
         self.thread = threading.get_ident()
         self._issuer.here = True
@@ -530,9 +537,17 @@ class BufferRing:
         self.count = count
 
     def take(self, bid: int, length: int) -> bytes:
-        """The `length` bytes a completion left in buffer `bid`, copied out."""
-        # (type: ignore: cffi's buffers are untyped; this slice is bytes)
-        return ffi.buffer(lib.ul_bufring_data(self._br, bid, length), length)[:]  # type: ignore[no-any-return]
+        """The `length` bytes a completion left from buffer `bid` on, copied
+        out (a receive bundle's fill the buffers that followed it too)."""
+        # (type: ignore: cffi's buffers are untyped; these slices are bytes)
+        if length <= self.size:
+            return ffi.buffer(lib.ul_bufring_data(self._br, bid, length), length)[:]  # type: ignore[no-any-return]
+        out = ffi.new("char[]", length)
+        err = lib.ul_bufring_take(self._br, ffi.new("unsigned *", bid), ffi.new("unsigned *", 0),
+                                  length, out)
+        if err:
+            raise OSError(-err, f"buffer {bid} of group {self.bgid}: {os.strerror(-err)}")
+        return ffi.buffer(out)[:]  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Unregister and free; no op selecting from this group may be in flight."""

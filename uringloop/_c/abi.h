@@ -42,6 +42,7 @@
 /* params->features */
 #define UL_FEAT_SINGLE_MMAP      (1u << 0)
 #define UL_FEAT_EXT_ARG          (1u << 8)
+#define UL_FEAT_RECVSEND_BUNDLE  (1u << 14)
 #define UL_FEAT_NO_IOWAIT        (1u << 17)
 
 /* enter flags */
@@ -93,6 +94,7 @@
 /* op-specific flags */
 #define UL_POLL_ADD_MULTI        (1u << 0)   /* sqe->len of POLL_ADD */
 #define UL_RECV_MULTISHOT        (1u << 1)   /* sqe->ioprio of RECV */
+#define UL_RECVSEND_BUNDLE       (1u << 4)   /* sqe->ioprio of RECV */
 #define UL_ACCEPT_MULTISHOT      (1u << 0)   /* sqe->ioprio of ACCEPT */
 #define UL_NOP_CQE32             (1u << 5)   /* sqe->nop_flags */
 #define UL_CANCEL_ALL            (1u << 0)

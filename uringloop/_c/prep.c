@@ -127,8 +127,28 @@ int ul_prep_recv_select(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid)
     return err;
 }
 
+/* The kernel maps buffers for a whole cap before it receives, and ends the
+ * multishot once that empties the ring: so a cap is at most a quarter of
+ * the ring, or a small ring would end every receive. */
+static unsigned bundle_cap(const struct ul_ring *r, unsigned bgid)
+{
+    const struct ul_bufring *br = bgid < UL_BUFFER_GROUPS ? r->bufrings[bgid] : NULL;
+    if (!br)
+        return UL_BUNDLE_CAP;
+    size_t quarter = (size_t)br->count * br->size / 4;
+    if (quarter < br->size)
+        quarter = br->size;
+    return quarter < UL_BUNDLE_CAP ? (unsigned)quarter : UL_BUNDLE_CAP;
+}
+
 /* recv_select that stays armed: a CQE per arrival, until EOF, an error,
- * ENOBUFS (group bgid ran dry) or a cancel. */
+ * ENOBUFS (group bgid ran dry) or a cancel.  Where the kernel bundles, one
+ * CQE takes as many buffers as the bytes waiting fill (ul_bufring_take), up
+ * to a cap: a completion that reaches it also ends the kernel's retries
+ * for that wake-up, which bounds what a protocol about to pause has read
+ * ahead of it (about twice the cap; uncapped, the whole buffer ring).
+ * Kernels that bundle but take no cap refuse the SQE with EINVAL, and the
+ * loop stops bundling (Loop._multishot_refused). */
 int ul_prep_recv_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid)
 {
     int err = 0;
@@ -137,6 +157,10 @@ int ul_prep_recv_multishot(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid
         sqe->flags = UL_SQE_BUFFER_SELECT;
         sqe->buf_group = (uint16_t)bgid;
         sqe->ioprio = UL_RECV_MULTISHOT;
+        if (r->features & UL_FEAT_RECVSEND_BUNDLE) {
+            sqe->ioprio |= UL_RECVSEND_BUNDLE;
+            sqe->len = bundle_cap(r, bgid);
+        }
     }
     return err;
 }

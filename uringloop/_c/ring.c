@@ -117,6 +117,7 @@ static int alloc_completion_arrays(struct ul_ring *r)
     r->cqe_flags = calloc(n, sizeof(uint32_t));
     r->cqe_big = calloc(2 * n, sizeof(uint64_t));
     r->recycle = calloc(n, sizeof(uint32_t));
+    r->recycle_room = (uint32_t)n;
     if (!r->cqe_user_data || !r->cqe_res || !r->cqe_flags || !r->cqe_big || !r->recycle)
         return -ENOMEM;
     return 0;
@@ -205,7 +206,7 @@ void ul_ring_exit(struct ul_ring *r)
     free(r->recycle);
     r->recycle = NULL;
     memset(r->bufrings, 0, sizeof(r->bufrings));
-    r->nrecycle = 0;
+    r->nrecycle = r->recycle_room = 0;
     r->cqe_pos[0] = r->cqe_pos[1] = 0;
     r->cqe_user_data = NULL;
     r->cqe_res = NULL;
@@ -255,6 +256,8 @@ struct ul_sqe *ul_get_sqe(struct ul_ring *r, int *err)
 
 /* ---- completion -------------------------------------------------------- */
 
+static void hold_buffers(struct ul_ring *r, unsigned group, unsigned bid, int32_t res);
+
 /* Copy up to cq_entries completions into the flat arrays.  Padding CQEs
  * of a mixed ring and internal user_data are dropped here, so Python sees
  * one entry per operation result. */
@@ -274,7 +277,7 @@ static int reap(struct ul_ring *r)
         r->cqe_res[n] = c->res;
         r->cqe_flags[n] = flags;
         if ((flags & UL_CQE_F_BUFFER) && group < UL_BUFFER_GROUPS && r->bufrings[group])
-            r->recycle[r->nrecycle++] = group << 16 | flags >> UL_CQE_BUFFER_SHIFT;
+            hold_buffers(r, group, flags >> UL_CQE_BUFFER_SHIFT, c->res);
         if (flags & UL_CQE_F_32) {
             /* a big CQE never straddles the wrap: the kernel pads first */
             const uint64_t *extra = (const uint64_t *)(c + 1);
@@ -290,6 +293,30 @@ static int reap(struct ul_ring *r)
 }
 
 static void add_buffer(struct ul_bufring *br, unsigned bid);
+
+/* A completion carried buffer `bid` of `group` and, if it was a bundle of
+ * `res` bytes, the buffers after it in the ring, as many as res filled: all
+ * go back at the next wait.  They are named here, while their ring entries
+ * are as the kernel took them: the kernel takes buffers in the order it
+ * posts their completions, and the entries recycled at a wait are those of
+ * the completions reaped before it. */
+static void hold_buffers(struct ul_ring *r, unsigned group, unsigned bid, int32_t res)
+{
+    struct ul_bufring *br = r->bufrings[group];
+    unsigned more = res > 0 ? ((unsigned)res - 1) / br->size : 0;
+
+    if (bid >= br->count || r->nrecycle >= r->recycle_room)
+        return;
+    r->recycle[r->nrecycle++] = group << 16 | bid;
+    for (uint16_t at = br->slot[bid]; more && r->nrecycle < r->recycle_room; more--) {
+        unsigned after = br->ring[++at & br->mask].bid;
+        if (after >= br->count)
+            return;
+        br->next[bid] = (uint16_t)after;
+        bid = after;
+        r->recycle[r->nrecycle++] = group << 16 | bid;
+    }
+}
 
 /* The last batch is consumed: its buffers go back, published at once. */
 static void recycle_buffers(struct ul_ring *r)
@@ -400,7 +427,7 @@ static void add_buffer(struct ul_bufring *br, unsigned bid)
     b->addr = (uint64_t)(uintptr_t)buffer_at(br, bid);
     b->len = br->size;
     b->bid = (uint16_t)bid;
-    br->tail++;
+    br->slot[bid] = br->tail++;
 }
 
 /* Where buffer `bid` holds `len` bytes a completion reported; NULL when
@@ -410,6 +437,53 @@ const char *ul_bufring_data(const struct ul_bufring *br, unsigned bid, unsigned 
     if (!br->ring || bid >= br->count || len > br->size)
         return NULL;
     return buffer_at(br, bid);
+}
+
+/* Copy the next n of a completion's bytes, which start in buffer *bid at
+ * offset *at, to dest, and move *bid and *at past them: a bundle's bytes
+ * run on in the buffers reap linked after its first.  0, or -EINVAL where
+ * *bid is not one of this ring's. */
+int ul_bufring_take(const struct ul_bufring *br, unsigned *bid, unsigned *at, unsigned n,
+                    char *dest)
+{
+    while (n) {
+        if (!br->ring || *bid >= br->count || *at >= br->size)
+            return -EINVAL;
+        unsigned k = br->size - *at < n ? br->size - *at : n;
+        memcpy(dest, buffer_at(br, *bid) + *at, k);
+        dest += k;
+        n -= k;
+        *at += k;
+        if (*at == br->size) {
+            *bid = br->next[*bid];
+            *at = 0;
+        }
+    }
+    return 0;
+}
+
+/* The ring entries, then slot and next: one mapping. */
+static size_t bufring_map_len(unsigned count)
+{
+    return count * (sizeof(struct ul_buf) + 2 * sizeof(uint16_t));
+}
+
+/* Room in r->recycle for every buffer of every group, `count` more
+ * included: a bundle brings many per completion, and none is out twice. */
+static int fit_recycle(struct ul_ring *r, unsigned count)
+{
+    size_t room = r->cq_entries + (size_t)count;
+    for (unsigned g = 0; g < UL_BUFFER_GROUPS; g++)
+        if (r->bufrings[g])
+            room += r->bufrings[g]->count;
+    if (room <= r->recycle_room)
+        return 0;
+    uint32_t *grown = realloc(r->recycle, room * sizeof(uint32_t));
+    if (!grown)
+        return -ENOMEM;
+    r->recycle = grown;
+    r->recycle_room = (uint32_t)room;
+    return 0;
 }
 
 /* Received bytes reach Python as bytes objects, which are freed a batch at
@@ -459,9 +533,13 @@ int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
     if (count == 0 || (count & (count - 1)) || count > 32768 || bgid >= UL_BUFFER_GROUPS ||
         r->bufrings[bgid])
         return -EINVAL;
-    br->ring = map_anon(count * sizeof(struct ul_buf));
+    if (fit_recycle(r, count) < 0)
+        return -ENOMEM;
+    br->ring = map_anon(bufring_map_len(count));
     if (!br->ring)
         return -ENOMEM;
+    br->slot = (uint16_t *)(br->ring + count);
+    br->next = br->slot + count;
     br->base = memory;
     br->count = count;
     br->size = size;
@@ -473,7 +551,7 @@ int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
     reg.bgid = (uint16_t)bgid;
     if (sys_register(r->fd, UL_REGISTER_PBUF_RING, &reg, 1) < 0) {
         int err = -errno;
-        munmap(br->ring, count * sizeof(struct ul_buf));
+        munmap(br->ring, bufring_map_len(count));
         br->ring = NULL;
         return err;
     }
@@ -504,7 +582,7 @@ void ul_bufring_exit(struct ul_ring *r, struct ul_bufring *br)
         r->bufrings[br->bgid] = NULL;
     }
     if (br->ring)
-        munmap(br->ring, br->count * sizeof(struct ul_buf));
+        munmap(br->ring, bufring_map_len(br->count));
     br->ring = NULL;
 }
 

@@ -93,16 +93,39 @@ static int call_protocol(PyObject *tr, PyObject *name, PyObject *arg, PyObject *
 
 /* ---- receive and send completions ---------------------------------------- */
 
+/* Received bytes not yet delivered: `len` of them, from offset `at` of
+ * buffer `bid` of the stream group's ring on. */
+struct received {
+    const struct ul_bufring *br;
+    unsigned bid, at, len;
+};
+
+/* The next n of them, copied into dest. */
+static void take(struct received *rx, char *dest, unsigned n)
+{
+    ul_bufring_take(rx->br, &rx->bid, &rx->at, n, dest);
+    rx->len -= n;
+}
+
+/* The next n of them as a new bytes object. */
+static PyObject *take_bytes(struct received *rx, unsigned n)
+{
+    PyObject *data = PyBytes_FromStringAndSize(NULL, n);
+    if (data)
+        take(rx, PyBytes_AS_STRING(data), n);
+    return data;
+}
+
 /* Bytes to a BufferedProtocol, as asyncio's loop gives them: get_buffer(-1),
  * as many bytes as that buffer takes, buffer_updated(n), until all are in.
  * If the protocol stops reading normally in between (pauses, closes, is
  * swapped), the rest takes the Python way (_received: held or dropped).
  * 1 or -1. */
-static int feed_buffer(PyObject *tr, const char *data, Py_ssize_t len)
+static int feed_buffer(PyObject *tr, struct received *rx)
 {
-    while (len > 0) {
+    while (rx->len > 0) {
         if (!reads_normally(tr) || !FLAG(tr, _buffered)) {
-            PyObject *rest = PyBytes_FromStringAndSize(data, len);
+            PyObject *rest = take_bytes(rx, rx->len);
             PyObject *r = rest ? call_method1(tr, str_received, rest) : NULL;
             int rc = r ? 1 : -1;
             Py_XDECREF(rest);
@@ -128,31 +151,26 @@ static int feed_buffer(PyObject *tr, const char *data, Py_ssize_t len)
         Py_XDECREF(buf);
         if (!view.obj)
             return fatal(tr, message);
-        Py_ssize_t n = view.len < len ? view.len : len;
-        memcpy(view.buf, data, (size_t)n);
+        unsigned n = view.len < (Py_ssize_t)rx->len ? (unsigned)view.len : rx->len;
+        take(rx, view.buf, n);
         PyBuffer_Release(&view);
-        PyObject *nbytes = PyLong_FromSsize_t(n);
+        PyObject *nbytes = PyLong_FromUnsignedLong(n);
         int rc = nbytes ? call_protocol(tr, str_buffer_updated, nbytes, msg_buffer_updated) : -1;
         Py_XDECREF(nbytes);
         if (rc < 0)
             return -1;
-        data += n;
-        len -= n;
     }
     return 1;
 }
 
-/* A multishot receive's bytes, delivered while the transport reads
- * normally and the receive stays armed. */
+/* A multishot receive's bytes (one buffer's, or a bundle's several),
+ * delivered while the transport reads normally and the receive stays armed. */
 static int recv_fast(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
 {
     PyObject *tr = FIELD(op, recv_fields.transport);
-    struct ul_bufring *br = t->ring->bufrings[0];   /* the stream group */
-    if (res <= 0 || !(flags & UL_CQE_F_MORE) || !(flags & UL_CQE_F_BUFFER) || !br || !tr ||
-        !reads_normally(tr))
-        return 0;
-    const char *buf = ul_bufring_data(br, flags >> UL_CQE_BUFFER_SHIFT, (unsigned)res);
-    if (!buf)
+    struct received rx = {t->ring->bufrings[0], flags >> UL_CQE_BUFFER_SHIFT, 0, res};
+    if (res <= 0 || !(flags & UL_CQE_F_MORE) || !(flags & UL_CQE_F_BUFFER) || !rx.br || !tr ||
+        !reads_normally(tr) || !ul_bufring_data(rx.br, rx.bid, 0))
         return 0;
     PyObject *entered = ul_enter(FIELD(op, recv_fields.context));
     if (!entered)
@@ -160,9 +178,9 @@ static int recv_fast(OpTable *t, PyObject *op, int32_t res, uint32_t flags)
     int rc = -1;
     Py_INCREF(tr);
     if (FLAG(tr, _buffered)) {
-        rc = feed_buffer(tr, buf, res);
+        rc = feed_buffer(tr, &rx);
     } else {
-        PyObject *data = PyBytes_FromStringAndSize(buf, res);
+        PyObject *data = take_bytes(&rx, rx.len);
         if (data)
             rc = call_protocol(tr, str_data_received, data, msg_data_received);
         Py_XDECREF(data);

@@ -385,7 +385,7 @@ class StreamTransport(RingTransport, transports.Transport):
         elif res == -errno.ENOBUFS:
             self._loop._starve(self)
         elif res == -errno.EINVAL and self._loop._multishot_recv:
-            self._loop._multishot_recv = False   # a kernel before 6.0: re-arm singly
+            self._loop._multishot_refused()
             self._start_reading()
         elif not self._closing:
             self._fatal_error(OSError(-res, os.strerror(-res)), MESSAGES["read"])
