@@ -12,7 +12,7 @@ turns round by round, in a rotating order, through run.py's own
 measurement (a fresh server pinned to one CPU, the C load generator on the
 other, a round repeated while other work disturbs it).  The table gives
 medians over the rounds and each variant's CPU per request relative to
-the first one.
+the first one that measured.
 
 --perf DIR records each server with `perf record -g` into DIR/LABEL-N.data,
 for `perf report -i ...`: where a variant's CPU goes.
@@ -122,11 +122,15 @@ def measure(args):
 
 
 def table(case, results):
-    lines = [f"{case.label}, medians over rounds; CPU relative to the first variant", "",
-             "| variant | CPU µs/request | vs first | requests/s | p50 µs | p99 µs "
+    """Medians per variant; CPU relative to the first variant that measured
+    (named in the heading, so a failed first variant cannot mislead)."""
+    medians = {label: statistics.median(o["cpu_us"] for o in outcomes if o["ok"])
+               for label, outcomes in results.items() if any(o["ok"] for o in outcomes)}
+    base = next(iter(medians), None)
+    lines = [f"{case.label}, medians over rounds; CPU relative to {base}", "",
+             f"| variant | CPU µs/request | vs {base} | requests/s | p50 µs | p99 µs "
              "| peak RSS MiB | rounds |",
              "|---|--:|--:|--:|--:|--:|--:|--:|"]
-    first = None
     for label, outcomes in results.items():
         ok = [o for o in outcomes if o["ok"]]
         if not ok:
@@ -134,11 +138,10 @@ def table(case, results):
                          f"| | | | | | 0 |")
             continue
         cpu = [o["cpu_us"] for o in ok]
-        median = statistics.median(cpu)
-        first = first or median
+        median = medians[label]
         spread = (max(cpu) - min(cpu)) / 2 / median
         lines.append(
-            f"| {label} | {median:.2f} ±{spread:.0%} | {median / first:.3f}x "
+            f"| {label} | {median:.2f} ±{spread:.0%} | {median / medians[base]:.3f}x "
             f"| {statistics.median(o['rps'] for o in ok):,.0f} "
             f"| {statistics.median(o['p50_us'] for o in ok):,.0f} "
             f"| {statistics.median(o['p99_us'] for o in ok):,.0f} "
