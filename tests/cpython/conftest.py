@@ -3,6 +3,7 @@ installed, each test under its own timeout, and marks the reviewed
 expected failures (uringloop only) as strict xfail."""
 import asyncio
 import gc
+import os
 
 import pytest
 
@@ -12,6 +13,19 @@ from .suite_loops import KIND, POLICY
 # A hang costs this much and no more: SIGALRM interrupts the loop's wait
 # (io_uring_enter returns EINTR) and the rest of the suite goes on.
 TEST_TIMEOUT = 30
+
+
+@pytest.fixture(autouse=True, scope="module")
+def private_cwd(tmp_path_factory):
+    """The suite runs in a directory of its own, as regrtest runs it (and
+    only the suite: other modules may rely on the current directory): some
+    test classes make a file named after os_helper.TESTFN in the current
+    directory for all their tests, which would otherwise come and go in the
+    source tree while test_packaging copies it."""
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cpython-cwd"))
+    yield
+    os.chdir(before)
 
 
 @pytest.fixture(autouse=True)
