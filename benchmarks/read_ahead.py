@@ -21,6 +21,7 @@ import subprocess
 import sys
 
 LOOPS = ("asyncio", "uvloop", "uringloop", "uringloop-plain")
+HERE = os.path.dirname(os.path.abspath(__file__))   # servers.py, for the child
 
 CHILD = r"""
 import asyncio, json, os, socket, sys
@@ -57,15 +58,13 @@ async def main():
     transport.close()
     sender.close()
 
-kind = sys.argv[1]
-if kind == "asyncio":
-    asyncio.run(main())
-elif kind == "uvloop":
-    import uvloop
-    uvloop.run(main())
-else:
-    import uringloop
-    uringloop.run(main())
+sys.path.insert(0, sys.argv[2])
+import servers
+loop = servers.new_loop(sys.argv[1])
+try:
+    loop.run_until_complete(main())
+finally:
+    loop.close()
 """
 
 
@@ -74,7 +73,7 @@ def measure(kind):
     env.pop("URINGLOOP_DISABLE", None)
     if kind == "uringloop-plain":
         env["URINGLOOP_DISABLE"] = "recvsend_bundle"
-    out = subprocess.run([sys.executable, "-c", CHILD, kind.split("-")[0]], env=env,
+    out = subprocess.run([sys.executable, "-c", CHILD, kind.split("-")[0], HERE], env=env,
                          capture_output=True, text=True, timeout=60, check=True)
     return json.loads(out.stdout)
 
