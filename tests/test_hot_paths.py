@@ -4,6 +4,7 @@ unusual case to asyncio's semantics, on every loop alike."""
 import array
 import asyncio
 import contextvars
+import socket
 import threading
 
 import pytest
@@ -210,6 +211,64 @@ def test_write_copies_what_the_caller_may_reuse(run):
     run(main())
 
 
+class AnswerThenHold(asyncio.Protocol):
+    """Answers a request, then holds the loop until its peer has the answer
+    (or `patience` has passed), writes more and closes."""
+
+    def __init__(self, peer_has_it, patience):
+        self.peer_has_it, self.patience = peer_has_it, patience
+        self.connected = threading.Event()
+        self.held = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.connected.set()
+
+    def data_received(self, data):
+        self.transport.write(b"answer")
+        self.held.append(self.peer_has_it.wait(self.patience))
+        self.transport.write(b", and more")
+        self.transport.close()
+
+
+def ask(port, server, peer_has_it, received):
+    """A blocking client in a thread: one request, then all it gets."""
+    with socket.create_connection((HOST, port)) as sock:
+        server.connected.wait(5)
+        sock.sendall(b"request")
+        data = b""
+        while len(data) < len(b"answer"):
+            data += sock.recv(100)
+        peer_has_it.set()
+        while chunk := sock.recv(100):
+            data += chunk
+        received.append(data)
+
+
+def test_a_reply_leaves_while_its_callback_runs(run):
+    """A write() answering a request on an idle transport leaves at once,
+    before the callback returns, as asyncio's loop and uvloop send inside
+    write(): uringloop submits the SEND there when it answers the lone
+    completion the loop woke for, where it would otherwise wait for the next
+    enter, after whatever the callback and the tasks it wakes do next.
+    Writes made meanwhile queue behind it: all arrive, in order."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        peer_has_it = threading.Event()
+        server_proto = AnswerThenHold(peer_has_it, 5)
+        server = await loop.create_server(lambda: server_proto, HOST, 0)
+        received = []
+        client = threading.Thread(target=ask, args=(port_of(server), server_proto,
+                                                    peer_has_it, received), daemon=True)
+        client.start()
+        await until(lambda: received)
+        assert received == [b"answer, and more"]
+        assert server_proto.held == [True]
+        await close_server(server)
+
+    run(main())
+
+
 def test_large_write_that_fills_the_socket_keeps_its_order(run):
     """A large write of more than the socket takes sends part of it; the
     rest, and the writes after it, large and small, reach the peer whole
@@ -361,7 +420,6 @@ def test_unusable_buffer_is_a_fatal_error(loop_kind, run, buffer, exc_type, mess
 
 
 def socket_pair():
-    import socket
     a, b = socket.socketpair()
     a.setblocking(False)
     b.setblocking(False)

@@ -289,6 +289,7 @@ static int reap(struct ul_ring *r)
     store_release(r->cq_khead, head);
     r->cqe_pos[0] = 0;
     r->cqe_pos[1] = n;
+    r->lone = n == 1;
     return (int)n;
 }
 
@@ -393,6 +394,22 @@ int ul_wait(struct ul_ring *r, long long timeout_ns)
         ret != -EAGAIN)
         return ret;
     return reap(r);
+}
+
+/* The loop woke for one completion and the SEND just queued, its only
+ * SQE, answers it: the peer is waiting, so it goes out now instead of at
+ * the next enter, after whatever Python runs past write() (a timeout's
+ * cancel, the next read's setup).  Its completion is usually posted before
+ * this returns, and the next wait then reaps it without entering: the
+ * same number of enters as before.  Once per reap, and only for lone
+ * completions: a busy loop still sends a batch's replies in one enter.
+ * An error leaves the SQE queued for the next enter, which reports it. */
+void ul_submit_reply(struct ul_ring *r)
+{
+    if (r->lone && r->enabled && sq_pending(r) == 1) {
+        r->lone = 0;
+        submit(r, 0, 0, NULL, 0);
+    }
 }
 
 /* Submit everything queued and let the kernel run the work it deferred

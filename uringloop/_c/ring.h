@@ -64,6 +64,7 @@ struct ul_ring {
     uint32_t nrecycle, recycle_room;
 
     uint32_t enter_flags;      /* NO_IOWAIT where the kernel has it */
+    uint32_t lone;             /* the last reap had one completion */
     uint32_t forgotten[2];     /* stand-in SQ head/tail once forgotten */
     struct ul_timespec ts;     /* wait timeout, read by the kernel in enter */
 
@@ -160,5 +161,7 @@ int ul_install(uintptr_t dict_address);
 struct ul_sqe *ul_get_sqe(struct ul_ring *r, int *err);
 /* For ul_wait() on kernels without EXT_ARG: a TIMEOUT ending the wait. */
 int ul_prep_wait_timeout(struct ul_ring *r, struct ul_timespec *ts);
+/* For write(): submit a reply to a lone completion now (see ring.c). */
+void ul_submit_reply(struct ul_ring *r);
 
 #endif

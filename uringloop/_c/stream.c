@@ -252,6 +252,7 @@ static int write_fast(PyObject *self, PyObject *data)
     put_borrowed(self, stream_fields._sending, Py_True);
     if (put_long(self, stream_fields._live, live + 1) < 0)
         return -1;
+    ul_submit_reply(t->ring);
     PyObject *high = TRANSPORT(self, _high_water);
     if (high && PyLong_Check(high) && size > PyLong_AsSsize_t(high))
         return call0(self, str_maybe_pause);
@@ -277,7 +278,8 @@ static PyObject *transport_write(PyObject *self, PyObject *data)
 
 static PyMethodDef write_def = {
     "write", (PyCFunction)transport_write, METH_O,
-    "Write bytes to the transport; they go out with the loop's next enter."};
+    "Write bytes to the transport; they go out with the loop's next enter, "
+    "or at once as the reply to a lone completion."};
 
 /* ---- install ----------------------------------------------------------------- */
 

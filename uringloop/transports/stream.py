@@ -8,9 +8,10 @@ The common cases of receiving, sending and write() run in C
 (_c.install_stream, _c/stream.c); the methods here define what they do.
 
 Writes: write() queues; one SEND (or a vectored SENDMSG for several queued
-chunks) is in flight at a time and goes out with the loop's next enter;
-a partial send continues from where it stopped.  Flow control counts queued
-plus in-flight bytes.
+chunks) is in flight at a time and goes out with the loop's next enter, or
+at once where it answers the lone completion the loop woke for
+(ul_submit_reply); a partial send continues from where it stopped.  Flow
+control counts queued plus in-flight bytes.
 
 Held data: what arrives while reading is paused (a receive already in
 flight when pause_reading() was called) is kept as bytes, and EOF after it,
