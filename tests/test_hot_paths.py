@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import socket
 import threading
+import types
 
 import pytest
 
@@ -264,6 +265,37 @@ def test_a_reply_leaves_while_its_callback_runs(run):
         await until(lambda: received)
         assert received == [b"answer, and more"]
         assert server_proto.held == [True]
+        await close_server(server)
+
+    run(main())
+
+
+def test_a_reply_written_by_a_task_leaves_while_the_task_runs(run):
+    """The same of a streams handler, whose task writes the answer after the
+    receive's callback has returned (and, where the kernel has no multishot
+    receive, after the receive was re-armed): the answer leaves inside
+    write(), before the task goes on."""
+    async def main():
+        peer_has_it = threading.Event()
+        handler = types.SimpleNamespace(connected=threading.Event(), held=[])
+
+        async def answer_then_hold(reader, writer):
+            handler.connected.set()
+            await reader.readexactly(len(b"request"))
+            writer.write(b"answer")
+            handler.held.append(peer_has_it.wait(5))
+            writer.write(b", and more")
+            writer.close()
+            await writer.wait_closed()
+
+        server = await asyncio.start_server(answer_then_hold, HOST, 0)
+        received = []
+        client = threading.Thread(target=ask, args=(port_of(server), handler,
+                                                    peer_has_it, received), daemon=True)
+        client.start()
+        await until(lambda: received)
+        assert received == [b"answer, and more"]
+        assert handler.held == [True]
         await close_server(server)
 
     run(main())

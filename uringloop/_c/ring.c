@@ -396,17 +396,19 @@ int ul_wait(struct ul_ring *r, long long timeout_ns)
     return reap(r);
 }
 
-/* The loop woke for one completion and the SEND just queued, its only
- * SQE, answers it: the peer is waiting, so it goes out now instead of at
- * the next enter, after whatever Python runs past write() (a timeout's
- * cancel, the next read's setup).  Its completion is usually posted before
- * this returns, and the next wait then reaps it without entering: the
- * same number of enters as before.  Once per reap, and only for lone
- * completions: a busy loop still sends a batch's replies in one enter.
- * An error leaves the SQE queued for the next enter, which reports it. */
+/* The loop woke for one completion and the SEND just queued answers it:
+ * the peer is waiting, so it goes out now instead of at the next enter,
+ * after whatever Python runs past write() (a timeout's cancel, the next
+ * read's setup).  Whatever else is queued goes with it: where the kernel
+ * has no multishot receive, the receive re-armed before a task wrote the
+ * reply.  The SEND's completion is usually posted before this returns,
+ * and the next wait then reaps it without entering: the same number of
+ * enters as before.  Once per reap, and only for lone completions: a busy
+ * loop still sends a batch's replies in one enter.  An error leaves the
+ * SQEs queued for the next enter, which reports it. */
 void ul_submit_reply(struct ul_ring *r)
 {
-    if (r->lone && r->enabled && sq_pending(r) == 1) {
+    if (r->lone && r->enabled) {
         r->lone = 0;
         submit(r, 0, 0, NULL, 0);
     }
