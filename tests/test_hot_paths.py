@@ -246,6 +246,17 @@ def ask(port, server, peer_has_it, received):
         received.append(data)
 
 
+async def ask_in_a_thread(server, handler, peer_has_it):
+    """What `ask` received from the server, which is then closed."""
+    received = []
+    client = threading.Thread(target=ask, args=(port_of(server), handler, peer_has_it,
+                                                received), daemon=True)
+    client.start()
+    await until(lambda: received)
+    await close_server(server)
+    return received
+
+
 def test_a_reply_leaves_while_its_callback_runs(run):
     """A write() answering a request on an idle transport leaves at once,
     before the callback returns, as asyncio's loop and uvloop send inside
@@ -258,14 +269,8 @@ def test_a_reply_leaves_while_its_callback_runs(run):
         peer_has_it = threading.Event()
         server_proto = AnswerThenHold(peer_has_it, 5)
         server = await loop.create_server(lambda: server_proto, HOST, 0)
-        received = []
-        client = threading.Thread(target=ask, args=(port_of(server), server_proto,
-                                                    peer_has_it, received), daemon=True)
-        client.start()
-        await until(lambda: received)
-        assert received == [b"answer, and more"]
+        assert await ask_in_a_thread(server, server_proto, peer_has_it) == [b"answer, and more"]
         assert server_proto.held == [True]
-        await close_server(server)
 
     run(main())
 
@@ -289,14 +294,8 @@ def test_a_reply_written_by_a_task_leaves_while_the_task_runs(run):
             await writer.wait_closed()
 
         server = await asyncio.start_server(answer_then_hold, HOST, 0)
-        received = []
-        client = threading.Thread(target=ask, args=(port_of(server), handler,
-                                                    peer_has_it, received), daemon=True)
-        client.start()
-        await until(lambda: received)
-        assert received == [b"answer, and more"]
+        assert await ask_in_a_thread(server, handler, peer_has_it) == [b"answer, and more"]
         assert handler.held == [True]
-        await close_server(server)
 
     run(main())
 
