@@ -45,6 +45,21 @@ class _SSLProtocol(sslproto.SSLProtocol):
         super().__init__(*args, **kwargs)
         self._ssl_buffer = mmap.mmap(-1, self.max_size)
         self._ssl_buffer_view = memoryview(self._ssl_buffer)
+        self._socket_transport: transports.BaseTransport | None = None
+
+    def connection_made(self, transport: transports.BaseTransport) -> None:
+        self._socket_transport = transport
+        super().connection_made(transport)
+
+    def _get_extra_info(self, name: str, default: Any = None) -> Any:
+        # asyncio's forgets the socket's addresses when the connection is
+        # lost (its transport is dropped), where a plain transport keeps
+        # answering: a server that answers and closes at once can take
+        # them before the client has looked.  They are the socket
+        # transport's, kept as they were.
+        if self._transport is None and name not in self._extra and self._socket_transport:
+            return self._socket_transport.get_extra_info(name, default)
+        return super()._get_extra_info(name, default)
 
 
 class _UntilWritable(protocols.Protocol):

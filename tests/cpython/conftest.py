@@ -1,7 +1,6 @@
 """Runs CPython's asyncio tests with the policy of the loop under test
-installed, each test under its own timeout, marks the reviewed expected
-failures (uringloop only) as strict xfail, and runs the tests that race
-their own server threads (expected_failures.RACES) again if they fail."""
+installed, each test under its own timeout, and marks the reviewed
+expected failures (uringloop only) as strict xfail."""
 import asyncio
 import gc
 import os
@@ -45,12 +44,9 @@ def pytest_collection_modifyitems(items):
         if cls is None or not hasattr(cls, "cpython_id"):
             continue
         item.add_marker(pytest.mark.timeout(TEST_TIMEOUT, method="signal"))
-        cpython_name = f"{cls.cpython_id}.{item.name}"
-        if cpython_name in expected_failures.RACES:
-            item.add_marker(pytest.mark.flaky(reruns=expected_failures.RERUNS))
         if KIND != "uringloop":
             continue
-        reason = expected_failures.EXPECTED.get(cpython_name)
+        reason = expected_failures.EXPECTED.get(f"{cls.cpython_id}.{item.name}")
         if reason is not None:
             item.add_marker(pytest.mark.xfail(reason=str(reason), strict=True,
                                               run=not reason.hangs))

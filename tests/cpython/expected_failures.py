@@ -47,24 +47,3 @@ NEWER = {
 for _version, _entries in NEWER.items():
     if sys.version_info >= _version:
         EXPECTED.update(_entries)
-
-
-# Tests that race their own server thread, on asyncio's loop as on ours: each
-# is run again (up to RERUNS times) when it fails, on every loop kind.
-RERUNS = 2
-
-RACES = {
-    # The test reads the TLS transport's get_extra_info("sockname") after
-    # create_connection() returns.  Its HTTPS server thread answers the
-    # request MyProto sends in connection_made() and closes at once; when
-    # the answer and the close_notify arrive before run_until_complete()
-    # returns, SSLProtocol has dropped its transport and answers None (its
-    # _get_extra_info, asyncio's code, on every loop).  At that check, in 300
-    # runs (600 checks), asyncio's loop had already begun the shutdown twice;
-    # on uringloop the test failed once in 300 runs, and once in 600.
-    "test_events.EPollEventLoopTests.test_create_ssl_connection":
-        "reads extra info of a connection its server may already have closed",
-    # The same check, over a Unix socket.
-    "test_events.EPollEventLoopTests.test_create_ssl_unix_connection":
-        "reads extra info of a connection its server may already have closed",
-}

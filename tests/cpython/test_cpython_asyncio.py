@@ -119,11 +119,9 @@ del _module_name, _module, _name, _names, _cls
 
 
 def test_every_expected_failure_names_a_test():
-    """An entry whose test was renamed or removed would never be checked
-    (nor would a race entry's test be run again)."""
+    """An entry whose test was renamed or removed would never be checked."""
     loader = unittest.TestLoader()
     ids = {f"{cls.cpython_id}.{name}"
            for cls in globals().values() if hasattr(cls, "cpython_id")
            for name in loader.getTestCaseNames(cls)}
     assert sorted(set(expected_failures.EXPECTED) - ids) == []
-    assert sorted(set(expected_failures.RACES) - ids) == []

@@ -366,8 +366,19 @@ int ul_wait(struct ul_ring *r, long long timeout_ns)
         return (int)(r->cqe_pos[1] - r->cqe_pos[0]);
     if (r->nrecycle)
         recycle_buffers(r);
-    if (cq_ready(r))
+    if (cq_ready(r)) {
+        /* After a reply went out (ul_submit_reply), its completion is taken
+         * as it lies in the CQ, without an enter: anything queued since (a
+         * receive re-armed, where the kernel has no multishot receive) and
+         * any deferred work wait for the next wait's enter, which comes
+         * right after.  An enter here would do no more than that one. */
+        if (r->replied) {
+            r->replied = 0;
+            return reap(r);
+        }
         timeout_ns = 0;
+    }
+    r->replied = 0;
     if (!needs_enter(r, timeout_ns))
         return reap(r);
     if (timeout_ns != 0) {
@@ -410,6 +421,7 @@ void ul_submit_reply(struct ul_ring *r)
 {
     if (r->lone && r->enabled) {
         r->lone = 0;
+        r->replied = 1;
         submit(r, 0, 0, NULL, 0);
     }
 }

@@ -65,6 +65,7 @@ struct ul_ring {
 
     uint32_t enter_flags;      /* NO_IOWAIT where the kernel has it */
     uint32_t lone;             /* the last reap had one completion */
+    uint32_t replied;          /* a reply was submitted since the last wait */
     uint32_t forgotten[2];     /* stand-in SQ head/tail once forgotten */
     struct ul_timespec ts;     /* wait timeout, read by the kernel in enter */
 
