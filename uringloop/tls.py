@@ -52,12 +52,13 @@ class _SSLProtocol(sslproto.SSLProtocol):
         super().connection_made(transport)
 
     def _get_extra_info(self, name: str, default: Any = None) -> Any:
-        # asyncio's forgets the socket's addresses when the connection is
-        # lost (its transport is dropped), where a plain transport keeps
-        # answering: a server that answers and closes at once can take
-        # them before the client has looked.  They are the socket
-        # transport's, kept as they were.
-        if self._transport is None and name not in self._extra and self._socket_transport:
+        # asyncio's SSLProtocol answers None for the socket's addresses once
+        # the connection is lost (it drops its transport), where a plain
+        # transport keeps answering; a server that answers and closes at
+        # once would take them from a client that had not looked yet.
+        # The socket transport keeps them as they were.
+        if (self._transport is None and name not in self._extra
+                and self._socket_transport is not None):
             return self._socket_transport.get_extra_info(name, default)
         return super()._get_extra_info(name, default)
 
