@@ -200,6 +200,54 @@ def test_receive_bundles_keep_every_byte_in_order(masked):
         r.close()
 
 
+def resident_kib(memory):
+    """How much of an mmap is in memory (its mapping's Rss in smaps)."""
+    start = f"{int(ringmod.ffi.cast('uintptr_t', ringmod.ffi.from_buffer(memory))):x}-"
+    with open("/proc/self/smaps") as smaps:
+        lines = iter(smaps)
+        for line in lines:
+            if line.startswith(start):
+                return next(int(f.split()[1]) for f in lines if f.startswith("Rss:"))
+    raise LookupError("mapping not found")
+
+
+@pytest.mark.parametrize("masked", ["", "recvsend_bundle"])
+def test_a_light_load_rides_few_buffers_and_a_burst_gets_them_all(masked):
+    """A buffer costs memory once the kernel writes to it, and the kernel
+    takes a ring's buffers in turn: handed all 64 at once, one socket
+    receiving a message at a time would touch every one.  The ring hands a
+    few out (where the kernel bundles, twice a bundle's cap: 16 buffers of
+    4 KiB here) and more as the load asks.  So 200 messages one at a time
+    touch at most half of it (a buffer is a page here), and a burst that
+    outruns them arrives whole, through all of them."""
+    r = Ring(entries=8, cq_entries=64, mask=Mask.from_env(masked))
+    a, b = socket.socketpair()
+    try:
+        r.enable()
+        bufs = r.buffer_ring(bgid=2, count=64, size=4096)
+        receiver = Receiver(r, bufs, [a])
+        sent = bytearray()
+        for _ in range(200):
+            message = os.urandom(1000)
+            b.sendall(message)
+            sent += message
+            receiver.until(len(sent))
+        assert resident_kib(bufs.memory) <= 32 * 4
+        burst = os.urandom(1 << 20)
+        sender = threading.Thread(target=b.sendall, args=(burst,))
+        sender.start()
+        sent += burst
+        receiver.until(len(sent))
+        sender.join()
+        assert receiver.got == [sent]
+        assert resident_kib(bufs.memory) == 64 * 4
+        bufs.close()
+    finally:
+        a.close()
+        b.close()
+        r.close()
+
+
 def test_ring_owned_by_its_thread():
     r = Ring(entries=8, cq_entries=16, mask=NO_MASK)
     try:

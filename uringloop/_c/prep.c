@@ -127,18 +127,10 @@ int ul_prep_recv_select(struct ul_ring *r, uint64_t ud, int fd, unsigned bgid)
     return err;
 }
 
-/* The kernel maps buffers for a whole cap before it receives, and ends the
- * multishot once that empties the ring: so a cap is at most a quarter of
- * the ring, or a small ring would end every receive. */
 static unsigned bundle_cap(const struct ul_ring *r, unsigned bgid)
 {
     const struct ul_bufring *br = bgid < UL_BUFFER_GROUPS ? r->bufrings[bgid] : NULL;
-    if (!br)
-        return UL_BUNDLE_CAP;
-    size_t quarter = (size_t)br->count * br->size / 4;
-    if (quarter < br->size)
-        quarter = br->size;
-    return quarter < UL_BUNDLE_CAP ? (unsigned)quarter : UL_BUNDLE_CAP;
+    return br ? ul_bundle_cap(br) : UL_BUNDLE_CAP;
 }
 
 /* recv_select that stays armed: a CQE per arrival, until EOF, an error,

@@ -257,6 +257,7 @@ struct ul_sqe *ul_get_sqe(struct ul_ring *r, int *err)
 /* ---- completion -------------------------------------------------------- */
 
 static void hold_buffers(struct ul_ring *r, unsigned group, unsigned bid, int32_t res);
+static void publish_all(struct ul_bufring *br);
 
 /* Copy up to cq_entries completions into the flat arrays.  Padding CQEs
  * of a mixed ring and internal user_data are dropped here, so Python sees
@@ -276,8 +277,12 @@ static int reap(struct ul_ring *r)
         r->cqe_user_data[n] = (uint32_t)c->user_data;
         r->cqe_res[n] = c->res;
         r->cqe_flags[n] = flags;
-        if ((flags & UL_CQE_F_BUFFER) && group < UL_BUFFER_GROUPS && r->bufrings[group])
-            hold_buffers(r, group, flags >> UL_CQE_BUFFER_SHIFT, c->res);
+        if (group < UL_BUFFER_GROUPS && r->bufrings[group]) {
+            if (flags & UL_CQE_F_BUFFER)
+                hold_buffers(r, group, flags >> UL_CQE_BUFFER_SHIFT, c->res);
+            else if (c->res == -ENOBUFS)
+                publish_all(r->bufrings[group]);
+        }
         if (flags & UL_CQE_F_32) {
             /* a big CQE never straddles the wrap: the kernel pads first */
             const uint64_t *extra = (const uint64_t *)(c + 1);
@@ -294,6 +299,14 @@ static int reap(struct ul_ring *r)
 }
 
 static void add_buffer(struct ul_bufring *br, unsigned bid);
+static void publish_wanted(struct ul_bufring *br);
+
+/* The kernel took one of the buffers it was given. */
+static void taken(struct ul_bufring *br)
+{
+    if (br->out)
+        br->out--;
+}
 
 /* A completion carried buffer `bid` of `group` and, if it was a bundle of
  * `res` bytes, the buffers after it in the ring, as many as res filled: all
@@ -308,25 +321,35 @@ static void hold_buffers(struct ul_ring *r, unsigned group, unsigned bid, int32_
 
     if (bid >= br->count || r->nrecycle >= r->recycle_room)
         return;
+    taken(br);
     r->recycle[r->nrecycle++] = group << 16 | bid;
     for (uint16_t at = br->slot[bid]; more && r->nrecycle < r->recycle_room; more--) {
         unsigned after = br->ring[++at & br->mask].bid;
         if (after >= br->count)
             return;
+        taken(br);
         br->next[bid] = (uint16_t)after;
         bid = after;
         r->recycle[r->nrecycle++] = group << 16 | bid;
     }
 }
 
-/* The last batch is consumed: its buffers go back, published at once. */
+/* The last batch is consumed: its buffers go back on top of the spares,
+ * and each ring is given what it wants from the top. */
 static void recycle_buffers(struct ul_ring *r)
 {
-    for (unsigned i = 0; i < r->nrecycle; i++)
-        add_buffer(r->bufrings[r->recycle[i] >> 16], r->recycle[i] & 0xffff);
-    for (unsigned g = 0; g < UL_BUFFER_GROUPS; g++)
-        if (r->bufrings[g])
-            store_release(&r->bufrings[g]->ring[0].resv, r->bufrings[g]->tail);
+    for (unsigned i = 0; i < r->nrecycle; i++) {
+        struct ul_bufring *br = r->bufrings[r->recycle[i] >> 16];
+        br->spare[br->nspare++] = (uint16_t)(r->recycle[i] & 0xffff);
+    }
+    for (unsigned g = 0; g < UL_BUFFER_GROUPS; g++) {
+        struct ul_bufring *br = r->bufrings[g];
+        if (!br)
+            continue;
+        if (br->out <= br->want / 2)               /* a batch took half */
+            br->want = br->want * 2 < br->count ? br->want * 2 : br->count;
+        publish_wanted(br);
+    }
     r->nrecycle = 0;
 }
 
@@ -459,6 +482,44 @@ static void add_buffer(struct ul_bufring *br, unsigned bid)
     b->len = br->size;
     b->bid = (uint16_t)bid;
     br->slot[bid] = br->tail++;
+    br->out++;
+}
+
+/* A buffer costs memory once the kernel has written to it, and the kernel
+ * takes a ring's buffers in turn: given all of them, one connection
+ * receiving 64 KiB at a time would touch all 4 MiB.  So a ring starts
+ * with a few out (first_want) and gives the kernel more as the load asks:
+ * twice as many once a batch took half of them, all at once after ENOBUFS
+ * (reap).  It never shrinks: the memory is touched by then.  The spares
+ * go out most recently used first, so the same few buffers carry a light
+ * load. */
+#define UL_BUFFERS_FIRST 4
+
+/* Where the kernel bundles, twice the buffers of a cap: a bundle's receive
+ * maps a cap's worth and ends its multishot if that takes the last one out,
+ * so as many again are there for a batch to take before the ring grows. */
+static unsigned first_want(const struct ul_ring *r, const struct ul_bufring *br)
+{
+    unsigned want = UL_BUFFERS_FIRST;
+    if (r->features & UL_FEAT_RECVSEND_BUNDLE) {
+        unsigned cap = (ul_bundle_cap(br) + br->size - 1) / br->size;
+        if (2 * cap > want)
+            want = 2 * cap;
+    }
+    return want < br->count ? want : br->count;
+}
+
+static void publish_wanted(struct ul_bufring *br)
+{
+    while (br->out < br->want && br->nspare)
+        add_buffer(br, br->spare[--br->nspare]);
+    store_release(&br->ring[0].resv, br->tail);
+}
+
+static void publish_all(struct ul_bufring *br)
+{
+    br->want = br->count;
+    publish_wanted(br);
 }
 
 /* Where buffer `bid` holds `len` bytes a completion reported; NULL when
@@ -493,10 +554,10 @@ int ul_bufring_take(const struct ul_bufring *br, unsigned *bid, unsigned *at, un
     return 0;
 }
 
-/* The ring entries, then slot and next: one mapping. */
+/* The ring entries, then slot, next and spare: one mapping. */
 static size_t bufring_map_len(unsigned count)
 {
-    return count * (sizeof(struct ul_buf) + 2 * sizeof(uint16_t));
+    return count * (sizeof(struct ul_buf) + 3 * sizeof(uint16_t));
 }
 
 /* Room in r->recycle for every buffer of every group, `count` more
@@ -553,8 +614,8 @@ void ul_fit_malloc_to_bursts(size_t burst)
 }
 
 /* count must be a power of two; memory holds count * size bytes and stays
- * the caller's.  Every buffer is handed to the kernel, and the ring
- * recycles them by itself from then on (see recycle_buffers). */
+ * the caller's.  The first buffers are handed to the kernel, and the ring
+ * recycles and adds them by itself from then on (see publish_wanted). */
 int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
                     unsigned count, unsigned size, void *memory)
 {
@@ -571,6 +632,7 @@ int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
         return -ENOMEM;
     br->slot = (uint16_t *)(br->ring + count);
     br->next = br->slot + count;
+    br->spare = br->next + count;
     br->base = memory;
     br->count = count;
     br->size = size;
@@ -586,9 +648,10 @@ int ul_bufring_init(struct ul_ring *r, struct ul_bufring *br, unsigned bgid,
         br->ring = NULL;
         return err;
     }
-    for (unsigned bid = 0; bid < count; bid++)
-        add_buffer(br, bid);
-    store_release(&br->ring[0].resv, br->tail);
+    for (unsigned bid = count; bid-- > 0;)     /* bid 0 on top */
+        br->spare[br->nspare++] = (uint16_t)bid;
+    br->want = first_want(r, br);
+    publish_wanted(br);
     r->bufrings[bgid] = br;
     return 0;
 }

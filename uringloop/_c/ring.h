@@ -77,14 +77,29 @@ struct ul_ring {
  * carved from memory the caller owns.  A receive bundle fills several
  * buffers, named only by the first: the rest are the ones that followed it
  * in the ring, so each buffer's ring position is kept (slot) and the reaper
- * links a bundle's buffers in order (next). */
+ * links a bundle's buffers in order (next).  Only `want` buffers are out
+ * with the kernel at a time; the others wait in `spare`, the most recently
+ * used on top (see publish_wanted). */
 struct ul_bufring {
     struct ul_buf *ring;
     char *base;
     uint16_t *slot, *next;     /* by bid; in the ring's own mapping */
+    uint16_t *spare;           /* a stack of nspare bids, in the same mapping */
     uint32_t count, size, mask;
+    uint32_t nspare, out, want;  /* out: published, not yet seen taken */
     uint16_t bgid, tail;
 };
+
+/* The kernel maps buffers for a bundle's whole cap before it receives, and
+ * ends the multishot once that empties the ring: so a cap is at most a
+ * quarter of the ring, or a small ring would end every receive. */
+static inline unsigned ul_bundle_cap(const struct ul_bufring *br)
+{
+    size_t quarter = (size_t)br->count * br->size / 4;
+    if (quarter < br->size)
+        quarter = br->size;
+    return quarter < UL_BUNDLE_CAP ? (unsigned)quarter : UL_BUNDLE_CAP;
+}
 
 /* cdef-begin: _build.py hands these prototypes to cffi as they are */
 int ul_ring_init(struct ul_ring *r, unsigned entries, unsigned cq_entries,
