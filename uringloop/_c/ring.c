@@ -340,7 +340,8 @@ static void recycle_buffers(struct ul_ring *r)
 {
     for (unsigned i = 0; i < r->nrecycle; i++) {
         struct ul_bufring *br = r->bufrings[r->recycle[i] >> 16];
-        br->spare[br->nspare++] = (uint16_t)(r->recycle[i] & 0xffff);
+        if (br->nspare < br->count)      /* never past the stack, whatever came back */
+            br->spare[br->nspare++] = (uint16_t)(r->recycle[i] & 0xffff);
     }
     for (unsigned g = 0; g < UL_BUFFER_GROUPS; g++) {
         struct ul_bufring *br = r->bufrings[g];
@@ -389,19 +390,18 @@ int ul_wait(struct ul_ring *r, long long timeout_ns)
         return (int)(r->cqe_pos[1] - r->cqe_pos[0]);
     if (r->nrecycle)
         recycle_buffers(r);
+    unsigned replied = r->replied;
+    r->replied = 0;
     if (cq_ready(r)) {
         /* After a reply went out (ul_submit_reply), its completion is taken
          * as it lies in the CQ, without an enter: anything queued since (a
          * receive re-armed, where the kernel has no multishot receive) and
          * any deferred work wait for the next wait's enter, which comes
          * right after.  An enter here would do no more than that one. */
-        if (r->replied) {
-            r->replied = 0;
+        if (replied)
             return reap(r);
-        }
         timeout_ns = 0;
     }
-    r->replied = 0;
     if (!needs_enter(r, timeout_ns))
         return reap(r);
     if (timeout_ns != 0) {
