@@ -10,9 +10,9 @@ import types
 
 import pytest
 
-from support import KiB, MiB, check_bytes, payload
-from test_streams import (HOST, Collect, EchoServer, Peer, close_server, port_of, tcp_pair,
-                          until, wait)
+from support import KiB, MiB, check_bytes, payload, record_exceptions
+from test_streams import (HOST, Collect, EchoServer, Peer, close_server, linger_reset, port_of,
+                          tcp_pair, until, wait)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -321,6 +321,56 @@ def test_large_write_that_fills_the_socket_keeps_its_order(run):
         transport.close()
         await wait(client.lost)
         await close_server(server)
+
+    run(main())
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_a_large_write_to_an_idle_transport_leaves_inside_write(run, kind):
+    """A large write to an idle transport goes out within write(), as far as
+    the socket takes it (all of it here: the peer reads as it goes), so
+    nothing is left buffered, and a bytearray may change right after."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        server, sp, transport, client = await tcp_pair(loop)
+        want = b""
+        for i, size in enumerate((16 * KiB, 64 * KiB, 200 * KiB)):
+            data = payload(size, seed=i)
+            buf = bytearray(data)
+            sp.transport.write(kind(buf) if kind is memoryview else kind(data))
+            assert sp.transport.get_write_buffer_size() == 0
+            buf[:] = bytes(size)
+            want += data
+            await until(lambda: len(client.data) >= len(want))
+        check_bytes(client.data, want)
+        transport.close()
+        await wait(client.lost)
+        await close_server(server)
+
+    run(main())
+
+
+def test_a_large_write_to_a_reset_connection_fails_inside_write(run):
+    """A large write that finds the connection reset by its peer is the
+    transport's fatal error within write(): it is closing when write()
+    returns, and connection_lost gets the error.  (Where the kernel runs a
+    receive's completion at once, without IORING_SETUP_DEFER_TASKRUN, the
+    receive in flight takes the reset and the write finds a broken pipe;
+    asyncio and uvloop have no receive in flight.)"""
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = record_exceptions(loop)
+        with socket.create_server((HOST, 0)) as listener:
+            listener.settimeout(5)
+            transport, client = await loop.create_connection(Peer, *listener.getsockname())
+            conn, _ = listener.accept()
+            await asyncio.sleep(0.02)
+            linger_reset(conn)
+            transport.write(payload(64 * KiB))
+            assert transport.is_closing()
+            exc = await wait(client.lost)
+        assert isinstance(exc, (ConnectionResetError, BrokenPipeError))
+        assert errors == []
 
     run(main())
 

@@ -69,6 +69,7 @@ MESSAGES = {
     "get_buffer": "Fatal error: protocol.get_buffer() call failed.",
     "empty_buffer": "get_buffer() returned an empty buffer",
     "read": "Fatal read error on socket transport",
+    "write": "Fatal write error on socket transport",
 }
 
 
@@ -497,8 +498,7 @@ class StreamTransport(RingTransport, transports.Transport):
             if res != -errno.ECANCELED:
                 self._pending = None
                 self._pending_size = 0
-                self._fatal_error(OSError(-res, os.strerror(-res)),
-                                  "Fatal write error on socket transport")
+                self._fatal_error(OSError(-res, os.strerror(-res)), MESSAGES["write"])
             return
         if res < self._send_op.size:
             rest = self._unsent(chunks, res)
