@@ -689,6 +689,11 @@ async def stuffed_pair(loop, size=8 * MiB):
     buffer because the client is not reading."""
     server, sp, transport, client = await tcp_pair(loop)
     transport.pause_reading()
+    # One loop iteration lets the pause take hold before the data comes:
+    # uringloop stops its receive at the next enter, and what that receive
+    # takes first (read ahead and held) also makes the kernel grow the
+    # client's socket buffer, which may then take all of `data`.
+    await asyncio.sleep(0)
     data = payload(size, seed=7)
     sp.transport.write(data)
     await asyncio.sleep(0.05)
