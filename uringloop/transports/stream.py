@@ -7,11 +7,13 @@ buffer goes straight back.
 The common cases of receiving, sending and write() run in C
 (_c.install_stream, _c/stream.c); the methods here define what they do.
 
-Writes: write() queues; one SEND (or a vectored SENDMSG for several queued
-chunks) is in flight at a time and goes out with the loop's next enter, or
-at once where it answers the lone completion the loop woke for
-(ul_submit_reply); a partial send continues from where it stopped.  Flow
-control counts queued plus in-flight bytes.
+Writes: on an idle transport, write() of 16 KiB or more calls send(2)
+at once, as asyncio's loop does; everything else (smaller writes, what the
+socket did not take, writes behind one in flight) queues.  One SEND (or a
+vectored SENDMSG for several queued chunks) is in flight at a time and goes
+out with the loop's next enter, or at once where it answers the lone
+completion the loop woke for (ul_submit_reply); a partial send continues
+from where it stopped.  Flow control counts queued plus in-flight bytes.
 
 Held data: what arrives while reading is paused (a receive already in
 flight when pause_reading() was called) is kept as bytes, and EOF after it,
@@ -408,9 +410,11 @@ class StreamTransport(RingTransport, transports.Transport):
 
     # -- writing
 
-    # write() is C (_c.install_stream, below): a lone bytes object written
-    # to an idle transport (a bytearray or memoryview copied to one first)
-    # goes straight into a SEND; everything else comes here.
+    # write() is C (_c.install_stream, below): a bytes-like object written
+    # to an idle transport goes out with send(2) if it is 16 KiB or more,
+    # and into a SEND otherwise (a bytearray or memoryview copied to bytes
+    # first), as does what the socket did not take; everything else comes
+    # here.
     def _write(self, data: bytes | bytearray | memoryview) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
