@@ -1,7 +1,7 @@
 /*
  * What the CPython side of the C code shares: reaching Python classes'
- * __slots__ by offset, installing C methods on Python classes, and taking
- * an exception to hand it to a handler.
+ * __slots__ by offset, installing C methods on Python classes, taking an
+ * exception to hand it to a handler, and a send(2) that does not wait.
  *
  * Fields that C reads or writes are named once, in a list macro:
  *
@@ -20,6 +20,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <errno.h>
+#include <sys/socket.h>
 
 /* The value of the __slots__ field at `off` in obj; NULL while unset. */
 #define FIELD(obj, off) (*(PyObject **)((char *)(obj) + (off)))
@@ -181,6 +183,25 @@ static inline PyObject *call_slow(PyObject *method, PyObject *self, PyObject *co
     PyObject *r = PyObject_Vectorcall(method, all, nargs + 1, kwnames);
     PyMem_Free(all);
     return r;
+}
+
+/* send(2), or sendto(2) where name is given, without waiting and retried
+ * on EINTR: the bytes sent; -EAGAIN where the socket has no room; -1 with
+ * the error raised as the socket module raises it.  MSG_NOSIGNAL, as the
+ * ring's own sends: no SIGPIPE where a program has not ignored it. */
+static inline Py_ssize_t try_send(int fd, const void *buf, size_t len,
+                                  const struct sockaddr *name, socklen_t namelen)
+{
+    ssize_t n;
+    do {
+        n = sendto(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL, name, namelen);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0)
+        return n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return -EAGAIN;
+    PyErr_SetFromErrno(PyExc_OSError);
+    return -1;
 }
 
 #endif

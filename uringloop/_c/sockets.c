@@ -63,20 +63,11 @@ static PyObject *send_or_none(PyObject *pyfd, PyObject *data, const struct socka
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    ssize_t sent;
-    do {
-        sent = sendto((int)fd, view.buf, (size_t)view.len, MSG_DONTWAIT | MSG_NOSIGNAL,
-                      name, namelen);
-    } while (sent < 0 && errno == EINTR);
-    int err = errno;
+    Py_ssize_t sent = try_send((int)fd, view.buf, (size_t)view.len, name, namelen);
     PyBuffer_Release(&view);
-    if (sent < 0) {
-        if (err == EAGAIN || err == EWOULDBLOCK)
-            Py_RETURN_NONE;
-        errno = err;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    return PyLong_FromSsize_t(sent);
+    if (sent == -EAGAIN)
+        Py_RETURN_NONE;
+    return sent < 0 ? NULL : PyLong_FromSsize_t(sent);
 }
 
 /* send_nowait(fd, data) -> bytes sent, or None when the socket is full */

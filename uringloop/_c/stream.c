@@ -243,22 +243,6 @@ static int idle_for_send(PyObject *self, OpTable **t, long *fd, long *live)
     return (*t)->ring != NULL;
 }
 
-/* A send(2) that does not wait: bytes sent, 0 where the socket has no room,
- * or -1 with the error raised as the socket module raises it. */
-static Py_ssize_t send_now(long fd, const char *buf, Py_ssize_t size)
-{
-    ssize_t n;
-    do {
-        n = send((int)fd, buf, (size_t)size, MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n >= 0)
-        return n;
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return 0;
-    PyErr_SetFromErrno(PyExc_OSError);
-    return -1;
-}
-
 /* A bytes object into a SEND on an idle transport.  0: the ring refused the
  * request; the Python path retries or says why. */
 static int send_on_ring(PyObject *self, OpTable *t, long fd, long live, PyObject *data)
@@ -320,7 +304,10 @@ static int write_fast(PyObject *self, PyObject *data)
         PyErr_Clear();              /* not contiguous: _write() copies it */
         return 0;
     }
-    Py_ssize_t sent = view.len >= SEND_NOW_MIN ? send_now(fd, view.buf, view.len) : 0;
+    Py_ssize_t sent = view.len >= SEND_NOW_MIN ? try_send((int)fd, view.buf, (size_t)view.len,
+                                                          NULL, 0) : 0;
+    if (sent == -EAGAIN)
+        sent = 0;
     PyObject *rest = NULL;
     int rc = view.len > 0;          /* _write() ignores b"" after its checks */
     if (sent < 0)
