@@ -300,11 +300,12 @@ def test_ways_in():
         assert runner.run(main()) is uringloop.Loop
     old = asyncio.get_event_loop_policy()
     try:
-        asyncio.set_event_loop_policy(uringloop.Policy())
-        assert asyncio.run(main()) is uringloop.Loop
-        loop = asyncio.new_event_loop()
-        assert isinstance(loop, uringloop.Loop)
-        loop.close()
+        for policy in (uringloop.Policy, uringloop.EventLoopPolicy):   # uvloop's name too
+            asyncio.set_event_loop_policy(policy())
+            assert asyncio.run(main()) is uringloop.Loop
+            loop = asyncio.new_event_loop()
+            assert isinstance(loop, uringloop.Loop)
+            loop.close()
     finally:
         asyncio.set_event_loop_policy(old)
 

@@ -12,9 +12,10 @@
 from . import os        # aiofiles.os's functions (uringloop.os.stat, ...)
 from .loop import Loop
 from .opener import open, read_bytes, read_text, write_bytes, write_text
-from .policy import Policy, install, new_event_loop, run
+from .policy import EventLoopPolicy, Policy, install, new_event_loop, run
 from .ring import Features, UnsupportedError, probe
 
-__all__ = ["Features", "Loop", "Policy", "UnsupportedError", "install", "new_event_loop",
-           "open", "os", "probe", "read_bytes", "read_text", "run", "write_bytes", "write_text"]
+__all__ = ["EventLoopPolicy", "Features", "Loop", "Policy", "UnsupportedError", "install",
+           "new_event_loop", "open", "os", "probe", "read_bytes", "read_text", "run",
+           "write_bytes", "write_text"]
 __version__ = "0.1.0"  # a literal: pyproject.toml's version, read without importing

@@ -1,4 +1,5 @@
-"""Ways in: new_event_loop, Policy, run and install.
+"""Ways in: new_event_loop, Policy (or EventLoopPolicy, as uvloop names it), run
+and install.
 
 uvicorn (0.36 and later) takes a loop factory as an import string,
 ``uvicorn app:app --loop uringloop:new_event_loop`` or
@@ -66,6 +67,12 @@ class Policy(_PolicyBase):
 
     def _loop_factory(self) -> asyncio.AbstractEventLoop:
         return new_event_loop(fallback=self._fallback)
+
+
+# uvloop's name for its policy, so that code written for uvloop
+# (`asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())`) switches by
+# its module name alone.
+EventLoopPolicy = Policy
 
 
 def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
