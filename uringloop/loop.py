@@ -131,6 +131,7 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
         self._other_buffers = {}         # bgid -> BufferRing, for datagrams
         self._starved: collections.deque[Any] = collections.deque()   # see _starve
         self._multishot_recv = self._ring.features.has("multishot_recv")
+        self._bundles_refused = False    # see _multishot_refused
         self._multishot_accept = self._ring.features.has("multishot_accept")
         self._read_multishot = self._ring.features.has("read_multishot")
         self._owned_fds = {}             # fd -> the socket of the open transport owning it
@@ -220,11 +221,15 @@ class Loop(TLSMethods, ServingMethods, SendfileMethods, SocketMethods, Readiness
     def _multishot_refused(self) -> None:
         """A multishot receive was refused (EINVAL): a kernel that bundles
         but takes no length on a multishot receive (the bundle's cap,
-        prep.c) is asked for plain multishot receives next; one before 6.0,
-        for single receives."""
+        prep.c; 6.10 to 6.14) is asked for plain multishot receives next;
+        one before 6.0, for single receives.  Every receive armed before the
+        first refusal was a bundle too, and each is refused in its turn:
+        a kernel that bundles has multishot receives, so after a bundle's
+        refusal an EINVAL never means that multishot is refused."""
         if self._ring.features.has("recvsend_bundle"):
             self._ring.stop_bundling()
-        else:
+            self._bundles_refused = True
+        elif not self._bundles_refused:
             self._multishot_recv = False
 
     def _buffer_ring(self, bgid: int, count: int, size: int) -> BufferRing | None:
